@@ -1,0 +1,101 @@
+"""slimkit: make trained PyTorch models smaller and faster, and measure every trade-off.
+
+The public API, on one page:
+
+- ``run(recipe)``, ``Recipe``: run a baseline and its steps into a run directory.
+- ``build_model(source)``, ``load_data(source)``: the model and data sources recipes name.
+- ``prune(model, config)``, ``quantize(model, config, ...)``, ``train(model, data, config)``:
+  the techniques as plain functions, one typed config each.
+- ``evaluate(model, data)``: the figures every step is measured by.
+- ``list_models()``, ``list_datasets()``, ``list_steps()``: what is registered.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from torch import nn
+
+from slimkit.data import DataBundle, DataSpec, load_data
+from slimkit.errors import (
+    DataLoadError,
+    ExportError,
+    ModelLoadError,
+    RecipeError,
+    RunDirError,
+    ShapeMismatchError,
+    SlimkitError,
+    StepError,
+    UnsafeCheckpointError,
+)
+from slimkit.evaluation import evaluate
+from slimkit.models import MODELS, ModelSpec, register_model, save_model
+from slimkit.models import build_model as _build_model
+from slimkit.pipeline import RunResult, run
+from slimkit.pruning import prune
+from slimkit.pruning import step as _prune_step  # noqa: F401  (registers the step)
+from slimkit.quantization import quantize
+from slimkit.quantization import step as _quantize_step  # noqa: F401
+from slimkit.recipe import Recipe
+from slimkit.training import TrainConfig, train
+from slimkit.training import step as _train_step  # noqa: F401
+
+__version__ = metadata.version("slimkit")
+
+
+def build_model(source: str | dict[str, Any] | ModelSpec, **hints: Any) -> nn.Module:
+    """Build a model from a source string or spec (see ``slimkit list models``).
+
+    >>> import slimkit
+    >>> net = slimkit.build_model("resnet-mini", num_classes=10, in_channels=1)
+    """
+    return _build_model(ModelSpec.parse(source), **hints)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return MODELS.list(pattern)
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    from slimkit.data import DATASETS
+
+    return DATASETS.list(pattern)
+
+
+def list_steps(pattern: str = "*") -> list[str]:
+    from slimkit.steps import STEPS
+
+    return STEPS.list(pattern)
+
+
+__all__ = [
+    "DataBundle",
+    "DataLoadError",
+    "DataSpec",
+    "ExportError",
+    "ModelLoadError",
+    "ModelSpec",
+    "Recipe",
+    "RecipeError",
+    "RunDirError",
+    "RunResult",
+    "ShapeMismatchError",
+    "SlimkitError",
+    "StepError",
+    "TrainConfig",
+    "UnsafeCheckpointError",
+    "__version__",
+    "build_model",
+    "evaluate",
+    "list_datasets",
+    "list_models",
+    "list_steps",
+    "load_data",
+    "prune",
+    "quantize",
+    "register_model",
+    "run",
+    "save_model",
+    "train",
+]

@@ -1,0 +1,3 @@
+from slimkit.cli import main
+
+main()

@@ -1,0 +1,243 @@
+"""The ``slimkit`` command: parse arguments, build library objects, call the library, print.
+
+Every error slimkit raises on purpose is printed as one paragraph with exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from slimkit._console import RichProgress, quiet_libraries
+
+app = typer.Typer(
+    help="Make trained PyTorch models smaller and faster, and measure every trade-off.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model source: see `slimkit list forms`.")]
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="Data source: see `slimkit list forms`.")]
+WeightsOpt = Annotated[
+    Path | None, typer.Option("--weights", "-w", help="Weights to load: .safetensors or a checkpoint.")
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Batch size for timing.")]
+
+
+def _model_and_data(model: str, data: str, weights: Path | None) -> tuple[Any, Any, dict[str, Any]]:
+    from slimkit.data import load_data
+    from slimkit.models import ModelSpec, arch_of, build_model, load_tokenizer_for
+    from slimkit.pipeline import check_fits
+
+    spec = ModelSpec.parse({"source": model, "weights": str(weights) if weights else None})
+    bundle = load_data(data, load_tokenizer_for(spec))
+    hints = {k: v for k, v in (("num_classes", bundle.num_classes),
+                               ("in_channels", bundle.in_channels)) if v is not None}
+    net = build_model(spec, **hints)
+    check_fits(net, bundle, model)
+    return net, bundle, arch_of(spec, hints)
+
+
+def _print_results(results: dict[str, Any], run_dir: Path) -> None:
+    from slimkit.report.markdown import COMPACT, HEADERS, step_rows
+
+    table = Table(title=f"slimkit run {results['recipe']['name']}", title_justify="left")
+    keep = [HEADERS.index(h) for h in COMPACT]
+    for h in COMPACT:
+        table.add_column(h, justify="left" if h in ("step", "backend") else "right", no_wrap=True)
+    for row in step_rows(results):
+        table.add_row(*(row[i] for i in keep))
+    console.print(table)
+    s = results["summary"]
+    colour = "green" if s["speedup"] >= 1 and s["compression"] >= 1 else "yellow"
+    console.print(
+        f"[bold {colour}]{s['final']}: {s['speedup']:.2f}x faster, {s['compression']:.2f}x smaller, "
+        f"{_points(s['accuracy_drop'])}[/] vs {s['baseline']} "
+        f"(batch {results['steps'][0]['batch_size']}, {results['environment']['threads']} threads)"
+    )
+    for step in results["steps"]:
+        for note in step["notes"]:
+            console.print(f"  [dim]{step['name']}:[/] {note}")
+    console.print(f"Run directory: [bold]{run_dir}[/] (results.json, report.md, artifacts/)")
+
+
+def _points(drop: float) -> str:
+    return f"{abs(drop):.2f} points {'lost' if drop > 0 else 'gained' if drop < 0 else 'changed'}"
+
+
+def _run_recipe(recipe_path: Path, out: Path | None) -> None:
+    from slimkit.pipeline import run
+    from slimkit.recipe import Recipe
+
+    recipe = Recipe.load(recipe_path)
+    with RichProgress(console) as progress:
+        result = run(recipe, out, progress)
+    _print_results(result.results, result.run_dir)
+
+
+@app.command("run")
+def run_cmd(
+    recipe: Annotated[Path, typer.Argument(help="YAML recipe file.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (new or empty).")] = None,
+) -> None:
+    """Run a recipe: baseline, then each step, measured side by side."""
+    _run_recipe(recipe, out)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (new or empty).")] = None,
+) -> None:
+    """Train a residual net on real MNIST digits, then prune, fine-tune and quantize it."""
+    from importlib import resources
+
+    with resources.as_file(resources.files("slimkit") / "recipes" / "demo.yaml") as path:
+        _run_recipe(path, out)
+
+
+class Backend(StrEnum):
+    eager = "eager"
+    compile = "compile"
+    onnxruntime = "onnxruntime"
+
+
+@app.command("eval")
+def eval_cmd(model: ModelOpt, data: DataOpt, weights: WeightsOpt = None,
+             backend: Annotated[Backend, typer.Option(help="Runtime to serve the model on.")] = Backend.eager,
+             batch_size: BatchOpt = 1) -> None:
+    """Measure one model: accuracy, parameters, non-zeros, size, MACs, latency."""
+    from slimkit.evaluation import evaluate
+
+    with RichProgress(console) as progress, progress.task("loading and measuring"):
+        net, bundle, arch = _model_and_data(model, data, weights)
+        figures = evaluate(net, bundle, backend=backend.value, batch_size=batch_size, arch=arch)
+    table = Table(title=f"{model} on {data}", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else f"{value:,.4g}"
+                      if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+@app.command()
+def bench(model: ModelOpt, data: DataOpt, weights: WeightsOpt = None,
+          backend: Annotated[list[Backend], typer.Option(help="Repeat to compare runtimes.")] = [Backend.eager, Backend.onnxruntime],  # noqa: B006
+          batch_size: BatchOpt = 1,
+          rounds: Annotated[int, typer.Option(min=1, help="Interleaved timing rounds.")] = 20) -> None:
+    """Time one model on several runtimes, interleaved in one process."""
+    import tempfile
+
+    from slimkit.evaluation import measure, time_interleaved
+    from slimkit.report.markdown import human_bytes
+    from slimkit.state import ModelState
+
+    with RichProgress(console) as progress, tempfile.TemporaryDirectory() as tmp:
+        with progress.task("loading model and data"):
+            net, bundle, arch = _model_and_data(model, data, weights)
+        ms = [measure(b.value, "bench", ModelState(net, b.value), bundle, artifact_stem=Path(tmp) / b.value,
+                      arch=arch, batch_size=batch_size) for b in dict.fromkeys(backend)]
+        time_interleaved(ms, bundle, batch_size=batch_size, rounds=rounds, progress=progress)
+    table = Table(title=f"{model} on {data}, batch {batch_size}", title_justify="left")
+    for col in ("backend", "acc %", "size", "p50 ms", "p90 ms", "ex/s", "vs first"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+    first = ms[0].latency
+    for m in ms:
+        lat = m.latency
+        assert lat is not None and first is not None
+        table.add_row(m.name, f"{m.accuracy:.2f}", human_bytes(m.size_bytes), f"{lat.p50:.3f}",
+                      f"{lat.p90:.3f}", f"{lat.throughput:.0f}", f"{first.p50 / lat.p50:.2f}x")
+    console.print(table)
+
+
+class Format(StrEnum):
+    onnx = "onnx"
+    safetensors = "safetensors"
+
+
+@app.command()
+def export(model: ModelOpt, data: DataOpt,
+           out: Annotated[Path, typer.Option("--out", "-o", help="File to write (must not exist).")],
+           weights: WeightsOpt = None,
+           format: Annotated[Format, typer.Option(help="onnx (verified) or safetensors.")] = Format.onnx) -> None:
+    """Export a model to ONNX (checked against PyTorch) or safetensors with its architecture."""
+    from slimkit.errors import ExportError
+    from slimkit.export import export_onnx, save_model
+
+    if out.exists():
+        raise ExportError(f"{out} already exists; slimkit never overwrites a file. Choose another --out.")
+    with RichProgress(console) as progress, progress.task(f"exporting to {format.value}"):
+        net, bundle, arch = _model_and_data(model, data, weights)
+        if format is Format.onnx:
+            export_onnx(net, bundle.sample_inputs(2), bundle.input_names, out)
+        else:
+            save_model(net, out, arch)
+    console.print(f"Wrote {out} ({out.stat().st_size:,} bytes).")
+
+
+class Listing(StrEnum):
+    all = "all"
+    models = "models"
+    data = "data"
+    steps = "steps"
+    runtimes = "runtimes"
+    forms = "forms"
+
+
+@app.command("list")
+def list_cmd(what: Annotated[Listing, typer.Argument(help="What to list.")] = Listing.all) -> None:
+    """Show built-in models, data sets, step types, runtimes and accepted source forms."""
+    from slimkit.data import DATA_FORMS, DATASETS
+    from slimkit.models import MODELS, SOURCE_FORMS
+    from slimkit.pruning import PRUNE_METHODS
+    from slimkit.quantization import QUANT_MODES
+    from slimkit.runtimes import RUNTIMES
+    from slimkit.steps import STEPS
+
+    sections: dict[Listing, list[tuple[str, str]]] = {
+        Listing.models: [(n, MODELS.help(n)) for n in MODELS],
+        Listing.data: [(n, DATASETS.help(n)) for n in DATASETS],
+        Listing.steps: [(n, STEPS.get(n).description) for n in STEPS]
+        + [(f"prune method: {n}", PRUNE_METHODS.help(n)) for n in PRUNE_METHODS]
+        + [(f"quantize mode: {n}", QUANT_MODES.help(n)) for n in QUANT_MODES],
+        Listing.runtimes: [(n, RUNTIMES.get(n).description) for n in RUNTIMES],
+        Listing.forms: [(f"--model {f.example}", f.name) for f in SOURCE_FORMS]
+        + [(f"--data {f.example}", f.name) for f in DATA_FORMS],
+    }
+    for section, rows in sections.items():
+        if what in (Listing.all, section):
+            table = Table(title=section.value, title_justify="left")
+            table.add_column("name")
+            table.add_column("description")
+            for name, text in rows:
+                table.add_row(name, text)
+            console.print(table)
+
+
+def main() -> None:
+    """Console entry point: library errors become one paragraph and exit status 2."""
+    quiet_libraries()
+    from slimkit.errors import SlimkitError
+
+    try:
+        app()
+    except SlimkitError as err:
+        errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        errors.print("[bold red]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

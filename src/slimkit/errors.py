@@ -1,0 +1,43 @@
+"""slimkit's exceptions: every failure a user can cause is one of these.
+
+Messages name the bad value and say how to fix it; the CLI prints them as one paragraph and
+exits with status 2. Anything else escaping the library is a bug in slimkit.
+"""
+
+from __future__ import annotations
+
+
+class SlimkitError(Exception):
+    """Base class of every error slimkit raises on purpose."""
+
+
+class RecipeError(SlimkitError):
+    """A recipe or config is malformed: unknown key, wrong type, out-of-range value."""
+
+
+class ModelLoadError(SlimkitError):
+    """A model source cannot be resolved or its weights cannot be loaded."""
+
+
+class UnsafeCheckpointError(ModelLoadError):
+    """A checkpoint would need full unpickling, which can run arbitrary code."""
+
+
+class DataLoadError(SlimkitError):
+    """A data source cannot be resolved, read or split."""
+
+
+class ShapeMismatchError(SlimkitError):
+    """A model and a data set do not fit together (input or class count)."""
+
+
+class StepError(SlimkitError):
+    """A pipeline step cannot be applied to the model it was given."""
+
+
+class ExportError(SlimkitError):
+    """A model cannot be exported, or the export does not match the PyTorch model."""
+
+
+class RunDirError(SlimkitError):
+    """The run directory cannot be created (it exists, or is not writable)."""

@@ -1,0 +1,66 @@
+"""Latency and throughput, measured interleaved so models are compared under the same noise.
+
+Shared machines drift: a background job can slow one model's run by 30%. Timing every model in
+round-robin rounds (order rotated each round) spreads that drift over all of them, so the
+ratios between models hold even when the absolute numbers wobble. Figures are percentiles over
+individually timed batches, after warm-up, with one thread count for every runtime.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from slimkit.data.bundle import Inputs
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Per-batch latency percentiles in milliseconds, and examples per second at the median."""
+
+    p50: float
+    p90: float
+    batch_size: int
+    samples: int
+
+    @property
+    def throughput(self) -> float:
+        return self.batch_size / (self.p50 / 1000.0)
+
+
+def measure_latency(
+    engines: Mapping[str, Callable[[Inputs], object]],
+    inputs: Inputs,
+    *,
+    warmup: int = 10,
+    rounds: int = 20,
+    per_round: int = 10,
+    on_round: Callable[[], None] | None = None,
+) -> dict[str, LatencyStats]:
+    """Time each engine on ``inputs``: ``rounds`` x ``per_round`` individually timed calls."""
+    names = list(engines)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    with torch.inference_mode():
+        for name in names:
+            for _ in range(warmup):
+                engines[name](inputs)
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                engine = engines[name]
+                for _ in range(per_round):
+                    start = time.perf_counter()
+                    engine(inputs)
+                    samples[name].append((time.perf_counter() - start) * 1000.0)
+            if on_round is not None:
+                on_round()
+    batch = int(inputs[0].shape[0])
+    return {
+        n: LatencyStats(
+            float(np.percentile(s, 50)), float(np.percentile(s, 90)), batch, len(s)
+        )
+        for n, s in samples.items()
+    }

@@ -1,0 +1,6 @@
+"""Exporters: ONNX (verified against PyTorch) and safetensors with an architecture manifest."""
+
+from slimkit.export.onnx import export_onnx, verify_onnx
+from slimkit.models.persist import save_model
+
+__all__ = ["export_onnx", "save_model", "verify_onnx"]

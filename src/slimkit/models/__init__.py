@@ -1,0 +1,25 @@
+"""Model sources, built-in nets and architecture-as-data persistence."""
+
+from slimkit.models import text, vision  # noqa: F401  (registers the built-in models)
+from slimkit.models.persist import save_model
+from slimkit.models.registry import MODELS, register_model
+from slimkit.models.sources import (
+    SOURCE_FORMS,
+    ModelSpec,
+    arch_of,
+    build_model,
+    load_tokenizer_for,
+    load_weights,
+)
+
+__all__ = [
+    "MODELS",
+    "SOURCE_FORMS",
+    "ModelSpec",
+    "arch_of",
+    "build_model",
+    "load_tokenizer_for",
+    "load_weights",
+    "register_model",
+    "save_model",
+]

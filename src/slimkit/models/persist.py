@@ -1,0 +1,225 @@
+"""Save a model as data: an architecture manifest plus safetensors weights, never a pickle.
+
+The manifest records how to build the network (its source and kwargs) and the constructor
+arguments of every shape-bearing layer. Loading builds the network from its source, rebuilds
+each layer whose recorded shape differs (a structurally pruned conv with fewer channels, say),
+then loads the weights strictly. So a pruned model round-trips with no code execution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from slimkit._io import atomic_path
+from slimkit.errors import ModelLoadError
+
+FORMAT_VERSION = "1"
+
+# Constructor arguments of each layer type whose shape pruning can change, read off an instance.
+_LAYER_ARGS: dict[type[nn.Module], Callable[[Any], dict[str, Any]]] = {
+    nn.Conv2d: lambda m: {
+        "in_channels": m.in_channels,
+        "out_channels": m.out_channels,
+        "kernel_size": list(m.kernel_size),
+        "stride": list(m.stride),
+        "padding": list(m.padding) if not isinstance(m.padding, str) else m.padding,
+        "dilation": list(m.dilation),
+        "groups": m.groups,
+        "bias": m.bias is not None,
+        "padding_mode": m.padding_mode,
+    },
+    nn.Linear: lambda m: {
+        "in_features": m.in_features,
+        "out_features": m.out_features,
+        "bias": m.bias is not None,
+    },
+    nn.BatchNorm1d: lambda m: _bn_args(m),
+    nn.BatchNorm2d: lambda m: _bn_args(m),
+    nn.LayerNorm: lambda m: {
+        "normalized_shape": list(m.normalized_shape),
+        "eps": m.eps,
+        "elementwise_affine": m.elementwise_affine,
+        "bias": m.bias is not None,
+    },
+    nn.Embedding: lambda m: {
+        "num_embeddings": m.num_embeddings,
+        "embedding_dim": m.embedding_dim,
+        "padding_idx": m.padding_idx,
+    },
+}
+
+
+def _bn_args(m: nn.modules.batchnorm._BatchNorm) -> dict[str, Any]:
+    return {
+        "num_features": m.num_features,
+        "eps": m.eps,
+        "momentum": m.momentum,
+        "affine": m.affine,
+        "track_running_stats": m.track_running_stats,
+    }
+
+
+def layer_manifest(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """``{qualified name: {"type", "args"}}`` for every shape-bearing layer of ``model``."""
+    return {
+        name: {"type": type(m).__name__, "args": _LAYER_ARGS[type(m)](m)}
+        for name, m in model.named_modules()
+        if type(m) in _LAYER_ARGS
+    }
+
+
+def save_model(model: nn.Module, path: str | os.PathLike[str], arch: dict[str, Any]) -> Path:
+    """Write ``model``'s weights and manifest to ``path`` (a ``.safetensors`` file), atomically.
+
+    ``arch`` is ``{"source": ..., "kwargs": {...}}``: what :func:`slimkit.load_model` needs to
+    build the unpruned network before reshaping it to the manifest.
+    """
+    metadata = {
+        "slimkit.format": FORMAT_VERSION,
+        "slimkit.arch": json.dumps(arch, sort_keys=True),
+        "slimkit.layers": json.dumps(layer_manifest(model), sort_keys=True),
+    }
+    # Tied weights (shared storage) cannot be stored twice; keep the first name of each.
+    state: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, t in model.state_dict().items():
+        key = t.untyped_storage().data_ptr() if t.numel() else id(t)
+        if key in seen:
+            continue
+        seen.add(key)
+        state[name] = t.detach().contiguous().clone()
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError) as err:
+        raise ModelLoadError(f"{path} is not a readable safetensors file: {err}") from None
+
+
+def saved_arch(path: Path) -> dict[str, Any] | None:
+    """The ``arch`` a slimkit-saved file was written with, or None for plain safetensors."""
+    meta = read_metadata(path)
+    if "slimkit.arch" not in meta:
+        return None
+    arch: dict[str, Any] = json.loads(meta["slimkit.arch"])
+    return arch
+
+
+def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -> None:
+    """Replace each layer of ``model`` whose constructor arguments differ from ``manifest``."""
+    by_type = {t.__name__: t for t in _LAYER_ARGS}
+    for name, entry in manifest.items():
+        try:
+            current = model.get_submodule(name)
+        except AttributeError:
+            raise ModelLoadError(
+                f"The saved model has a layer {name!r} that the architecture does not; "
+                "it was saved from a different network."
+            ) from None
+        layer_type = by_type.get(entry["type"])
+        if layer_type is None or type(current) is not layer_type:
+            raise ModelLoadError(
+                f"Layer {name!r} is {type(current).__name__} in the architecture but "
+                f"{entry['type']} in the saved model."
+            )
+        if _LAYER_ARGS[layer_type](current) != entry["args"]:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, layer_type(**entry["args"]))
+
+
+def load_weights_into(model: nn.Module, path: Path) -> None:
+    """Load ``path`` (safetensors) into ``model`` strictly, naming every mismatch."""
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ModelLoadError(f"{path} is not a readable safetensors file: {err}") from None
+    apply_state_dict(model, state, path)
+
+
+def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """``load_state_dict(strict)`` whose failures say which tensors are missing or misshapen."""
+    own = model.state_dict()
+    # Tied weights were saved once; fill the aliases from the tensor they share storage with.
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in state
+        if k in own and state[k].shape != own[k].shape
+    ]
+    tied = _tied_aliases(model)
+    missing = [k for k in missing if tied.get(k) not in state]
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"missing {_few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {_few(unexpected)}")
+        if shape:
+            parts.append(f"shape mismatch (file vs model) {_few(shape)}")
+        raise ModelLoadError(
+            f"The weights in {path} do not fit the model: {'; '.join(parts)}. "
+            "Check that the architecture and its kwargs match the ones the weights were saved from."
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def _tied_aliases(model: nn.Module) -> dict[str, str]:
+    first: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for name, t in model.state_dict(keep_vars=False).items():
+        if not t.numel():
+            continue
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in first:
+            aliases[name] = first[ptr]
+        else:
+            first[ptr] = name
+    return aliases
+
+
+def _few(items: list[str], n: int = 4) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a PyTorch checkpoint, read with ``weights_only=True`` (no code runs).
+
+    Accepts a bare state dict or the common ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers.
+    """
+    from slimkit.errors import UnsafeCheckpointError
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            raise UnsafeCheckpointError(
+                f"{path} is not a plain weights checkpoint: loading it would unpickle "
+                "arbitrary Python objects, which can run code. Save a state_dict "
+                "(torch.save(model.state_dict(), ...)) or safetensors instead."
+            ) from None
+        raise ModelLoadError(f"{path} is not a readable PyTorch checkpoint: {err}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelLoadError(f"{path} holds no state dict of tensors.")
+    return obj

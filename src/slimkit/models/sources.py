@@ -1,0 +1,248 @@
+"""Model sources: one string (or a small mapping) names a model everywhere.
+
+Accepted forms, tried in this order (``slimkit list`` prints them):
+
+- ``hf:path/to/dir``: a local Hugging Face encoder directory, with a classification head;
+- ``path/to/model.safetensors``: a model slimkit saved (architecture manifest + weights);
+- ``package.module:factory`` or ``path/to/file.py:factory``: a user factory, called with kwargs;
+- a registered name such as ``resnet-mini`` or ``minilm-l6``.
+
+Weights for a built architecture come from ``weights:`` — safetensors, or a PyTorch checkpoint
+read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import field_validator
+from torch import nn
+
+from slimkit.config import Config
+from slimkit.errors import ModelLoadError
+from slimkit.models import persist, text
+from slimkit.models.registry import MODELS
+
+
+class ModelSpec(Config):
+    """Where a model comes from: ``source``, factory ``kwargs`` and optional ``weights``."""
+
+    source: str
+    kwargs: dict[str, Any] = {}
+    weights: str | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("a model source cannot be empty")
+        return v.strip()
+
+    @classmethod
+    def parse(cls, value: str | dict[str, Any] | ModelSpec, where: str = "model") -> ModelSpec:
+        """Accept the short string form or the mapping form used in recipes."""
+        if isinstance(value, ModelSpec):
+            return value
+        if isinstance(value, str):
+            return cls.from_dict({"source": value}, where)
+        if isinstance(value, dict):
+            return cls.from_dict(value, where)
+        raise ModelLoadError(f"'{where}' must be a source string or a mapping, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class SourceForm:
+    """One accepted shape of a model source string."""
+
+    name: str
+    example: str
+    matches: Callable[[str], bool]
+    build: Callable[[ModelSpec, dict[str, Any]], nn.Module]
+    tokenizer_dir: Callable[[ModelSpec], Path | None]
+
+
+def _is_import_path(s: str) -> bool:
+    return ":" in s and not s.startswith("hf:") and len(s.split(":")[0]) > 1
+
+
+def _existing(path: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelLoadError(f"Model file or directory {str(p)!r} does not exist.")
+    return p
+
+
+def _build_hf(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
+    kwargs = {**hints, **spec.kwargs}
+    return text.load_encoder_classifier(
+        _existing(spec.source[3:]), int(kwargs.get("num_classes", 2)), kwargs.get("pretrained", True)
+    )
+
+
+def _build_saved(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
+    path = _existing(spec.source)
+    arch = persist.saved_arch(path)
+    if arch is None:
+        raise ModelLoadError(
+            f"{path} holds weights but no architecture. Name the architecture and load these "
+            f"weights into it: model: {{source: resnet-mini, weights: {path}}}."
+        )
+    inner = ModelSpec.parse({"source": arch["source"], "kwargs": arch.get("kwargs", {})})
+    # The weights come from the file, so skip loading pretrained ones first.
+    model = _form_for(inner.source).build(inner, {"pretrained": False})
+    persist.reshape_to_manifest(model, _manifest(path))
+    persist.load_weights_into(model, path)
+    return model
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(persist.read_metadata(path).get("slimkit.layers", "{}")))
+
+
+def _import_factory(ref: str) -> Callable[..., nn.Module]:
+    module_ref, _, attr = ref.rpartition(":")
+    try:
+        if module_ref.endswith(".py"):
+            path = _existing(module_ref)
+            mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert mod_spec is not None and mod_spec.loader is not None
+            module = importlib.util.module_from_spec(mod_spec)
+            mod_spec.loader.exec_module(module)
+        else:
+            # Like `python -m`, let modules in the working directory be found.
+            if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(module_ref)
+    except ImportError as err:
+        raise ModelLoadError(
+            f"Cannot import {module_ref!r} for model {ref!r}: {err}. Use 'package.module:factory' "
+            "with the package importable (installed, or in the working directory)."
+        ) from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelLoadError(f"{module_ref!r} has no callable {attr!r} (from model {ref!r}).")
+    return factory  # type: ignore[no-any-return]
+
+
+def _build_import(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
+    factory = _import_factory(spec.source)
+    return _call(factory, spec, hints)
+
+
+def _build_registered(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
+    if spec.source not in MODELS:
+        raise ModelLoadError(
+            MODELS.unknown_message(spec.source)
+            + " Other forms: hf:DIR, FILE.safetensors, package.module:factory."
+        )
+    return _call(MODELS.get(spec.source), spec, hints)
+
+
+def _resolve_kwargs(
+    factory: Callable[..., nn.Module], spec: ModelSpec, hints: dict[str, Any]
+) -> dict[str, Any]:
+    """The spec's kwargs plus the data hints ``factory`` accepts and the spec leaves unset."""
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in hints.items() if k in params or takes_any}
+    return {**kwargs, **spec.kwargs}
+
+
+def _call(factory: Callable[..., nn.Module], spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
+    kwargs = _resolve_kwargs(factory, spec, hints)
+    try:
+        model = factory(**kwargs)
+    except TypeError as err:
+        raise ModelLoadError(f"Cannot build model {spec.source!r} with {kwargs}: {err}.") from None
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"Factory {spec.source!r} returned {type(model).__name__}, not nn.Module.")
+    return model
+
+
+def _registered_tokenizer(spec: ModelSpec) -> Path | None:
+    getter = getattr(MODELS.get(spec.source), "tokenizer_dir", None) if spec.source in MODELS else None
+    return getter() if getter else None
+
+
+def _saved_tokenizer(spec: ModelSpec) -> Path | None:
+    arch = persist.saved_arch(_existing(spec.source))
+    return tokenizer_dir(ModelSpec.parse(arch["source"])) if arch else None
+
+
+SOURCE_FORMS: list[SourceForm] = [
+    SourceForm("Hugging Face directory", "hf:path/to/dir", lambda s: s.startswith("hf:"),
+               _build_hf, lambda spec: _existing(spec.source[3:])),
+    SourceForm("slimkit-saved model", "path/to/model.safetensors",
+               lambda s: s.endswith(".safetensors"), _build_saved, _saved_tokenizer),
+    SourceForm("import path", "package.module:factory", _is_import_path, _build_import,
+               lambda spec: None),
+    SourceForm("registered name", "resnet-mini", lambda s: True, _build_registered,
+               _registered_tokenizer),
+]
+
+
+def _form_for(source: str) -> SourceForm:
+    return next(f for f in SOURCE_FORMS if f.matches(source))
+
+
+def build_model(spec: ModelSpec, **hints: Any) -> nn.Module:
+    """Build the model ``spec`` names, with its weights loaded, in eval mode.
+
+    ``hints`` (``num_classes``, ``in_channels``) come from the data set and are passed to
+    factories that accept them, unless the spec's kwargs already set them.
+
+    >>> from slimkit.models import ModelSpec, build_model
+    >>> net = build_model(ModelSpec.parse("resnet-mini"), num_classes=10, in_channels=1)
+    >>> sum(p.numel() for p in net.parameters())
+    77754
+    """
+    model = _form_for(spec.source).build(spec, hints)
+    if spec.weights is not None:
+        load_weights(model, spec.weights)
+    return model.eval()
+
+
+def load_weights(model: nn.Module, weights: str | Path) -> None:
+    """Load a ``.safetensors`` file or a PyTorch checkpoint (``weights_only``) into ``model``."""
+    path = _existing(str(weights))
+    if path.suffix == ".safetensors":
+        persist.load_weights_into(model, path)
+    else:
+        persist.apply_state_dict(model, persist.load_checkpoint_state(path), path)
+
+
+def tokenizer_dir(spec: ModelSpec) -> Path | None:
+    """The tokenizer folder of a text model, or None for models that take tensors."""
+    return _form_for(spec.source).tokenizer_dir(spec)
+
+
+def load_tokenizer_for(spec: ModelSpec) -> Any:
+    """The Hugging Face tokenizer of a text model, or None."""
+    path = tokenizer_dir(spec)
+    return text.load_tokenizer(path) if path is not None else None
+
+
+def arch_of(spec: ModelSpec, hints: dict[str, Any]) -> dict[str, Any]:
+    """The ``arch`` record to save with a model built from ``spec`` (hints resolved)."""
+    source = spec.source
+    if source.endswith(".safetensors"):
+        arch = persist.saved_arch(_existing(source))
+        if arch is not None:
+            return arch
+    if source.startswith("hf:"):
+        kwargs = {"num_classes": hints.get("num_classes", 2), **spec.kwargs}
+    elif _is_import_path(source):
+        kwargs = _resolve_kwargs(_import_factory(source), spec, hints)
+    else:
+        kwargs = _resolve_kwargs(MODELS.get(source), spec, hints)
+    kwargs.pop("pretrained", None)
+    return {"source": source, "kwargs": kwargs}

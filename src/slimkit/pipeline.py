@@ -1,0 +1,155 @@
+"""Run a recipe: baseline, then each step, measuring every model the same way, into a run dir.
+
+After each step the new model is evaluated (metric, parameters, non-zeros, MACs, size of the
+artifact its runtime loads). Latency is measured last, for all models together in interleaved
+rounds, so the speedups in ``results.json`` compare models under the same machine conditions.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimkit._io import write_json, write_text
+from slimkit.data import DataBundle, load_data
+from slimkit.errors import ShapeMismatchError
+from slimkit.evaluation import Measurement, measure, time_interleaved
+from slimkit.models import arch_of, build_model, load_tokenizer_for
+from slimkit.progress import Progress, SilentProgress
+from slimkit.recipe import Recipe
+from slimkit.report.markdown import render_markdown
+from slimkit.results import build_results
+from slimkit.rundir import create_run_dir, environment
+from slimkit.state import ModelState
+from slimkit.steps import STEPS, StepContext
+from slimkit.training import cache, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where the run landed and what ``results.json`` holds."""
+
+    run_dir: Path
+    results: dict[str, Any]
+
+
+def run(recipe: Recipe, out: str | os.PathLike[str] | None = None,
+        progress: Progress | None = None) -> RunResult:
+    """Run ``recipe`` into a new run directory and return its results.
+
+    >>> import slimkit
+    >>> result = slimkit.run(slimkit.Recipe.load("recipes/demo.yaml"))  # doctest: +SKIP
+    >>> result.results["summary"]["speedup"]  # doctest: +SKIP
+    """
+    progress = progress or SilentProgress()
+    run_dir = create_run_dir(recipe.name, out)
+    threads = recipe.evaluation.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(recipe.seed)
+    write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    env = environment(threads)
+    write_json(run_dir / "environment.json", env)
+
+    with progress.task("loading model and data") as task:
+        data = load_data(recipe.data, load_tokenizer_for(recipe.model))
+        hints = {k: v for k, v in (("num_classes", data.num_classes),
+                                   ("in_channels", data.in_channels)) if v is not None}
+        model = build_model(recipe.model, **hints)
+        check_fits(model, data, recipe.model.source)
+        arch = arch_of(recipe.model, hints)
+        task.advance()
+
+    ev = recipe.evaluation
+
+    def measured(name: str, kind: str, state: ModelState, stem: Path, start: float) -> Measurement:
+        m = measure(name, kind, state, data, artifact_stem=stem, arch=arch,
+                    batch_size=ev.batch_size, metrics=ev.metrics)
+        m.wall_s, m.notes = time.perf_counter() - start, list(state.notes)
+        return m
+
+    start = time.perf_counter()
+    state = ModelState(model, ev.backend, notes=_baseline(model, arch, recipe, data, progress))
+    records = [measured("baseline", "baseline", state, run_dir / "artifacts" / "00-baseline", start)]
+    for i, step in enumerate(recipe.steps, 1):
+        stem = run_dir / "artifacts" / f"{i:02d}-{step.name}"
+        label = f"step {i}/{len(recipe.steps)}: {step.name}"
+        with progress.task(f"{label} ({step.kind})") as task:
+            start = time.perf_counter()
+            given = ModelState(copy.deepcopy(state.module), state.backend)
+            ctx = StepContext(data, stem, progress, recipe.seed)
+            state = STEPS.get(step.kind).apply(given, step.config, ctx)
+            records.append(measured(step.name, step.kind, state, stem, start))
+            task.update(f"{label}: accuracy {records[-1].accuracy:.2f}%")
+
+    time_interleaved(records, data, batch_size=ev.batch_size, warmup=ev.warmup,
+                     rounds=ev.rounds, per_round=ev.per_round, progress=progress)
+    _note_regressions(records)
+    results = build_results(recipe.to_dict(), records, run_dir, env)
+    write_json(run_dir / "results.json", results)
+    write_text(run_dir / "report.md", render_markdown(results))
+    return RunResult(run_dir, results)
+
+
+def check_fits(model: nn.Module, data: DataBundle, source: str) -> None:
+    """Fail early, in words, when the model cannot take the data or predict its classes."""
+    inputs = data.sample_inputs(2)
+    shapes = ", ".join(f"{n} {tuple(x.shape[1:])}" for n, x in zip(data.input_names, inputs, strict=True))
+    try:
+        with torch.inference_mode():
+            out = model(*inputs)
+    except Exception as err:  # any failure here means the model cannot consume these inputs
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ShapeMismatchError(
+            f"Model {source!r} cannot run on data {data.name!r}, whose examples are {shapes}: "
+            f"{first}. Use a model built for these inputs (for images, check in_channels and size)."
+        ) from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != data.num_classes:
+        got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ShapeMismatchError(
+            f"Model {source!r} outputs {got} per example, but data {data.name!r} has "
+            f"{data.num_classes} classes. Build it with num_classes: {data.num_classes} "
+            "(model kwargs) or load weights trained for these classes."
+        )
+
+
+def _baseline(model: nn.Module, arch: dict[str, Any], recipe: Recipe, data: DataBundle,
+              progress: Progress) -> list[str]:
+    config = recipe.baseline.train
+    if config is None:
+        if recipe.model.weights is None and not recipe.model.source.endswith(".safetensors"):
+            return ["baseline is not trained (no weights, no baseline.train): its accuracy is chance-level"]
+        return []
+    key = cache.baseline_key(arch, {"model": recipe.model.to_dict(), "data": recipe.data.to_dict()},
+                             config.to_dict())
+    if recipe.baseline.cache:
+        cached = cache.load_cached(model, key)
+        if cached is not None:
+            model.eval()
+            return [f"baseline reused from cache {key} (trained {len(cached['loss'])} epochs)"]
+    with progress.task("training baseline"):
+        history = train(model, data, config, progress=progress)
+    if recipe.baseline.cache:
+        cache.store(model, key, arch, history.to_dict())
+    return [f"baseline trained {config.epochs} epochs; best validation accuracy "
+            f"{max(history.val_accuracy):.2f}% at epoch {history.best_epoch}"]
+
+
+def _note_regressions(records: list[Measurement]) -> None:
+    for prev, rec in itertools.pairwise(records):
+        assert prev.latency is not None and rec.latency is not None
+        if rec.latency.p50 > prev.latency.p50:
+            rec.notes.append(
+                f"not faster than {prev.name}: p50 {rec.latency.p50:.3f} ms on {rec.state.backend} "
+                f"vs {prev.latency.p50:.3f} ms on {prev.state.backend}"
+            )

@@ -1,0 +1,195 @@
+"""Recipes: a baseline and an ordered list of steps, as inert data.
+
+A recipe is plain YAML (``yaml.safe_load``: no tags, nothing evaluated). Every mapping is
+checked against its typed config, so an unknown key or a wrong type is an error that names the
+key and what is allowed. Steps are written ``- kind: {config}``, optionally with ``name:``::
+
+    name: demo
+    model: resnet-mini
+    data: mnist5k
+    baseline:
+      train: {epochs: 20, lr: 0.006, augment: [random-shift]}
+    steps:
+      - prune: {method: channels, ratio: 0.5}
+      - finetune: {epochs: 6, lr: 0.002}
+      - quantize: {mode: static-int8}
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, field_validator
+
+from slimkit.config import Config
+from slimkit.data.sources import DataSpec
+from slimkit.errors import RecipeError
+from slimkit.evaluation.metrics import METRICS
+from slimkit.models.sources import ModelSpec
+from slimkit.runtimes import RUNTIMES
+from slimkit.steps import STEPS
+from slimkit.training.trainer import TrainConfig
+
+
+class BaselineConfig(Config):
+    """How to get the baseline: train it (``train:``), or use the loaded weights as they are."""
+
+    train: TrainConfig | None = None
+    cache: bool = Field(True, description="Reuse a baseline trained with the same config.")
+
+
+class EvaluationConfig(Config):
+    """How every step is measured. The same settings apply to the baseline and every step."""
+
+    backend: str = "eager"
+    batch_size: int = Field(1, ge=1, le=65_536)
+    threads: int | None = Field(None, ge=1, le=1024, description="Default: torch's thread count.")
+    warmup: int = Field(10, ge=0, le=100_000)
+    rounds: int = Field(20, ge=1, le=100_000)
+    per_round: int = Field(10, ge=1, le=100_000)
+    metrics: tuple[str, ...] = ("accuracy",)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v not in RUNTIMES:
+            raise ValueError(RUNTIMES.unknown_message(v))
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for m in v:
+            if m not in METRICS:
+                raise ValueError(METRICS.unknown_message(m))
+        return v
+
+
+class _Head(Config):
+    """The recipe's top level, steps still raw (they are parsed through the step registry)."""
+
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    seed: int = 0
+    model: ModelSpec
+    data: DataSpec
+    baseline: BaselineConfig = BaselineConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    steps: list[Any] = []
+
+    @field_validator("model", "data", mode="before")
+    @classmethod
+    def _short_form(cls, v: Any) -> Any:
+        return {"source": v} if isinstance(v, str) else v
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a recipe: its type, its unique name in the run, its validated config."""
+
+    kind: str
+    name: str
+    config: Config
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, self.kind: self.config.to_dict()}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe. Build with :meth:`from_dict` or :meth:`load`."""
+
+    name: str
+    seed: int
+    model: ModelSpec
+    data: DataSpec
+    baseline: BaselineConfig
+    evaluation: EvaluationConfig
+    steps: tuple[StepSpec, ...]
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "recipe") -> Recipe:
+        if not isinstance(data, dict):
+            raise RecipeError(f"A recipe must be a mapping of keys to values, got {type(data).__name__}.")
+        head = _Head.from_dict(data, where)
+        if not isinstance(head.steps, list):
+            raise RecipeError(f"'{where}.steps' must be a list of steps.")
+        steps = _parse_steps(head.steps, where)
+        return cls(head.name, head.seed, head.model, head.data, head.baseline, head.evaluation, steps)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Recipe:
+        """Read and validate a YAML recipe file."""
+        p = Path(path)
+        if not p.is_file():
+            raise RecipeError(f"Recipe file {str(p)!r} does not exist.")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise RecipeError(f"Recipe {p} is not UTF-8 text.") from None
+        except yaml.YAMLError as err:
+            raise RecipeError(f"Recipe {p} is not valid YAML: {err}".replace("\n", " ")) from None
+        return cls.from_dict(data, where=p.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "model": self.model.to_dict(),
+            "data": self.data.to_dict(),
+            "baseline": self.baseline.to_dict(),
+            "evaluation": self.evaluation.to_dict(),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _parse_steps(raw: list[Any], where: str) -> tuple[StepSpec, ...]:
+    steps: list[StepSpec] = []
+    onnx_step: str | None = None
+    for i, item in enumerate(raw):
+        at = f"{where}.steps[{i}]"
+        if not isinstance(item, dict):
+            raise RecipeError(f"'{at}' must be a mapping like {{prune: {{...}}}}, got {item!r}.")
+        item = dict(item)
+        name = item.pop("name", None)
+        if len(item) != 1:
+            raise RecipeError(
+                f"'{at}' must name exactly one step type (and optionally name:), got keys "
+                f"{sorted(item)}. Step types: {', '.join(STEPS.list())}."
+            )
+        kind, body = next(iter(item.items()))
+        if kind not in STEPS:
+            raise RecipeError(f"'{at}': " + STEPS.unknown_message(str(kind)))
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise RecipeError(f"'{at}.{kind}' must be a mapping of settings, got {body!r}.")
+        step_type = STEPS.get(kind)
+        if onnx_step is not None:
+            raise RecipeError(
+                f"'{at}' ({kind}) comes after {onnx_step}, which turned the model into an int8 "
+                "ONNX graph that cannot be changed further. Put quantize last."
+            )
+        config = step_type.parse(body, f"{at}.{kind}")
+        steps.append(StepSpec(kind, _unique_name(name or kind, steps, at), config))
+        if step_type.to_onnx:
+            onnx_step = f"steps[{i}] ({kind})"
+    return tuple(steps)
+
+
+def _unique_name(name: Any, steps: list[StepSpec], at: str) -> str:
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        raise RecipeError(f"'{at}.name' must be letters, digits, '-' or '_', got {name!r}.")
+    taken = {s.name for s in steps} | {"baseline"}
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name}-{n}" in taken:
+        n += 1
+    return f"{name}-{n}"

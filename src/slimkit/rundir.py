@@ -1,0 +1,72 @@
+"""Run directories: a fresh folder per run, and the environment the run measured on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slimkit.errors import RunDirError
+
+DEFAULT_ROOT = Path("runs")
+
+
+def create_run_dir(name: str, out: str | os.PathLike[str] | None = None) -> Path:
+    """Make the run's directory: ``out`` exactly (must be new or empty), else ``runs/<name>-<time>``.
+
+    An earlier run is never overwritten: a non-empty ``out`` is an error, and generated names get
+    a numeric suffix when the second is already taken.
+    """
+    if out is not None:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise RunDirError(
+                f"Run directory {str(path)!r} already exists and is not empty; slimkit never "
+                "overwrites a run. Choose a new --out, or omit it for a fresh runs/<name>-<time>."
+            )
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = DEFAULT_ROOT / f"{name}-{stamp}"
+        n = 2
+        while path.exists():
+            path = DEFAULT_ROOT / f"{name}-{stamp}-{n}"
+            n += 1
+    try:
+        (path / "artifacts").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"Cannot create run directory {str(path)!r}: {err}.") from None
+    return path
+
+
+def environment(threads: int) -> dict[str, Any]:
+    """Versions, CPU and thread count: what a reader needs to trust or reproduce the figures."""
+    versions = {}
+    for pkg in ("slimkit", "torch", "onnxruntime", "onnx", "torch-pruning", "transformers", "accelerate"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "cuda": torch.cuda.is_available(),
+        "versions": versions,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

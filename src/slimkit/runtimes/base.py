@@ -1,0 +1,47 @@
+"""The runtime registry and the record a prepared model comes back as."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slimkit.data.bundle import Inputs
+from slimkit.errors import StepError
+from slimkit.registry import Registry
+from slimkit.state import ModelState
+
+Engine = Callable[[Inputs], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A model ready to serve: its engine and the artifact file that engine loads."""
+
+    engine: Engine
+    artifact: Path
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How to serve a state: ``prepare(state, artifact_stem, context) -> Prepared``."""
+
+    name: str
+    description: str
+    prepare: Callable[[ModelState, Path, dict[str, Any]], Prepared]
+
+
+RUNTIMES: Registry[Runtime] = Registry("runtime")
+
+
+def prepare(state: ModelState, artifact_stem: Path, *, input_names: tuple[str, ...],
+            sample_inputs: Inputs, threads: int, arch: dict[str, Any]) -> Prepared:
+    """Serve ``state`` on its runtime, writing its artifact next to ``artifact_stem``."""
+    if state.backend not in RUNTIMES:
+        raise StepError(RUNTIMES.unknown_message(state.backend))
+    context = {"input_names": input_names, "sample_inputs": sample_inputs,
+               "threads": threads, "arch": arch}
+    return RUNTIMES.get(state.backend).prepare(state, artifact_stem, context)

@@ -1,0 +1,39 @@
+"""PyTorch runtimes: eager and torch.compile (inductor). Artifact: safetensors + manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slimkit.errors import StepError
+from slimkit.models.persist import save_model
+from slimkit.runtimes.base import RUNTIMES, Prepared, Runtime
+from slimkit.state import ModelState
+
+
+def _torch_artifact(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Path:
+    if not state.trainable:
+        raise StepError(
+            f"This model is an ONNX graph ({state.onnx_path}); it runs on onnxruntime only, "
+            f"not on {state.backend}."
+        )
+    return save_model(state.module, stem.with_suffix(".safetensors"), ctx["arch"])
+
+
+def _eager(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
+    artifact = _torch_artifact(state, stem, ctx)
+    module = state.module.eval()
+    return Prepared(lambda inputs: module(*inputs), artifact)
+
+
+def _compiled(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
+    artifact = _torch_artifact(state, stem, ctx)
+    # dynamic=False: one graph per batch shape, specialised like a serving deployment would be.
+    compiled = torch.compile(state.module.eval(), dynamic=False)
+    return Prepared(lambda inputs: compiled(*inputs), artifact)
+
+
+RUNTIMES.add("eager", Runtime("eager", "PyTorch eager mode (fp32 unless the step changed it)", _eager))
+RUNTIMES.add("compile", Runtime("compile", "torch.compile with the inductor backend", _compiled))

@@ -1,0 +1,44 @@
+"""ONNX Runtime on the CPU execution provider. Artifact: the ``.onnx`` file it loads."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+import torch
+
+from slimkit.export.onnx import export_onnx
+from slimkit.runtimes.base import RUNTIMES, Prepared, Runtime
+from slimkit.state import ModelState
+
+
+def session(path: Path, threads: int) -> ort.InferenceSession:
+    """A CPU session with ``threads`` intra-op threads, like torch.set_num_threads(threads)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _prepare(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
+    artifact = stem.with_suffix(".onnx")
+    if state.onnx_path is not None:
+        if state.onnx_path.resolve() != artifact.resolve():
+            shutil.copyfile(state.onnx_path, artifact)
+    else:
+        export_onnx(state.module, ctx["sample_inputs"], ctx["input_names"], artifact)
+    sess = session(artifact, ctx["threads"])
+    names = ctx["input_names"]
+
+    def engine(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        feeds = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
+        return torch.from_numpy(sess.run(None, feeds)[0])
+
+    return Prepared(engine, artifact)
+
+
+RUNTIMES.add("onnxruntime", Runtime("onnxruntime", "ONNX Runtime, CPU execution provider", _prepare))

@@ -1,0 +1,46 @@
+"""One way to name layers everywhere: type names, exact qualified names, ``re:`` regexes.
+
+``"Linear"`` matches every ``nn.Linear``; ``"layers.0.c1"`` matches that module only;
+``"re:.*head.*"`` matches qualified names by regex. Pruning and quantization take
+``targets`` and ``ignore`` lists in this form.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+
+from torch import nn
+
+from slimkit.errors import RecipeError
+
+
+def matches(name: str, module: nn.Module, pattern: str) -> bool:
+    """Whether the module called ``name`` is selected by ``pattern``."""
+    if pattern.startswith("re:"):
+        return re.fullmatch(pattern[3:], name) is not None
+    return pattern == name or pattern == type(module).__name__
+
+
+def select(
+    model: nn.Module,
+    targets: Sequence[str],
+    ignore: Sequence[str] = (),
+) -> Iterator[tuple[str, nn.Module]]:
+    """Yield ``(name, module)`` for modules matched by a target and by no ignore pattern."""
+    for name, module in model.named_modules():
+        if any(matches(name, module, p) for p in targets) and not any(
+            matches(name, module, p) for p in ignore
+        ):
+            yield name, module
+
+
+def validate_patterns(patterns: Sequence[str]) -> list[str]:
+    """Check that ``re:`` patterns compile; used by configs at construction."""
+    for p in patterns:
+        if p.startswith("re:"):
+            try:
+                re.compile(p[3:])
+            except re.error as err:
+                raise RecipeError(f"Layer pattern {p!r} is not a valid regex: {err}.") from None
+    return list(patterns)

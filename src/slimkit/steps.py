@@ -1,0 +1,58 @@
+"""Pipeline step types: a name, how to read its config, and how to apply it to a model.
+
+A step type is registered where its technique lives (``pruning/step.py``, ...), with
+``@register_step``; recipes name steps by these names and ``slimkit list steps`` shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slimkit.config import Config
+from slimkit.data.bundle import DataBundle
+from slimkit.progress import Progress
+from slimkit.registry import Registry
+from slimkit.state import ModelState
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step may use besides the model: the data, where to write, how to report."""
+
+    data: DataBundle
+    artifact_stem: Path  # run_dir/artifacts/NN-name; a step adds the suffix it writes
+    progress: Progress
+    seed: int
+
+
+Apply = Callable[[ModelState, Any, StepContext], ModelState]
+
+
+@dataclass(frozen=True)
+class StepType:
+    """A kind of step. ``trains_torch`` steps need a PyTorch model; ``to_onnx`` steps end in one."""
+
+    name: str
+    parse: Callable[[dict[str, Any], str], Config]
+    apply: Apply
+    description: str
+    to_onnx: bool = False
+
+
+STEPS: Registry[StepType] = Registry("step type")
+
+
+def register_step(
+    name: str, parse: Callable[[dict[str, Any], str], Config], *, to_onnx: bool = False
+) -> Callable[[Apply], Apply]:
+    """Register ``apply(state, config, context) -> state`` as step type ``name``."""
+
+    def decorator(apply: Apply) -> Apply:
+        doc = (apply.__doc__ or "").strip().splitlines()
+        STEPS.add(name, StepType(name, parse, apply, doc[0] if doc else "", to_onnx))
+        return apply
+
+    return decorator

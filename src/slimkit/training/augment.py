@@ -1,0 +1,30 @@
+"""Batch augmentations for training, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from slimkit.registry import Registry
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+AUGMENTS: Registry[Augment] = Registry("augmentation")
+
+MAX_SHIFT = 2  # pixels; MNIST digits are centred by their mass, so ±2 px covers real jitter
+
+
+@AUGMENTS.register("random-shift")
+def random_shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by a random whole number of pixels (up to ±2), edges replicated."""
+    n, _, h, w = images.shape
+    shifts = torch.randint(-MAX_SHIFT, MAX_SHIFT + 1, (n, 2), generator=generator).float()
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    # affine_grid works in [-1, 1] coordinates: one pixel is 2/size.
+    theta[:, 0, 2] = shifts[:, 0] * 2.0 / w
+    theta[:, 1, 2] = shifts[:, 1] * 2.0 / h
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="nearest", padding_mode="border", align_corners=False)

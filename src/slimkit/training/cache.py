@@ -1,0 +1,52 @@
+"""Baselines cached by what produced them, so a second run skips retraining.
+
+The key hashes everything that determines the trained weights: the model source and kwargs,
+the data spec, the training config, and the slimkit and torch versions. Change any and the
+baseline is retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slimkit._io import write_json
+from slimkit.models.persist import load_weights_into, save_model
+
+
+def cache_dir() -> Path:
+    """``$SLIMKIT_CACHE``, else ``$XDG_CACHE_HOME/slimkit``, else ``~/.cache/slimkit``."""
+    if os.environ.get("SLIMKIT_CACHE"):
+        return Path(os.environ["SLIMKIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "slimkit"
+
+
+def baseline_key(arch: dict[str, Any], data: dict[str, Any], train: dict[str, Any]) -> str:
+    payload = {
+        "arch": arch, "data": data, "train": train,
+        "slimkit": metadata.version("slimkit"), "torch": torch.__version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_cached(model: torch.nn.Module, key: str) -> dict[str, Any] | None:
+    """Load the cached weights for ``key`` into ``model``; return their training history."""
+    weights, info = cache_dir() / "baselines" / f"{key}.safetensors", cache_dir() / "baselines" / f"{key}.json"
+    if not (weights.is_file() and info.is_file()):
+        return None
+    load_weights_into(model, weights)
+    history: dict[str, Any] = json.loads(info.read_text())
+    return history
+
+
+def store(model: torch.nn.Module, key: str, arch: dict[str, Any], history: dict[str, Any]) -> None:
+    folder = cache_dir() / "baselines"
+    save_model(model, folder / f"{key}.safetensors", arch)
+    write_json(folder / f"{key}.json", history)
