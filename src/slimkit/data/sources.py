@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,7 @@ def _read_npz(spec: DataSpec, path: Path | None, tokenizer: Any) -> Examples:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataLoadError(f"{path} is not a readable .npz file: {err}") from None
     if {"x", "y"} <= arrays.keys():
         return _array_examples(arrays["x"], arrays["y"], path)
