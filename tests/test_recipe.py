@@ -20,7 +20,12 @@ MINIMAL = {"model": "resnet-mini", "data": "mnist5k"}
 
 # One valid instance of every registered config, so each is round-tripped.
 EXAMPLES = {
-    "magnitude": {"method": "magnitude", "sparsity": 0.8, "scope": "layer", "ignore": ["re:head.*"]},
+    "magnitude": {
+        "method": "magnitude",
+        "sparsity": 0.8,
+        "scope": "layer",
+        "ignore": ["re:head.*"],
+    },
     "channels": {"method": "channels", "ratio": 0.3, "importance": "l1", "round_to": 4},
     "static-int8": {"mode": "static-int8", "estimator": "percentile", "percentile": 99.9},
     "dynamic-int8": {"mode": "dynamic-int8", "per_channel": True},
@@ -44,11 +49,16 @@ def test_configs_round_trip_through_dict_and_yaml(name: str):
 
 
 def test_recipe_round_trips_and_fills_defaults():
-    recipe = Recipe.from_dict({**MINIMAL, "steps": [
-        {"prune": EXAMPLES["channels"]},
-        {"name": "ft", "finetune": {"epochs": 2, "lr": 0.01}},
-        {"quantize": EXAMPLES["static-int8"]},
-    ]})
+    recipe = Recipe.from_dict(
+        {
+            **MINIMAL,
+            "steps": [
+                {"prune": EXAMPLES["channels"]},
+                {"name": "ft", "finetune": {"epochs": 2, "lr": 0.01}},
+                {"quantize": EXAMPLES["static-int8"]},
+            ],
+        }
+    )
     assert [s.name for s in recipe.steps] == ["prune", "ft", "quantize"]
     assert recipe.model.source == "resnet-mini" and recipe.data.test_fraction == 0.2
     assert recipe.evaluation.batch_size == 1 and recipe.evaluation.backend == "eager"
@@ -66,20 +76,62 @@ def test_repeated_step_kinds_get_unique_names():
 @pytest.mark.parametrize(
     ("recipe", "message"),
     [
-        ({**MINIMAL, "stpes": []}, r"unknown key 'recipe\.stpes'; allowed keys here: baseline, data, evaluation, model, name, seed, steps"),
+        (
+            {**MINIMAL, "stpes": []},
+            r"unknown key 'recipe\.stpes'; allowed keys here: baseline, data, evaluation, model, name, seed, steps",
+        ),
         ({"data": "mnist5k"}, r"missing required key 'recipe\.model'"),
-        ({**MINIMAL, "evaluation": {"batch_size": 0}}, r"'recipe\.evaluation\.batch_size': Input should be greater than or equal to 1"),
-        ({**MINIMAL, "evaluation": {"backend": "tensorrt"}}, r"Unknown runtime 'tensorrt'.*Known: compile, eager, onnxruntime"),
-        ({**MINIMAL, "baseline": {"train": {"epocs": 3}}}, r"unknown key 'recipe\.baseline\.train\.epocs'; allowed keys here: .*epochs"),
-        ({**MINIMAL, "baseline": {"train": {"lr": "fast"}}}, r"'recipe\.baseline\.train\.lr': Input should be a valid number.*'fast'"),
+        (
+            {**MINIMAL, "evaluation": {"batch_size": 0}},
+            r"'recipe\.evaluation\.batch_size': Input should be greater than or equal to 1",
+        ),
+        (
+            {**MINIMAL, "evaluation": {"backend": "tensorrt"}},
+            r"Unknown runtime 'tensorrt'.*Known: compile, eager, onnxruntime",
+        ),
+        (
+            {**MINIMAL, "baseline": {"train": {"epocs": 3}}},
+            r"unknown key 'recipe\.baseline\.train\.epocs'; allowed keys here: .*epochs",
+        ),
+        (
+            {**MINIMAL, "baseline": {"train": {"lr": "fast"}}},
+            r"'recipe\.baseline\.train\.lr': Input should be a valid number.*'fast'",
+        ),
         ({**MINIMAL, "baseline": {"train": {"augment": ["flip"]}}}, r"Unknown augmentation 'flip'"),
-        ({**MINIMAL, "steps": [{"prnue": {}}]}, r"'recipe\.steps\[0\]': Unknown step type 'prnue'\. Did you mean 'prune'\?"),
-        ({**MINIMAL, "steps": [{"prune": {"method": "magnitude", "sparsity": 1.5}}]}, r"'recipe\.steps\[0\]\.prune\.sparsity': Input should be less than 1"),
-        ({**MINIMAL, "steps": [{"prune": {"method": "magnitude", "sparsity": 0.5, "ratio": 0.5}}]}, r"unknown key 'recipe\.steps\[0\]\.prune\.ratio'; allowed keys here: ignore, method, scope, sparsity, targets"),
-        ({**MINIMAL, "steps": [{"prune": {"method": "heads"}}]}, r"'recipe\.steps\[0\]\.prune\.method': Unknown pruning method 'heads'"),
-        ({**MINIMAL, "steps": [{"prune": {"method": "magnitude", "sparsity": 0.5, "ignore": ["re:(("]}}]}, r"not a valid regex"),
-        ({**MINIMAL, "steps": [{"quantize": {"mode": "int3"}}]}, r"Unknown quantization mode 'int3'"),
-        ({**MINIMAL, "steps": [{"quantize": {"mode": "static-int8"}}, {"finetune": {}}]}, r"comes after steps\[0\] \(quantize\).*Put quantize last"),
+        (
+            {**MINIMAL, "steps": [{"prnue": {}}]},
+            r"'recipe\.steps\[0\]': Unknown step type 'prnue'\. Did you mean 'prune'\?",
+        ),
+        (
+            {**MINIMAL, "steps": [{"prune": {"method": "magnitude", "sparsity": 1.5}}]},
+            r"'recipe\.steps\[0\]\.prune\.sparsity': Input should be less than 1",
+        ),
+        (
+            {
+                **MINIMAL,
+                "steps": [{"prune": {"method": "magnitude", "sparsity": 0.5, "ratio": 0.5}}],
+            },
+            r"unknown key 'recipe\.steps\[0\]\.prune\.ratio'; allowed keys here: ignore, method, scope, sparsity, targets",
+        ),
+        (
+            {**MINIMAL, "steps": [{"prune": {"method": "heads"}}]},
+            r"'recipe\.steps\[0\]\.prune\.method': Unknown pruning method 'heads'",
+        ),
+        (
+            {
+                **MINIMAL,
+                "steps": [{"prune": {"method": "magnitude", "sparsity": 0.5, "ignore": ["re:(("]}}],
+            },
+            r"not a valid regex",
+        ),
+        (
+            {**MINIMAL, "steps": [{"quantize": {"mode": "int3"}}]},
+            r"Unknown quantization mode 'int3'",
+        ),
+        (
+            {**MINIMAL, "steps": [{"quantize": {"mode": "static-int8"}}, {"finetune": {}}]},
+            r"comes after steps\[0\] \(quantize\).*Put quantize last",
+        ),
         ({**MINIMAL, "steps": [{"prune": {}, "finetune": {}}]}, r"must name exactly one step type"),
         ({**MINIMAL, "steps": ["prune"]}, r"must be a mapping like"),
         ({**MINIMAL, "name": "has space"}, r"'recipe\.name': String should match pattern"),

@@ -25,7 +25,9 @@ def test_register_get_and_list():
 def test_unknown_name_suggests_close_matches():
     reg = Registry[int]("model")
     reg.add("resnet-mini", 1)
-    with pytest.raises(SlimkitError, match=r"Unknown model 'resnet-mnii'\. Did you mean 'resnet-mini'\?"):
+    with pytest.raises(
+        SlimkitError, match=r"Unknown model 'resnet-mnii'\. Did you mean 'resnet-mini'\?"
+    ):
         reg.get("resnet-mnii")
 
 

@@ -26,10 +26,15 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model source: see `slimkit list forms`.")]
-DataOpt = Annotated[str, typer.Option("--data", "-d", help="Data source: see `slimkit list forms`.")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Model source: see `slimkit list forms`.")
+]
+DataOpt = Annotated[
+    str, typer.Option("--data", "-d", help="Data source: see `slimkit list forms`.")
+]
 WeightsOpt = Annotated[
-    Path | None, typer.Option("--weights", "-w", help="Weights to load: .safetensors or a checkpoint.")
+    Path | None,
+    typer.Option("--weights", "-w", help="Weights to load: .safetensors or a checkpoint."),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Batch size for timing.")]
 
@@ -41,8 +46,11 @@ def _model_and_data(model: str, data: str, weights: Path | None) -> tuple[Any, A
 
     spec = ModelSpec.parse({"source": model, "weights": str(weights) if weights else None})
     bundle = load_data(data, load_tokenizer_for(spec))
-    hints = {k: v for k, v in (("num_classes", bundle.num_classes),
-                               ("in_channels", bundle.in_channels)) if v is not None}
+    hints = {
+        k: v
+        for k, v in (("num_classes", bundle.num_classes), ("in_channels", bundle.in_channels))
+        if v is not None
+    }
     net = build_model(spec, **hints)
     check_fits(net, bundle, model)
     return net, bundle, arch_of(spec, hints)
@@ -61,7 +69,8 @@ def _print_results(results: dict[str, Any], run_dir: Path) -> None:
     s = results["summary"]
     colour = "green" if s["speedup"] >= 1 and s["compression"] >= 1 else "yellow"
     console.print(
-        f"[bold {colour}]{s['final']}: {s['speedup']:.2f}x faster, {s['compression']:.2f}x smaller, "
+        f"[bold {colour}]{s['final']}: {s['speedup']:.2f}x faster, "
+        f"{s['compression']:.2f}x smaller, "
         f"{_points(s['accuracy_drop'])}[/] vs {s['baseline']} "
         f"(batch {results['steps'][0]['batch_size']}, {results['environment']['threads']} threads)"
     )
@@ -88,7 +97,9 @@ def _run_recipe(recipe_path: Path, out: Path | None) -> None:
 @app.command("run")
 def run_cmd(
     recipe: Annotated[Path, typer.Argument(help="YAML recipe file.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (new or empty).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (new or empty).")
+    ] = None,
 ) -> None:
     """Run a recipe: baseline, then each step, measured side by side."""
     _run_recipe(recipe, out)
@@ -96,7 +107,9 @@ def run_cmd(
 
 @app.command()
 def demo(
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (new or empty).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (new or empty).")
+    ] = None,
 ) -> None:
     """Train a residual net on real MNIST digits, then prune, fine-tune and quantize it."""
     from importlib import resources
@@ -112,9 +125,15 @@ class Backend(StrEnum):
 
 
 @app.command("eval")
-def eval_cmd(model: ModelOpt, data: DataOpt, weights: WeightsOpt = None,
-             backend: Annotated[Backend, typer.Option(help="Runtime to serve the model on.")] = Backend.eager,
-             batch_size: BatchOpt = 1) -> None:
+def eval_cmd(
+    model: ModelOpt,
+    data: DataOpt,
+    weights: WeightsOpt = None,
+    backend: Annotated[
+        Backend, typer.Option(help="Runtime to serve the model on.")
+    ] = Backend.eager,
+    batch_size: BatchOpt = 1,
+) -> None:
     """Measure one model: accuracy, parameters, non-zeros, size, MACs, latency."""
     from slimkit.evaluation import evaluate
 
@@ -125,16 +144,29 @@ def eval_cmd(model: ModelOpt, data: DataOpt, weights: WeightsOpt = None,
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in figures.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict) else f"{value:,.4g}"
-                      if isinstance(value, float) else str(value))
+        table.add_row(
+            key,
+            json.dumps(value)
+            if isinstance(value, dict)
+            else f"{value:,.4g}"
+            if isinstance(value, float)
+            else str(value),
+        )
     console.print(table)
 
 
 @app.command()
-def bench(model: ModelOpt, data: DataOpt, weights: WeightsOpt = None,
-          backend: Annotated[list[Backend], typer.Option(help="Repeat to compare runtimes.")] = [Backend.eager, Backend.onnxruntime],  # noqa: B006
-          batch_size: BatchOpt = 1,
-          rounds: Annotated[int, typer.Option(min=1, help="Interleaved timing rounds.")] = 20) -> None:
+def bench(
+    model: ModelOpt,
+    data: DataOpt,
+    weights: WeightsOpt = None,
+    backend: Annotated[
+        list[Backend] | None,
+        typer.Option(help="Repeat to compare runtimes [default: eager and onnxruntime]."),
+    ] = None,
+    batch_size: BatchOpt = 1,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved timing rounds.")] = 20,
+) -> None:
     """Time one model on several runtimes, interleaved in one process."""
     import tempfile
 
@@ -142,11 +174,22 @@ def bench(model: ModelOpt, data: DataOpt, weights: WeightsOpt = None,
     from slimkit.report.markdown import human_bytes
     from slimkit.state import ModelState
 
+    backends = list(dict.fromkeys(backend or [Backend.eager, Backend.onnxruntime]))
     with RichProgress(console) as progress, tempfile.TemporaryDirectory() as tmp:
         with progress.task("loading model and data"):
             net, bundle, arch = _model_and_data(model, data, weights)
-        ms = [measure(b.value, "bench", ModelState(net, b.value), bundle, artifact_stem=Path(tmp) / b.value,
-                      arch=arch, batch_size=batch_size) for b in dict.fromkeys(backend)]
+        ms = [
+            measure(
+                b.value,
+                "bench",
+                ModelState(net, b.value),
+                bundle,
+                artifact_stem=Path(tmp) / b.value,
+                arch=arch,
+                batch_size=batch_size,
+            )
+            for b in backends
+        ]
         time_interleaved(ms, bundle, batch_size=batch_size, rounds=rounds, progress=progress)
     table = Table(title=f"{model} on {data}, batch {batch_size}", title_justify="left")
     for col in ("backend", "acc %", "size", "p50 ms", "p90 ms", "ex/s", "vs first"):
@@ -155,8 +198,15 @@ def bench(model: ModelOpt, data: DataOpt, weights: WeightsOpt = None,
     for m in ms:
         lat = m.latency
         assert lat is not None and first is not None
-        table.add_row(m.name, f"{m.accuracy:.2f}", human_bytes(m.size_bytes), f"{lat.p50:.3f}",
-                      f"{lat.p90:.3f}", f"{lat.throughput:.0f}", f"{first.p50 / lat.p50:.2f}x")
+        table.add_row(
+            m.name,
+            f"{m.accuracy:.2f}",
+            human_bytes(m.size_bytes),
+            f"{lat.p50:.3f}",
+            f"{lat.p90:.3f}",
+            f"{lat.throughput:.0f}",
+            f"{first.p50 / lat.p50:.2f}x",
+        )
     console.print(table)
 
 
@@ -166,16 +216,21 @@ class Format(StrEnum):
 
 
 @app.command()
-def export(model: ModelOpt, data: DataOpt,
-           out: Annotated[Path, typer.Option("--out", "-o", help="File to write (must not exist).")],
-           weights: WeightsOpt = None,
-           format: Annotated[Format, typer.Option(help="onnx (verified) or safetensors.")] = Format.onnx) -> None:
+def export(
+    model: ModelOpt,
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write (must not exist).")],
+    weights: WeightsOpt = None,
+    format: Annotated[Format, typer.Option(help="onnx (verified) or safetensors.")] = Format.onnx,
+) -> None:
     """Export a model to ONNX (checked against PyTorch) or safetensors with its architecture."""
     from slimkit.errors import ExportError
     from slimkit.export import export_onnx, save_model
 
     if out.exists():
-        raise ExportError(f"{out} already exists; slimkit never overwrites a file. Choose another --out.")
+        raise ExportError(
+            f"{out} already exists; slimkit never overwrites a file. Choose another --out."
+        )
     with RichProgress(console) as progress, progress.task(f"exporting to {format.value}"):
         net, bundle, arch = _model_and_data(model, data, weights)
         if format is Format.onnx:

@@ -24,7 +24,7 @@ from slimkit.data import DataBundle, load_data
 from slimkit.errors import ShapeMismatchError
 from slimkit.evaluation import Measurement, measure, time_interleaved
 from slimkit.models import arch_of, build_model, load_tokenizer_for
-from slimkit.progress import Progress, SilentProgress
+from slimkit.progress import SILENT, Progress
 from slimkit.recipe import Recipe
 from slimkit.report.markdown import render_markdown
 from slimkit.results import build_results
@@ -44,15 +44,15 @@ class RunResult:
     results: dict[str, Any]
 
 
-def run(recipe: Recipe, out: str | os.PathLike[str] | None = None,
-        progress: Progress | None = None) -> RunResult:
+def run(
+    recipe: Recipe, out: str | os.PathLike[str] | None = None, progress: Progress = SILENT
+) -> RunResult:
     """Run ``recipe`` into a new run directory and return its results.
 
     >>> import slimkit
     >>> result = slimkit.run(slimkit.Recipe.load("recipes/demo.yaml"))  # doctest: +SKIP
     >>> result.results["summary"]["speedup"]  # doctest: +SKIP
     """
-    progress = progress or SilentProgress()
     run_dir = create_run_dir(recipe.name, out)
     threads = recipe.evaluation.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -63,8 +63,11 @@ def run(recipe: Recipe, out: str | os.PathLike[str] | None = None,
 
     with progress.task("loading model and data") as task:
         data = load_data(recipe.data, load_tokenizer_for(recipe.model))
-        hints = {k: v for k, v in (("num_classes", data.num_classes),
-                                   ("in_channels", data.in_channels)) if v is not None}
+        hints = {
+            k: v
+            for k, v in (("num_classes", data.num_classes), ("in_channels", data.in_channels))
+            if v is not None
+        }
         model = build_model(recipe.model, **hints)
         check_fits(model, data, recipe.model.source)
         arch = arch_of(recipe.model, hints)
@@ -73,14 +76,24 @@ def run(recipe: Recipe, out: str | os.PathLike[str] | None = None,
     ev = recipe.evaluation
 
     def measured(name: str, kind: str, state: ModelState, stem: Path, start: float) -> Measurement:
-        m = measure(name, kind, state, data, artifact_stem=stem, arch=arch,
-                    batch_size=ev.batch_size, metrics=ev.metrics)
+        m = measure(
+            name,
+            kind,
+            state,
+            data,
+            artifact_stem=stem,
+            arch=arch,
+            batch_size=ev.batch_size,
+            metrics=ev.metrics,
+        )
         m.wall_s, m.notes = time.perf_counter() - start, list(state.notes)
         return m
 
     start = time.perf_counter()
     state = ModelState(model, ev.backend, notes=_baseline(model, arch, recipe, data, progress))
-    records = [measured("baseline", "baseline", state, run_dir / "artifacts" / "00-baseline", start)]
+    records = [
+        measured("baseline", "baseline", state, run_dir / "artifacts" / "00-baseline", start)
+    ]
     for i, step in enumerate(recipe.steps, 1):
         stem = run_dir / "artifacts" / f"{i:02d}-{step.name}"
         label = f"step {i}/{len(recipe.steps)}: {step.name}"
@@ -92,8 +105,15 @@ def run(recipe: Recipe, out: str | os.PathLike[str] | None = None,
             records.append(measured(step.name, step.kind, state, stem, start))
             task.update(f"{label}: accuracy {records[-1].accuracy:.2f}%")
 
-    time_interleaved(records, data, batch_size=ev.batch_size, warmup=ev.warmup,
-                     rounds=ev.rounds, per_round=ev.per_round, progress=progress)
+    time_interleaved(
+        records,
+        data,
+        batch_size=ev.batch_size,
+        warmup=ev.warmup,
+        rounds=ev.rounds,
+        per_round=ev.per_round,
+        progress=progress,
+    )
     _note_regressions(records)
     results = build_results(recipe.to_dict(), records, run_dir, env)
     write_json(run_dir / "results.json", results)
@@ -104,7 +124,9 @@ def run(recipe: Recipe, out: str | os.PathLike[str] | None = None,
 def check_fits(model: nn.Module, data: DataBundle, source: str) -> None:
     """Fail early, in words, when the model cannot take the data or predict its classes."""
     inputs = data.sample_inputs(2)
-    shapes = ", ".join(f"{n} {tuple(x.shape[1:])}" for n, x in zip(data.input_names, inputs, strict=True))
+    shapes = ", ".join(
+        f"{n} {tuple(x.shape[1:])}" for n, x in zip(data.input_names, inputs, strict=True)
+    )
     try:
         with torch.inference_mode():
             out = model(*inputs)
@@ -123,15 +145,17 @@ def check_fits(model: nn.Module, data: DataBundle, source: str) -> None:
         )
 
 
-def _baseline(model: nn.Module, arch: dict[str, Any], recipe: Recipe, data: DataBundle,
-              progress: Progress) -> list[str]:
+def _baseline(
+    model: nn.Module, arch: dict[str, Any], recipe: Recipe, data: DataBundle, progress: Progress
+) -> list[str]:
     config = recipe.baseline.train
     if config is None:
         if recipe.model.weights is None and not recipe.model.source.endswith(".safetensors"):
-            return ["baseline is not trained (no weights, no baseline.train): its accuracy is chance-level"]
+            return ["baseline is untrained (no weights, no baseline.train): chance-level accuracy"]
         return []
-    key = cache.baseline_key(arch, {"model": recipe.model.to_dict(), "data": recipe.data.to_dict()},
-                             config.to_dict())
+    key = cache.baseline_key(
+        arch, {"model": recipe.model.to_dict(), "data": recipe.data.to_dict()}, config.to_dict()
+    )
     if recipe.baseline.cache:
         cached = cache.load_cached(model, key)
         if cached is not None:
@@ -141,8 +165,10 @@ def _baseline(model: nn.Module, arch: dict[str, Any], recipe: Recipe, data: Data
         history = train(model, data, config, progress=progress)
     if recipe.baseline.cache:
         cache.store(model, key, arch, history.to_dict())
-    return [f"baseline trained {config.epochs} epochs; best validation accuracy "
-            f"{max(history.val_accuracy):.2f}% at epoch {history.best_epoch}"]
+    return [
+        f"baseline trained {config.epochs} epochs; best validation accuracy "
+        f"{max(history.val_accuracy):.2f}% at epoch {history.best_epoch}"
+    ]
 
 
 def _note_regressions(records: list[Measurement]) -> None:

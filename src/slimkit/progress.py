@@ -7,7 +7,7 @@ passes a rich-backed implementation, Python users get silence (or pass their own
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 
@@ -18,7 +18,7 @@ class Task(Protocol):
 
 
 class Progress(Protocol):
-    def task(self, description: str, total: int | None = None) -> Iterator[Task]: ...
+    def task(self, description: str, total: int | None = None) -> AbstractContextManager[Task]: ...
 
 
 class _SilentTask:
@@ -35,3 +35,6 @@ class SilentProgress:
     @contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[Task]:
         yield _SilentTask()
+
+
+SILENT = SilentProgress()

@@ -78,7 +78,7 @@ class _Head(Config):
     data: DataSpec
     baseline: BaselineConfig = BaselineConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-    steps: list[Any] = []
+    steps: list[Any] = Field(default_factory=list)
 
     @field_validator("model", "data", mode="before")
     @classmethod
@@ -113,12 +113,16 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: Any, where: str = "recipe") -> Recipe:
         if not isinstance(data, dict):
-            raise RecipeError(f"A recipe must be a mapping of keys to values, got {type(data).__name__}.")
+            raise RecipeError(
+                f"A recipe must be a mapping of keys to values, got {type(data).__name__}."
+            )
         head = _Head.from_dict(data, where)
         if not isinstance(head.steps, list):
             raise RecipeError(f"'{where}.steps' must be a list of steps.")
         steps = _parse_steps(head.steps, where)
-        return cls(head.name, head.seed, head.model, head.data, head.baseline, head.evaluation, steps)
+        return cls(
+            head.name, head.seed, head.model, head.data, head.baseline, head.evaluation, steps
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Recipe:

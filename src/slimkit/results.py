@@ -67,8 +67,9 @@ def summarize(steps: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def build_results(recipe: dict[str, Any], measurements: list[Measurement], run_dir: Path,
-                  env: dict[str, Any]) -> dict[str, Any]:
+def build_results(
+    recipe: dict[str, Any], measurements: list[Measurement], run_dir: Path, env: dict[str, Any]
+) -> dict[str, Any]:
     steps = [step_dict(m, run_dir) for m in measurements]
     return {
         "slimkit_version": metadata.version("slimkit"),

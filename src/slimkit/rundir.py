@@ -17,7 +17,7 @@ DEFAULT_ROOT = Path("runs")
 
 
 def create_run_dir(name: str, out: str | os.PathLike[str] | None = None) -> Path:
-    """Make the run's directory: ``out`` exactly (must be new or empty), else ``runs/<name>-<time>``.
+    """Make the run directory: ``out`` exactly (new or empty), else ``runs/<name>-<time>``.
 
     An earlier run is never overwritten: a non-empty ``out`` is an error, and generated names get
     a numeric suffix when the second is already taken.
@@ -45,8 +45,16 @@ def create_run_dir(name: str, out: str | os.PathLike[str] | None = None) -> Path
 
 def environment(threads: int) -> dict[str, Any]:
     """Versions, CPU and thread count: what a reader needs to trust or reproduce the figures."""
-    versions = {}
-    for pkg in ("slimkit", "torch", "onnxruntime", "onnx", "torch-pruning", "transformers", "accelerate"):
+    versions: dict[str, str | None] = {}
+    for pkg in (
+        "slimkit",
+        "torch",
+        "onnxruntime",
+        "onnx",
+        "torch-pruning",
+        "transformers",
+        "accelerate",
+    ):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.conftest import blobs
 
 from slimkit.data import DataSpec, load_data
 from slimkit.errors import DataLoadError
-from tests.conftest import blobs
 
 
 def test_mnist5k_is_real_split_stratified_and_fixed():
@@ -92,7 +92,7 @@ def test_bad_npz_files_are_named(tmp_path: Path, arrays, message):
 
 def test_corrupt_and_missing_files(tmp_path: Path):
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(DataLoadError, match="not a readable .npz file"):
+    with pytest.raises(DataLoadError, match=r"not a readable \.npz file"):
         load_data(str(tmp_path / "junk.npz"))
     with pytest.raises(DataLoadError, match="does not exist"):
         load_data("npz:nowhere.npz")
@@ -104,7 +104,9 @@ def test_image_folder(tmp_path: Path):
     for c, colour in enumerate((0, 128, 255)):
         (tmp_path / "imgs" / f"class{c}").mkdir(parents=True)
         for i in range(6):
-            Image.new("RGB", (10, 12), (colour, i, 0)).save(tmp_path / "imgs" / f"class{c}" / f"{i}.png")
+            Image.new("RGB", (10, 12), (colour, i, 0)).save(
+                tmp_path / "imgs" / f"class{c}" / f"{i}.png"
+            )
     bundle = load_data(f"imagefolder:{tmp_path / 'imgs'}")
     assert bundle.class_names == ("class0", "class1", "class2")
     assert bundle.train.inputs[0].shape[1:] == (3, 12, 10) and bundle.in_channels == 3
@@ -132,12 +134,28 @@ class _Tokenizer:
 
 
 def test_csv_and_jsonl_text(tmp_path: Path):
-    rows = [{"text": f"story number {i} about {'sport' if i % 2 else 'money'}", "topic": "sport" if i % 2 else "business"} for i in range(40)]
+    rows = [
+        {
+            "text": f"story number {i} about {'sport' if i % 2 else 'money'}",
+            "topic": "sport" if i % 2 else "business",
+        }
+        for i in range(40)
+    ]
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    (tmp_path / "d.csv").write_text("text,topic\n" + "\n".join(f"{r['text']},{r['topic']}" for r in rows))
+    (tmp_path / "d.csv").write_text(
+        "text,topic\n" + "\n".join(f"{r['text']},{r['topic']}" for r in rows)
+    )
     for source in ("d.jsonl", "csv:d.csv"):
-        bundle = load_data({"source": str(tmp_path / source.split(":")[-1]) if "csv:" not in source else f"csv:{tmp_path / 'd.csv'}",
-                            "label_column": "topic", "max_length": 16}, _Tokenizer())
+        bundle = load_data(
+            {
+                "source": str(tmp_path / source.split(":")[-1])
+                if "csv:" not in source
+                else f"csv:{tmp_path / 'd.csv'}",
+                "label_column": "topic",
+                "max_length": 16,
+            },
+            _Tokenizer(),
+        )
         assert bundle.class_names == ("business", "sport")
         assert bundle.input_names == ("input_ids", "attention_mask")
         assert bundle.train.inputs[0].shape[1] == 16
@@ -145,7 +163,9 @@ def test_csv_and_jsonl_text(tmp_path: Path):
 
 def test_text_errors(tmp_path: Path):
     (tmp_path / "d.csv").write_text("body,label\nhello,1\n")
-    with pytest.raises(DataLoadError, match=r"no column 'text'; its columns are \['body', 'label'\]"):
+    with pytest.raises(
+        DataLoadError, match=r"no column 'text'; its columns are \['body', 'label'\]"
+    ):
         load_data(str(tmp_path / "d.csv"), _Tokenizer())
     (tmp_path / "latin.csv").write_bytes("text,label\ncaf\xe9,1\n".encode("latin-1"))
     with pytest.raises(DataLoadError, match="not UTF-8"):

@@ -22,7 +22,7 @@ def test_params_nonzeros_and_macs_match_hand_counts():
     assert count_params(net) == (4 * 9 + 4) + (256 * 3 + 3)
     with torch.no_grad():
         net[0].weight[:2].zero_()  # 18 weights
-        net[3].bias.zero_()        # 3 biases
+        net[3].bias.zero_()  # 3 biases
     assert count_nonzero(net) == count_params(net) - 18 - 3
     # MACs per example: conv 4 out-ch * 8*8 positions * 9 taps; linear 256*3
     x = torch.randn(5, 1, 10, 10)
@@ -63,10 +63,21 @@ def test_latency_is_interleaved_and_reports_percentiles():
     def engine(name: str):
         return lambda inputs: calls.append(name)
 
-    stats = measure_latency({"a": engine("a"), "b": engine("b")}, (torch.zeros(4, 2),),
-                            warmup=2, rounds=4, per_round=3)
+    stats = measure_latency(
+        {"a": engine("a"), "b": engine("b")}, (torch.zeros(4, 2),), warmup=2, rounds=4, per_round=3
+    )
     timed = calls[4:]  # after 2 warm-up calls each
-    assert timed == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3 + ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
+    assert (
+        timed
+        == ["a"] * 3
+        + ["b"] * 3
+        + ["b"] * 3
+        + ["a"] * 3
+        + ["a"] * 3
+        + ["b"] * 3
+        + ["b"] * 3
+        + ["a"] * 3
+    )
     for s in stats.values():
         assert s.samples == 12 and s.batch_size == 4 and 0 < s.p50 <= s.p90
         assert s.throughput == pytest.approx(4 / (s.p50 / 1000))
@@ -77,8 +88,14 @@ def test_size_on_disk_is_the_artifact_file(tmp_path: Path):
 
     data = slimkit.load_data("mnist5k")
     net = slimkit.build_model("small-cnn", num_classes=10, in_channels=1, width=4, depth=2)
-    figures = slimkit.evaluate(net, data, backend="eager", batch_size=2, rounds=2,
-                               arch={"source": "small-cnn", "kwargs": {"width": 4, "depth": 2}})
+    figures = slimkit.evaluate(
+        net,
+        data,
+        backend="eager",
+        batch_size=2,
+        rounds=2,
+        arch={"source": "small-cnn", "kwargs": {"width": 4, "depth": 2}},
+    )
     # safetensors: 8-byte length + JSON header + fp32 tensors (incl. BN buffers)
     tensor_bytes = sum(t.numel() * t.element_size() for t in net.state_dict().values())
     assert tensor_bytes < figures["size_bytes"] < tensor_bytes + 4096

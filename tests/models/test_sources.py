@@ -24,23 +24,36 @@ def test_builtin_nets_have_the_hand_computed_size():
     # resnet-mini, width 16, 1 block per stage, 10 classes:
     # stem 1*16*9 + bn 32 | block 16: 2*(16*16*9) + 2*32 | block 32: 16*32*9 + 32*32*9 + 2*64
     # + shortcut 16*32 + 64 | block 64: 32*64*9 + 64*64*9 + 2*128 + shortcut 32*64 + 128 | head 64*10+10
-    expected = (144 + 32) + (4608 + 64) + (4608 + 9216 + 128 + 512 + 64) + (
-        18432 + 36864 + 256 + 2048 + 128) + 650
-    assert _params(slimkit.build_model("resnet-mini", num_classes=10, in_channels=1)) == expected == 77754
+    expected = (
+        (144 + 32)
+        + (4608 + 64)
+        + (4608 + 9216 + 128 + 512 + 64)
+        + (18432 + 36864 + 256 + 2048 + 128)
+        + 650
+    )
+    assert (
+        _params(slimkit.build_model("resnet-mini", num_classes=10, in_channels=1))
+        == expected
+        == 77754
+    )
     cnn = slimkit.build_model("small-cnn", num_classes=10, in_channels=3, width=8, depth=2)
     assert _params(cnn) == (3 * 8 * 9 + 16) + (8 * 16 * 9 + 32) + (16 * 10 + 10)
 
 
 def test_width_and_depth_kwargs_reach_the_factory():
-    deep = slimkit.build_model({"source": "resnet-mini", "kwargs": {"width": 8, "depth": 2}},
-                               num_classes=3, in_channels=1)
+    deep = slimkit.build_model(
+        {"source": "resnet-mini", "kwargs": {"width": 8, "depth": 2}}, num_classes=3, in_channels=1
+    )
     assert len(deep.layers) == 6 and deep.stem[0].out_channels == 8
     assert deep.head.out_features == 3
 
 
 def test_import_path_factory_with_kwargs(fixtures_on_path: Path):
-    net = build_model(ModelSpec.parse({"source": "tiny_models:tiny_cnn", "kwargs": {"width": 6}}),
-                      num_classes=5, in_channels=2)
+    net = build_model(
+        ModelSpec.parse({"source": "tiny_models:tiny_cnn", "kwargs": {"width": 6}}),
+        num_classes=5,
+        in_channels=2,
+    )
     assert net[0].in_channels == 2 and net[0].out_channels == 6 and net[-1].out_features == 5
 
 
@@ -61,19 +74,23 @@ def test_python_file_factory(fixtures_on_path: Path):
     ],
 )
 def test_bad_sources_are_named(source: str, message: str, fixtures_on_path: Path):
-    with pytest.raises(ModelLoadError, match=message.replace("(", r"\(").replace("?", r"\?").replace(".", r"\.")):
+    with pytest.raises(
+        ModelLoadError, match=message.replace("(", r"\(").replace("?", r"\?").replace(".", r"\.")
+    ):
         build_model(ModelSpec.parse(source))
 
 
 def test_wrong_kwargs_are_named():
-    with pytest.raises(ModelLoadError, match="Cannot build model 'resnet-mini'.*colour"):
+    with pytest.raises(ModelLoadError, match=r"Cannot build model 'resnet-mini'.*colour"):
         build_model(ModelSpec.parse({"source": "resnet-mini", "kwargs": {"colour": "red"}}))
 
 
 def test_saved_model_round_trips_exactly(tmp_path: Path):
     spec = ModelSpec.parse("resnet-mini")
     net = build_model(spec, num_classes=10, in_channels=1)
-    path = save_model(net, tmp_path / "m.safetensors", arch_of(spec, {"num_classes": 10, "in_channels": 1}))
+    path = save_model(
+        net, tmp_path / "m.safetensors", arch_of(spec, {"num_classes": 10, "in_channels": 1})
+    )
     again = build_model(ModelSpec.parse(str(path)))
     x = torch.randn(3, 1, 28, 28)
     assert torch.equal(net(x), again(x))
@@ -84,7 +101,9 @@ def test_channel_pruned_model_round_trips_from_its_manifest(tmp_path: Path):
     net = build_model(spec, num_classes=10, in_channels=1)
     prune(net, ChannelConfig(ratio=0.5), (torch.randn(1, 1, 28, 28),))
     assert net.stem[0].out_channels == 8
-    path = save_model(net, tmp_path / "pruned.safetensors", arch_of(spec, {"num_classes": 10, "in_channels": 1}))
+    path = save_model(
+        net, tmp_path / "pruned.safetensors", arch_of(spec, {"num_classes": 10, "in_channels": 1})
+    )
     again = build_model(ModelSpec.parse(str(path)))
     assert layer_manifest(again) == layer_manifest(net)
     x = torch.randn(2, 1, 28, 28)
@@ -98,17 +117,25 @@ def test_weights_from_safetensors_and_checkpoint(tmp_path: Path):
     torch.save({"state_dict": net.state_dict()}, tmp_path / "w.pt")
     x = torch.randn(2, 1, 16, 16)
     for weights in ("w.safetensors", "w.pt"):
-        loaded = slimkit.build_model({"source": "small-cnn", "weights": str(tmp_path / weights)},
-                                     num_classes=4, in_channels=1)
+        loaded = slimkit.build_model(
+            {"source": "small-cnn", "weights": str(tmp_path / weights)},
+            num_classes=4,
+            in_channels=1,
+        )
         assert torch.equal(loaded(x), net.eval()(x))
 
 
 def test_weights_that_do_not_fit_name_the_tensors(tmp_path: Path):
     net = slimkit.build_model("small-cnn", num_classes=4, in_channels=1)
     save_file(net.state_dict(), str(tmp_path / "w.safetensors"))
-    with pytest.raises(ModelLoadError, match=r"shape mismatch .*head\.weight \(4, 64\) vs \(7, 64\)"):
-        slimkit.build_model({"source": "small-cnn", "weights": str(tmp_path / "w.safetensors")},
-                            num_classes=7, in_channels=1)
+    with pytest.raises(
+        ModelLoadError, match=r"shape mismatch .*head\.weight \(4, 64\) vs \(7, 64\)"
+    ):
+        slimkit.build_model(
+            {"source": "small-cnn", "weights": str(tmp_path / "w.safetensors")},
+            num_classes=7,
+            in_channels=1,
+        )
 
 
 def test_plain_safetensors_as_source_asks_for_the_architecture(tmp_path: Path):

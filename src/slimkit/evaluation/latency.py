@@ -59,8 +59,6 @@ def measure_latency(
                 on_round()
     batch = int(inputs[0].shape[0])
     return {
-        n: LatencyStats(
-            float(np.percentile(s, 50)), float(np.percentile(s, 90)), batch, len(s)
-        )
+        n: LatencyStats(float(np.percentile(s, 50)), float(np.percentile(s, 90)), batch, len(s))
         for n, s in samples.items()
     }

@@ -14,7 +14,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 
-def _sdpa_cpu(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+def _sdpa_cpu(
+    query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
     return int(sdpa_flop_count(query, key, value))
 
 
@@ -26,6 +28,9 @@ _EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _
 def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     """MACs of ``model(*inputs)`` per example (``inputs`` may hold any batch size)."""
     batch = int(inputs[0].shape[0])
-    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
+    with (
+        torch.inference_mode(),
+        FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter,
+    ):
         model(*inputs)
     return int(counter.get_total_flops()) // 2 // batch

@@ -33,7 +33,9 @@ def macro_f1(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return 100.0 * sum(scores) / len(scores)
 
 
-def predict(engine: Callable[..., torch.Tensor], batches: Iterable[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    engine: Callable[..., torch.Tensor], batches: Iterable[Batch]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``engine`` over ``batches``; return all logits and labels, concatenated."""
     outs, labels = [], []
     with torch.inference_mode():

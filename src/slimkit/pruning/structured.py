@@ -24,11 +24,13 @@ _IMPORTANCE = {
 
 def output_layers(model: nn.Module) -> list[nn.Module]:
     """The last Linear of the model: its outputs are the classes and must all stay."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    linears: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.Linear)]
     return linears[-1:]
 
 
-def channel_prune(model: nn.Module, config: ChannelConfig, example_inputs: tuple[torch.Tensor, ...]) -> nn.Module:
+def channel_prune(
+    model: nn.Module, config: ChannelConfig, example_inputs: tuple[torch.Tensor, ...]
+) -> nn.Module:
     """Remove ``config.ratio`` of the channels of every prunable group, in place."""
     ignored = output_layers(model) + [m for _, m in select(model, list(config.ignore))]
     if not any(isinstance(m, nn.Conv2d) for m in model.modules()):

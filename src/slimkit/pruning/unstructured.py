@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -16,8 +18,11 @@ def magnitude_prune(model: nn.Module, config: MagnitudeConfig) -> nn.Module:
     Global scope ranks all targeted weights together; layer scope prunes each layer to the same
     sparsity. Ties at the threshold are broken by position, so the sparsity is exact.
     """
-    weights = [m.weight for _, m in select(model, config.targets, config.ignore)
-               if isinstance(getattr(m, "weight", None), nn.Parameter)]
+    weights = [
+        w
+        for _, m in select(model, config.targets, config.ignore)
+        if isinstance(w := getattr(m, "weight", None), nn.Parameter)
+    ]
     if not weights:
         raise StepError(
             f"Magnitude pruning found no layers matching targets {list(config.targets)} "
@@ -33,7 +38,7 @@ def magnitude_prune(model: nn.Module, config: MagnitudeConfig) -> nn.Module:
     return model
 
 
-def _zero_smallest(scores: torch.Tensor, weights: list[torch.Tensor], sparsity: float) -> None:
+def _zero_smallest(scores: torch.Tensor, weights: Sequence[torch.Tensor], sparsity: float) -> None:
     k = round(sparsity * scores.numel())
     mask = torch.ones_like(scores, dtype=torch.bool)
     mask[torch.argsort(scores, stable=True)[:k]] = False

@@ -5,7 +5,7 @@ Every mode runs on a real int8 runtime and returns the artifact that runtime loa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from slimkit.quantization.configs import (
 )
 from slimkit.quantization.onnxruntime import quantize_onnx
 
-_HANDLERS = {
+# (config type, backend) -> handler; a new mode or backend adds a row here, not a branch.
+_HANDLERS: dict[tuple[type[QuantizeConfig], QuantBackend], Callable[..., Path]] = {
     (StaticInt8Config, QuantBackend.ONNXRUNTIME): quantize_onnx,
     (DynamicInt8Config, QuantBackend.ONNXRUNTIME): quantize_onnx,
 }
@@ -47,15 +48,21 @@ def quantize(
     handler = _HANDLERS.get((type(config), config.backend))
     if handler is None:
         raise StepError(f"{config.mode} has no {config.backend} backend yet.")
-    return handler(model, config, example_inputs=example_inputs, input_names=input_names,  # type: ignore[arg-type]
-                   out_path=Path(out_path), calibration=calibration)
+    return handler(
+        model,
+        config,
+        example_inputs=example_inputs,
+        input_names=input_names,
+        out_path=Path(out_path),
+        calibration=calibration,
+    )
 
 
 def parse_quantize_config(data: dict[str, Any], where: str) -> QuantizeConfig:
     """Pick the config class by ``mode`` and validate ``data`` against it."""
-    mode = data.get("mode")
+    mode = str(data.get("mode"))
     if mode not in QUANT_MODES:
-        raise RecipeError(f"'{where}.mode': " + QUANT_MODES.unknown_message(str(mode)))
+        raise RecipeError(f"'{where}.mode': " + QUANT_MODES.unknown_message(mode))
     return QUANT_MODES.get(mode).from_dict(data, where)
 
 

@@ -18,9 +18,9 @@ class QuantBackend(StrEnum):
 class Estimator(StrEnum):
     """How calibration turns observed activations into an int8 range."""
 
-    MINMAX = "minmax"          # the full observed range: no clipping, coarser steps
+    MINMAX = "minmax"  # the full observed range: no clipping, coarser steps
     PERCENTILE = "percentile"  # clip rare outliers at a percentile of |x|
-    ENTROPY = "entropy"        # the range whose int8 histogram loses least information (KL)
+    ENTROPY = "entropy"  # the range whose int8 histogram loses least information (KL)
 
 
 class IntType(StrEnum):

@@ -51,8 +51,12 @@ class _Reader(CalibrationDataReader):
         return {n: x.numpy() for n, x in zip(self._names, batch, strict=True)}
 
 
-def _float_graph(model: nn.Module, example_inputs: tuple[torch.Tensor, ...],
-                 input_names: tuple[str, ...], workdir: Path) -> Path:
+def _float_graph(
+    model: nn.Module,
+    example_inputs: tuple[torch.Tensor, ...],
+    input_names: tuple[str, ...],
+    workdir: Path,
+) -> Path:
     exported = export_onnx(model, example_inputs, input_names, workdir / "float.onnx")
     prepared = workdir / "prepared.onnx"
     # Shape inference and graph optimisation (BN folded into conv, etc.) before quantizing,
@@ -78,22 +82,31 @@ def quantize_onnx(
                 if calibration is None:
                     raise StepError("static-int8 needs calibration batches.")
                 quantize_static(
-                    str(prepared), str(target), _Reader(calibration, input_names),
+                    str(prepared),
+                    str(target),
+                    _Reader(calibration, input_names),
                     quant_format=QuantFormat.QDQ,
                     per_channel=config.per_channel,
                     activation_type=_TYPES[config.activations],
                     weight_type=QuantType.QInt8,
                     calibrate_method=_METHODS[config.estimator],
-                    extra_options={"CalibPercentile": config.percentile,
-                                   "ActivationSymmetric": config.activations is IntType.INT8},
+                    extra_options={
+                        "CalibPercentile": config.percentile,
+                        "ActivationSymmetric": config.activations is IntType.INT8,
+                    },
                 )
             else:
-                quantize_dynamic(str(prepared), str(target), per_channel=config.per_channel,
-                                 weight_type=QuantType.QInt8)
+                quantize_dynamic(
+                    str(prepared),
+                    str(target),
+                    per_channel=config.per_channel,
+                    weight_type=QuantType.QInt8,
+                )
             strip_metadata(target)
             with torch.inference_mode():
                 scale = float(model(*example_inputs).abs().max())
-            diff = verify_onnx(target, model, example_inputs, input_names,
-                               INT8_RELATIVE_TOLERANCE * scale + 1e-3)
+            diff = verify_onnx(
+                target, model, example_inputs, input_names, INT8_RELATIVE_TOLERANCE * scale + 1e-3
+            )
             log.info("int8 graph verified: max |logit diff| %.4f (scale %.2f)", diff, scale)
     return out_path

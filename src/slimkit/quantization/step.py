@@ -17,7 +17,8 @@ def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -
         subset = ctx.data.calibration(config.calibration_samples, seed=ctx.seed)
         calibration = [inputs for inputs, _ in subset.batches(CALIBRATION_BATCH)]
     path = quantize(
-        state.module, config,
+        state.module,
+        config,
         example_inputs=ctx.data.sample_inputs(8),
         input_names=ctx.data.input_names,
         out_path=ctx.artifact_stem.with_suffix(".onnx"),

@@ -27,22 +27,57 @@ def step_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     for s in steps:
         p50 = s["latency_ms"]["p50"]
-        rows.append([
-            s["name"], s["kind"], s["backend"],
-            f"{s['accuracy']:.2f}", f"{s['accuracy'] - base['accuracy']:+.2f}",
-            human_count(s["params"]), f"{100 * (1 - s['nonzero_params'] / s['params']):.1f}%",
-            human_bytes(s["size_bytes"]), human_count(s["macs"]),
-            f"{p50:.3f}", f"{s['latency_ms']['p90']:.3f}", f"{s['throughput']:.0f}",
-            f"{base['latency_ms']['p50'] / p50:.2f}x", f"{base['size_bytes'] / s['size_bytes']:.2f}x",
-        ])
+        rows.append(
+            [
+                s["name"],
+                s["kind"],
+                s["backend"],
+                f"{s['accuracy']:.2f}",
+                f"{s['accuracy'] - base['accuracy']:+.2f}",
+                human_count(s["params"]),
+                f"{100 * (1 - s['nonzero_params'] / s['params']):.1f}%",
+                human_bytes(s["size_bytes"]),
+                human_count(s["macs"]),
+                f"{p50:.3f}",
+                f"{s['latency_ms']['p90']:.3f}",
+                f"{s['throughput']:.0f}",
+                f"{base['latency_ms']['p50'] / p50:.2f}x",
+                f"{base['size_bytes'] / s['size_bytes']:.2f}x",
+            ]
+        )
     return rows
 
 
 # The terminal table keeps the columns that fit 100 characters; report.md has them all.
-COMPACT = ["step", "backend", "acc %", "Δ pts", "params", "size", "MACs", "p50 ms", "speedup", "smaller"]
+COMPACT = [
+    "step",
+    "backend",
+    "acc %",
+    "Δ pts",
+    "params",
+    "size",
+    "MACs",
+    "p50 ms",
+    "speedup",
+    "smaller",
+]
 
-HEADERS = ["step", "kind", "backend", "acc %", "Δ pts", "params", "sparsity", "size", "MACs",
-           "p50 ms", "p90 ms", "ex/s", "speedup", "smaller"]
+HEADERS = [
+    "step",
+    "kind",
+    "backend",
+    "acc %",
+    "Δ pts",
+    "params",
+    "sparsity",
+    "size",
+    "MACs",
+    "p50 ms",
+    "p90 ms",
+    "ex/s",
+    "speedup",
+    "smaller",
+]
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -66,7 +101,9 @@ def render_markdown(results: dict[str, Any]) -> str:
     if notes:
         lines += ["", "## Notes", ""] + [f"- **{name}**: {note}" for name, note in notes]
     lines += [
-        "", "## Environment", "",
+        "",
+        "## Environment",
+        "",
         f"- CPU: {env['cpu']} ({env['cpu_count']} logical cores, {env['threads']} threads used)",
         f"- Python {env['python']} on {env['platform']}",
         "- " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v),

@@ -6,7 +6,7 @@ size on disk. Latency is always measured through these engines, so a figure belo
 runtime that would serve the model.
 """
 
+from slimkit.runtimes import eager, onnxruntime  # noqa: F401  (register the runtimes)
 from slimkit.runtimes.base import RUNTIMES, Engine, Prepared, Runtime, prepare
-from slimkit.runtimes import eager, onnxruntime  # noqa: F401,E402  (register the runtimes)
 
 __all__ = ["RUNTIMES", "Engine", "Prepared", "Runtime", "prepare"]

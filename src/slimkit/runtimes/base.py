@@ -37,11 +37,22 @@ class Runtime:
 RUNTIMES: Registry[Runtime] = Registry("runtime")
 
 
-def prepare(state: ModelState, artifact_stem: Path, *, input_names: tuple[str, ...],
-            sample_inputs: Inputs, threads: int, arch: dict[str, Any]) -> Prepared:
+def prepare(
+    state: ModelState,
+    artifact_stem: Path,
+    *,
+    input_names: tuple[str, ...],
+    sample_inputs: Inputs,
+    threads: int,
+    arch: dict[str, Any],
+) -> Prepared:
     """Serve ``state`` on its runtime, writing its artifact next to ``artifact_stem``."""
     if state.backend not in RUNTIMES:
         raise StepError(RUNTIMES.unknown_message(state.backend))
-    context = {"input_names": input_names, "sample_inputs": sample_inputs,
-               "threads": threads, "arch": arch}
+    context = {
+        "input_names": input_names,
+        "sample_inputs": sample_inputs,
+        "threads": threads,
+        "arch": arch,
+    }
     return RUNTIMES.get(state.backend).prepare(state, artifact_stem, context)

@@ -35,5 +35,7 @@ def _compiled(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
     return Prepared(lambda inputs: compiled(*inputs), artifact)
 
 
-RUNTIMES.add("eager", Runtime("eager", "PyTorch eager mode (fp32 unless the step changed it)", _eager))
+RUNTIMES.add(
+    "eager", Runtime("eager", "PyTorch eager mode (fp32 unless the step changed it)", _eager)
+)
 RUNTIMES.add("compile", Runtime("compile", "torch.compile with the inductor backend", _compiled))

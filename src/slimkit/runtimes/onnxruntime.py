@@ -41,4 +41,6 @@ def _prepare(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
     return Prepared(engine, artifact)
 
 
-RUNTIMES.add("onnxruntime", Runtime("onnxruntime", "ONNX Runtime, CPU execution provider", _prepare))
+RUNTIMES.add(
+    "onnxruntime", Runtime("onnxruntime", "ONNX Runtime, CPU execution provider", _prepare)
+)

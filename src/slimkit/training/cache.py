@@ -30,15 +30,21 @@ def cache_dir() -> Path:
 
 def baseline_key(arch: dict[str, Any], data: dict[str, Any], train: dict[str, Any]) -> str:
     payload = {
-        "arch": arch, "data": data, "train": train,
-        "slimkit": metadata.version("slimkit"), "torch": torch.__version__,
+        "arch": arch,
+        "data": data,
+        "train": train,
+        "slimkit": metadata.version("slimkit"),
+        "torch": torch.__version__,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_cached(model: torch.nn.Module, key: str) -> dict[str, Any] | None:
     """Load the cached weights for ``key`` into ``model``; return their training history."""
-    weights, info = cache_dir() / "baselines" / f"{key}.safetensors", cache_dir() / "baselines" / f"{key}.json"
+    weights, info = (
+        cache_dir() / "baselines" / f"{key}.safetensors",
+        cache_dir() / "baselines" / f"{key}.json",
+    )
     if not (weights.is_file() and info.is_file()):
         return None
     load_weights_into(model, weights)

@@ -22,8 +22,11 @@ def _parse(data: dict[str, Any], where: str) -> FinetuneConfig:
 @register_step("finetune", _parse)
 def finetune_step(state: ModelState, config: FinetuneConfig, ctx: StepContext) -> ModelState:
     """Train the current model further (sparsity kept), restoring the best validation epoch."""
-    history = train(state.module, ctx.data, config, progress=ctx.progress,
-                    keep_sparsity=config.keep_sparsity)
-    note = (f"fine-tuned {config.epochs} epochs; best validation accuracy "
-            f"{max(history.val_accuracy):.2f}% at epoch {history.best_epoch}")
+    history = train(
+        state.module, ctx.data, config, progress=ctx.progress, keep_sparsity=config.keep_sparsity
+    )
+    note = (
+        f"fine-tuned {config.epochs} epochs; best validation accuracy "
+        f"{max(history.val_accuracy):.2f}% at epoch {history.best_epoch}"
+    )
     return ModelState(state.module, state.backend, notes=[note])

@@ -20,7 +20,7 @@ from torch import nn
 from slimkit.config import Config
 from slimkit.data.bundle import DataBundle
 from slimkit.evaluation.metrics import accuracy, predict
-from slimkit.progress import Progress, SilentProgress
+from slimkit.progress import SILENT, Progress
 from slimkit.training.augment import AUGMENTS
 
 
@@ -75,12 +75,15 @@ class TrainHistory:
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer is Optimizer.SGD:
-        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True,
-                               weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+        )
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, total: int) -> torch.optim.lr_scheduler.LRScheduler:
+def _scheduler(
+    opt: torch.optim.Optimizer, config: TrainConfig, total: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     if config.schedule is Schedule.ONECYCLE:
         return torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=config.lr, total_steps=total, pct_start=max(config.warmup_fraction, 1e-3)
@@ -115,7 +118,7 @@ def train(
     data: DataBundle,
     config: TrainConfig,
     *,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
     keep_sparsity: bool = False,
 ) -> TrainHistory:
     """Train ``model`` in place on ``data.train``, validating on ``data.val`` every epoch.
@@ -125,7 +128,6 @@ def train(
     """
     from accelerate import Accelerator
 
-    progress = progress or SilentProgress()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -148,7 +150,9 @@ def train(
                     for aug in augments:
                         images = aug(images, generator)
                     inputs = (images, *inputs[1:])
-                loss = F.cross_entropy(model(*inputs), labels, label_smoothing=config.label_smoothing)
+                loss = F.cross_entropy(
+                    model(*inputs), labels, label_smoothing=config.label_smoothing
+                )
                 opt.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
                 if config.grad_clip is not None:
@@ -164,7 +168,9 @@ def train(
             model.eval()
             logits, y = predict(lambda x: model(*x), data.val.batches(256))
             acc = accuracy(logits, y)
-            task.update(f"epoch {epoch}/{config.epochs} loss {total_loss / batches:.3f} val {acc:.2f}%")
+            task.update(
+                f"epoch {epoch}/{config.epochs} loss {total_loss / batches:.3f} val {acc:.2f}%"
+            )
         history.loss.append(total_loss / batches)
         history.val_accuracy.append(acc)
         if acc > best_acc:

@@ -1,0 +1,127 @@
+"""The CLI: the acceptance cases, errors as one paragraph with exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.test_pipeline import tiny_recipe
+
+
+def _write(path: Path, recipe: dict) -> Path:
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _one_paragraph_error(result, *fragments: str) -> None:
+    assert result.code == 2, result
+    assert "Traceback" not in result.err + result.out
+    text = result.err.strip()
+    assert text.startswith("error:") and "\n\n" not in text
+    flat = " ".join(text.split())
+    for fragment in fragments:
+        assert fragment in flat, (fragment, flat)
+
+
+def test_run_with_user_npz_and_import_path_model(
+    cli, blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path
+):
+    recipe = _write(tmp_path / "r.yaml", tiny_recipe(blobs_npz))
+    result = cli("run", str(recipe), "--out", str(tmp_path / "run"))
+    assert result.code == 0, result.err
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [s["kind"] for s in results["steps"]] == ["baseline", "prune", "finetune", "quantize"]
+    assert "quantize" in result.out and "x faster" in result.out and "run" in result.out
+
+
+def test_wrong_recipe_key(cli, blobs_npz: Path, tmp_path: Path):
+    recipe = tiny_recipe(blobs_npz)
+    recipe["steps"][0]["prune"]["sparsty"] = 0.5
+    result = cli("run", str(_write(tmp_path / "r.yaml", recipe)))
+    _one_paragraph_error(
+        result, "unknown key 'r.yaml.steps[0].prune.sparsty'", "allowed keys here:", "sparsity"
+    )
+
+
+def test_missing_recipe_and_missing_data_file(cli, tmp_path: Path, fixtures_on_path: Path):
+    _one_paragraph_error(cli("run", str(tmp_path / "nope.yaml")), "nope.yaml", "does not exist")
+    recipe = _write(
+        tmp_path / "r.yaml",
+        {"model": "resnet-mini", "data": "npz:missing.npz", "steps": [{"finetune": {}}]},
+    )
+    _one_paragraph_error(cli("run", str(recipe)), "'missing.npz' does not exist")
+    assert not (tmp_path / "runs").exists() or all(
+        not (d / "results.json").exists() for d in (tmp_path / "runs").iterdir()
+    )
+
+
+def test_model_data_shape_mismatch(cli, blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path):
+    recipe = _write(tmp_path / "r.yaml", tiny_recipe(blobs_npz, model="tiny_models:mlp"))
+    _one_paragraph_error(
+        cli("run", str(recipe)), "Model 'tiny_models:mlp' cannot run on data", "inputs (1, 8, 8)"
+    )
+
+
+def test_list_shows_registries_and_forms(cli):
+    result = cli("list")
+    assert result.code == 0
+    for name in (
+        "resnet-mini",
+        "small-cnn",
+        "minilm-l6",
+        "mnist5k",
+        "bbc-news",
+        "prune",
+        "finetune",
+        "quantize",
+        "static-int8",
+        "onnxruntime",
+        "npz:path/to/data.npz",
+        "package.module:factory",
+    ):
+        assert name in result.out, name
+
+
+def test_eval_bench_and_export(cli, blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path):
+    model, data = "tiny_models:tiny_cnn", str(blobs_npz)
+    result = cli("eval", "--model", model, "--data", data)
+    assert result.code == 0 and "accuracy" in result.out and "macs" in result.out
+    result = cli("bench", "--model", model, "--data", data, "--rounds", "2")
+    assert result.code == 0 and "onnxruntime" in result.out and "eager" in result.out
+    out = tmp_path / "m.onnx"
+    assert cli("export", "--model", model, "--data", data, "--out", str(out)).code == 0
+    assert out.stat().st_size > 0
+    before = out.read_bytes()
+    _one_paragraph_error(
+        cli("export", "--model", model, "--data", data, "--out", str(out)),
+        "already exists; slimkit never overwrites",
+    )
+    assert out.read_bytes() == before
+    st = tmp_path / "m.safetensors"
+    assert (
+        cli(
+            "export", "--model", model, "--data", data, "--out", str(st), "--format", "safetensors"
+        ).code
+        == 0
+    )
+    assert cli("eval", "--model", str(st), "--data", data).code == 0
+
+
+def test_unknown_option_is_a_usage_error(cli):
+    result = cli("run", "--frobnicate")
+    assert result.code == 2 and "Traceback" not in result.err
+
+
+@pytest.mark.slow
+def test_console_script_runs_as_installed(tmp_path: Path):
+    exe = Path(sys.executable).with_name("slimkit")
+    proc = subprocess.run([str(exe), "list", "models"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "resnet-mini" in proc.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: resnet-mini\ndata: mnist5k\nbogus: 1\n")
+    proc = subprocess.run([str(exe), "run", str(bad)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "unknown key" in proc.stderr

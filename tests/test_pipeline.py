@@ -1,0 +1,141 @@
+"""A full tiny pipeline run, and the results.json contract it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import slimkit
+from slimkit.errors import RunDirError, ShapeMismatchError
+
+STEP_KEYS = {
+    "name",
+    "kind",
+    "accuracy",
+    "latency_ms",
+    "throughput",
+    "batch_size",
+    "backend",
+    "params",
+    "nonzero_params",
+    "size_bytes",
+    "macs",
+    "artifact",
+}
+
+
+def tiny_recipe(blobs_npz: Path, **overrides) -> dict:
+    recipe = {
+        "name": "tiny",
+        "model": {"source": "tiny_models:tiny_cnn", "kwargs": {"width": 8}},
+        "data": f"npz:{blobs_npz}",
+        "baseline": {"train": {"epochs": 4, "lr": 0.02, "batch_size": 16}},
+        "evaluation": {"batch_size": 4, "warmup": 1, "rounds": 3, "per_round": 2},
+        "steps": [
+            {"prune": {"method": "magnitude", "sparsity": 0.5}},
+            {"finetune": {"epochs": 1, "lr": 0.005, "batch_size": 16}},
+            {"quantize": {"mode": "static-int8", "calibration_samples": 64}},
+        ],
+    }
+    recipe.update(overrides)
+    return recipe
+
+
+def test_full_run_writes_the_contract(blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path):
+    result = slimkit.run(slimkit.Recipe.from_dict(tiny_recipe(blobs_npz)), out=tmp_path / "run")
+    run_dir = result.run_dir
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "artifacts",
+        "environment.json",
+        "recipe.yaml",
+        "report.md",
+        "results.json",
+    ]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results == result.results
+    assert set(results) >= {"slimkit_version", "recipe", "steps", "summary"}
+    steps = results["steps"]
+    assert [s["name"] for s in steps] == ["baseline", "prune", "finetune", "quantize"]
+    for s in steps:
+        assert set(s) >= STEP_KEYS
+        assert set(s["latency_ms"]) == {"p50", "p90"} and s["latency_ms"]["p50"] > 0
+        assert s["batch_size"] == 4
+        assert (run_dir / s["artifact"]).stat().st_size == s["size_bytes"]
+    base, pruned, tuned, quant = steps
+    assert base["accuracy"] >= 90.0
+    # magnitude pruning: exactly half of the conv/linear weights are zero, nothing else changes
+    weights = 1 * 8 * 9 + 8 * 16 * 9 + 16 * 3
+    assert base["params"] - base["nonzero_params"] == 0
+    assert pruned["params"] - pruned["nonzero_params"] == weights // 2
+    assert tuned["nonzero_params"] == pruned["nonzero_params"]  # fine-tuning kept the zeros
+    assert quant["backend"] == "onnxruntime" and quant["artifact"].endswith(".onnx")
+    assert quant["macs"] == base["macs"] == 8 * 64 * 9 + 16 * 16 * 8 * 9 + 16 * 3
+    summary = results["summary"]
+    assert summary["baseline"] == "baseline" and summary["final"] == "quantize"
+    assert summary["speedup"] == pytest.approx(
+        base["latency_ms"]["p50"] / quant["latency_ms"]["p50"]
+    )
+    assert summary["compression"] == pytest.approx(base["size_bytes"] / quant["size_bytes"])
+    assert summary["accuracy_drop"] == pytest.approx(base["accuracy"] - quant["accuracy"], abs=1e-3)
+    assert (
+        yaml.safe_load((run_dir / "recipe.yaml").read_text())["steps"][0]["prune"]["sparsity"]
+        == 0.5
+    )
+    report = (run_dir / "report.md").read_text()
+    assert "| quantize | quantize | onnxruntime |" in report
+    env = json.loads((run_dir / "environment.json").read_text())
+    assert env["threads"] >= 1 and env["versions"]["torch"].startswith("2.")
+
+
+def test_baseline_is_cached_by_config(blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path):
+    recipe = slimkit.Recipe.from_dict(tiny_recipe(blobs_npz, steps=[{"finetune": {"epochs": 1}}]))
+    first = slimkit.run(recipe, out=tmp_path / "a").results["steps"][0]
+    second = slimkit.run(recipe, out=tmp_path / "b").results["steps"][0]
+    assert "reused from cache" in second["notes"][0] and "trained 4 epochs" in first["notes"][0]
+    assert second["accuracy"] == first["accuracy"]
+    changed = tiny_recipe(blobs_npz, steps=[{"finetune": {"epochs": 1}}])
+    changed["baseline"]["train"]["epochs"] = 3
+    third = slimkit.run(slimkit.Recipe.from_dict(changed), out=tmp_path / "c").results["steps"][0]
+    assert "trained 3 epochs" in third["notes"][0]
+
+
+def test_runs_never_overwrite(blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("keep me")
+    recipe = slimkit.Recipe.from_dict(tiny_recipe(blobs_npz, steps=[{"finetune": {"epochs": 1}}]))
+    with pytest.raises(RunDirError, match="already exists and is not empty"):
+        slimkit.run(recipe, out=tmp_path / "taken")
+    assert (tmp_path / "taken" / "mine.txt").read_text() == "keep me"
+    first, second = slimkit.run(recipe), slimkit.run(recipe)
+    assert first.run_dir != second.run_dir and first.run_dir.parent.name == "runs"
+
+
+def test_inputs_are_left_untouched(blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path):
+    before = blobs_npz.read_bytes()
+    slimkit.run(
+        slimkit.Recipe.from_dict(tiny_recipe(blobs_npz, steps=[{"finetune": {"epochs": 1}}])),
+        out=tmp_path / "r",
+    )
+    assert blobs_npz.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"source": "tiny_models:mlp"}, r"cannot run on data .*examples are inputs \(1, 8, 8\)"),
+        (
+            {"source": "tiny_models:tiny_cnn", "kwargs": {"num_classes": 7}},
+            r"outputs \(7,\) per example, but data .* has 3 classes.*num_classes: 3",
+        ),
+        ({"source": "resnet-mini", "kwargs": {"in_channels": 3}}, r"cannot run on data"),
+    ],
+)
+def test_model_data_mismatch_is_explained(
+    blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path, model, message
+):
+    recipe = slimkit.Recipe.from_dict(tiny_recipe(blobs_npz, model=model))
+    with pytest.raises(ShapeMismatchError, match=message):
+        slimkit.run(recipe, out=tmp_path / "r")
