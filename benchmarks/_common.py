@@ -1,0 +1,73 @@
+"""Shared by the benchmark scripts: machine facts, the JSON convention, the printed table.
+
+Every ``benchmarks/<area>.py`` prints a table and, with ``--json PATH``, writes::
+
+    {"machine": {"cpu", "threads", "versions"},
+     "rows": [{"workload", "method", "backend", "accuracy", "accuracy_drop", "latency_ms",
+               "speedup", "size_bytes", "compression", "wall_s"}]}
+
+with speedup and compression as ratios against the workload's fp32 baseline measured in the same
+run, and accuracy_drop in points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from slimkit.rundir import environment
+
+COLUMNS = ["workload", "method", "backend", "accuracy", "accuracy_drop", "latency_ms",
+           "speedup", "size_bytes", "compression", "wall_s"]
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--quick", action="store_true", help="reduced run for smoke tests")
+    p.add_argument("--repeats", type=int, default=5, help="timing sessions; medians are quoted")
+    return p
+
+
+def machine(threads: int) -> dict[str, Any]:
+    env = environment(threads)
+    return {"cpu": env["cpu"], "threads": threads, "versions": env["versions"]}
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def print_table(title: str, rows: list[dict[str, Any]], console: Console | None = None) -> None:
+    table = Table(title=title, title_justify="left")
+    for c in COLUMNS:
+        table.add_column(c, justify="left" if c in ("workload", "method", "backend") else "right")
+    for r in rows:
+        table.add_row(*[_fmt(c, r[c]) for c in COLUMNS])
+    (console or Console(width=160)).print(table)
+
+
+def _fmt(column: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if column in ("speedup", "compression"):
+        return f"{value:.2f}x"
+    if column == "size_bytes":
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.3f}" if column == "latency_ms" else f"{value:.2f}"
+    return str(value)
+
+
+def write_json(path: Path | None, machine_info: dict[str, Any], rows: list[dict[str, Any]],
+               **extra: Any) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": machine_info, "rows": rows, **extra}, indent=2) + "\n")
