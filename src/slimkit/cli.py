@@ -23,8 +23,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-errors = Console(stderr=True)
+# Piped or under make, rich would assume 80 columns and cut the table; use a report width there.
+console = Console(width=None if sys.stdout.isatty() else 120)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Model source: see `slimkit list forms`.")
