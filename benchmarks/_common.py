@@ -23,8 +23,18 @@ from rich.table import Table
 
 from slimkit.rundir import environment
 
-COLUMNS = ["workload", "method", "backend", "accuracy", "accuracy_drop", "latency_ms",
-           "speedup", "size_bytes", "compression", "wall_s"]
+COLUMNS = [
+    "workload",
+    "method",
+    "backend",
+    "accuracy",
+    "accuracy_drop",
+    "latency_ms",
+    "speedup",
+    "size_bytes",
+    "compression",
+    "wall_s",
+]
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -65,8 +75,9 @@ def _fmt(column: str, value: Any) -> str:
     return str(value)
 
 
-def write_json(path: Path | None, machine_info: dict[str, Any], rows: list[dict[str, Any]],
-               **extra: Any) -> None:
+def write_json(
+    path: Path | None, machine_info: dict[str, Any], rows: list[dict[str, Any]], **extra: Any
+) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)

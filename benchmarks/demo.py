@@ -23,18 +23,24 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, median, parser, print_table, write_json  # noqa: E402
+from _common import machine, median, parser, print_table, write_json
+from slimkit._console import quiet_libraries
 
-from slimkit._console import quiet_libraries  # noqa: E402
-
-TARGETS = {"baseline_accuracy": 98.5, "speedup": 3.0, "compression": 3.0, "accuracy_drop": 1.0,
-           "wall_s": 300.0}
+TARGETS = {
+    "baseline_accuracy": 98.5,
+    "speedup": 3.0,
+    "compression": 3.0,
+    "accuracy_drop": 1.0,
+    "wall_s": 300.0,
+}
 
 
 def _method(step: dict) -> str:
     """The name a user writes in a recipe: the mode or method, else the step type."""
     cfg = next((v for k, v in step.items() if k != "name"), {}) if isinstance(step, dict) else {}
-    return cfg.get("mode") or (f"prune:{cfg['method']}" if "method" in cfg else None) or step["name"]
+    return (
+        cfg.get("mode") or (f"prune:{cfg['method']}" if "method" in cfg else None) or step["name"]
+    )
 
 
 def main() -> None:
@@ -66,21 +72,31 @@ def main() -> None:
         inputs = data.sample_inputs(recipe.evaluation.batch_size)
 
         engines, sizes, accs, backends, walls = {}, {}, {}, {}, {}
-        for step, raw in zip(res["steps"], [{"name": "fp32"}, *res["recipe"]["steps"]], strict=True):
+        for step, raw in zip(
+            res["steps"], [{"name": "fp32"}, *res["recipe"]["steps"]], strict=True
+        ):
             name = "fp32" if step["kind"] == "baseline" else _method(raw)
             artifact = run_dir / step["artifact"]
             if artifact.suffix == ".onnx":
                 sess = session(artifact, threads)
-                engines[name] = lambda x, s=sess: torch.from_numpy(s.run(None, {"pixels": x[0].numpy()})[0])
+                engines[name] = lambda x, s=sess: torch.from_numpy(
+                    s.run(None, {"pixels": x[0].numpy()})[0]
+                )
             else:
                 model = slimkit.build_model(str(artifact))
                 engines[name] = lambda x, m=model: m(*x)
             sizes[name], accs[name], backends[name], walls[name] = (
-                step["size_bytes"], step["accuracy"], step["backend"], step["wall_s"])
+                step["size_bytes"],
+                step["accuracy"],
+                step["backend"],
+                step["wall_s"],
+            )
         baseline = slimkit.build_model(str(run_dir / res["steps"][0]["artifact"]))
 
         start = time.perf_counter()
-        fp32_onnx = export_onnx(baseline, data.sample_inputs(8), data.input_names, tmp_path / "fp32.onnx")
+        fp32_onnx = export_onnx(
+            baseline, data.sample_inputs(8), data.input_names, tmp_path / "fp32.onnx"
+        )
         anchors = {"anchor:onnxruntime:fp32": (fp32_onnx, time.perf_counter() - start)}
         start = time.perf_counter()
         pre = tmp_path / "pre.onnx"
@@ -96,10 +112,16 @@ def main() -> None:
         anchors["anchor:onnxruntime:quantize_static"] = (qpath, time.perf_counter() - start)
         for name, (path, wall) in anchors.items():
             sess = session(path, threads)
-            engines[name] = lambda x, s=sess: torch.from_numpy(s.run(None, {"pixels": x[0].numpy()})[0])
+            engines[name] = lambda x, s=sess: torch.from_numpy(
+                s.run(None, {"pixels": x[0].numpy()})[0]
+            )
             logits, labels = predict(engines[name], data.test.batches(256))
             sizes[name], accs[name], backends[name], walls[name] = (
-                path.stat().st_size, accuracy(logits, labels), "onnxruntime", wall)
+                path.stat().st_size,
+                accuracy(logits, labels),
+                "onnxruntime",
+                wall,
+            )
 
         p50s: dict[str, list[float]] = {n: [] for n in engines}
         for _ in range(repeats):
@@ -109,27 +131,49 @@ def main() -> None:
 
     lat = {n: median(v) for n, v in p50s.items()}
     base = "fp32"
-    rows = [{
-        "workload": "W1", "method": n, "backend": backends[n], "accuracy": round(accs[n], 2),
-        "accuracy_drop": round(accs[base] - accs[n], 2), "latency_ms": round(lat[n], 4),
-        "speedup": round(lat[base] / lat[n], 3), "size_bytes": sizes[n],
-        "compression": round(sizes[base] / sizes[n], 3), "wall_s": round(walls[n], 2),
-    } for n in engines]
-    print_table(f"W1 demo pipeline vs anchors (batch {inputs[0].shape[0]}, {threads} threads, "
-                f"median p50 of {repeats} interleaved sessions)", rows)
+    rows = [
+        {
+            "workload": "W1",
+            "method": n,
+            "backend": backends[n],
+            "accuracy": round(accs[n], 2),
+            "accuracy_drop": round(accs[base] - accs[n], 2),
+            "latency_ms": round(lat[n], 4),
+            "speedup": round(lat[base] / lat[n], 3),
+            "size_bytes": sizes[n],
+            "compression": round(sizes[base] / sizes[n], 3),
+            "wall_s": round(walls[n], 2),
+        }
+        for n in engines
+    ]
+    print_table(
+        f"W1 demo pipeline vs anchors (batch {inputs[0].shape[0]}, {threads} threads, "
+        f"median p50 of {repeats} interleaved sessions)",
+        rows,
+    )
     final = rows[len(res["steps"]) - 1]
     checks = {
         "baseline_accuracy": (accs[base], accs[base] >= TARGETS["baseline_accuracy"]),
         "speedup": (final["speedup"], final["speedup"] >= TARGETS["speedup"]),
         "compression": (final["compression"], final["compression"] >= TARGETS["compression"]),
-        "accuracy_drop": (final["accuracy_drop"], final["accuracy_drop"] <= TARGETS["accuracy_drop"]),
+        "accuracy_drop": (
+            final["accuracy_drop"],
+            final["accuracy_drop"] <= TARGETS["accuracy_drop"],
+        ),
         "wall_s": (demo_wall, demo_wall <= TARGETS["wall_s"]),
     }
     for k, (value, ok) in checks.items():
         print(f"{'PASS' if ok else 'FAIL'} {k}: {value:.2f} (target {TARGETS[k]})")
-    write_json(args.json, machine(threads), rows,
-               demo={"wall_s": round(demo_wall, 1), "targets": TARGETS,
-                     "checks": {k: {"value": v, "pass": ok} for k, (v, ok) in checks.items()}})
+    write_json(
+        args.json,
+        machine(threads),
+        rows,
+        demo={
+            "wall_s": round(demo_wall, 1),
+            "targets": TARGETS,
+            "checks": {k: {"value": v, "pass": ok} for k, (v, ok) in checks.items()},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,53 @@
+"""Every runtime serves the same function as the PyTorch model, from its own artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import slimkit
+from slimkit.errors import StepError
+from slimkit.runtimes import prepare
+from slimkit.state import ModelState
+
+
+@pytest.mark.parametrize(
+    ("backend", "suffix"),
+    [
+        ("eager", ".safetensors"),
+        ("onnxruntime", ".onnx"),
+        pytest.param("compile", ".safetensors", marks=pytest.mark.slow),
+    ],
+)
+def test_runtimes_match_pytorch(tmp_path: Path, backend: str, suffix: str):
+    net = slimkit.build_model("small-cnn", num_classes=4, in_channels=1, width=4, depth=2).eval()
+    x = torch.randn(3, 1, 12, 12)
+    prepared = prepare(
+        ModelState(net, backend),
+        tmp_path / "m",
+        input_names=("pixels",),
+        sample_inputs=(x,),
+        threads=1,
+        arch={"source": "small-cnn", "kwargs": {"num_classes": 4, "width": 4, "depth": 2}},
+    )
+    assert prepared.artifact.suffix == suffix and prepared.artifact.stat().st_size > 0
+    with torch.inference_mode():
+        want = net(x)
+        got = prepared.engine((x,))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_an_int8_graph_cannot_be_served_by_pytorch(tmp_path: Path):
+    net = slimkit.build_model("small-cnn", num_classes=4, in_channels=1)
+    state = ModelState(net, "eager", onnx_path=tmp_path / "q.onnx")
+    with pytest.raises(StepError, match="runs on onnxruntime only"):
+        prepare(
+            state,
+            tmp_path / "m",
+            input_names=("pixels",),
+            sample_inputs=(torch.zeros(1, 1, 8, 8),),
+            threads=1,
+            arch={},
+        )
