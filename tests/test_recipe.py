@@ -28,7 +28,11 @@ EXAMPLES = {
     },
     "channels": {"method": "channels", "ratio": 0.3, "importance": "l1", "round_to": 4},
     "static-int8": {"mode": "static-int8", "estimator": "percentile", "percentile": 99.9},
-    "dynamic-int8": {"mode": "dynamic-int8", "per_channel": True},
+    "dynamic-int8": {"mode": "dynamic-int8", "per_channel": True, "backend": "torchao"},
+    "weight-only-int8": {"mode": "weight-only-int8", "group_size": 64, "backend": "torchao"},
+    "weight-only-int4": {"mode": "weight-only-int4", "group_size": 128},
+    "fp16": {"mode": "fp16"},
+    "bf16": {"mode": "bf16", "backend": "torch"},
 }
 
 
@@ -130,7 +134,7 @@ def test_repeated_step_kinds_get_unique_names():
         ),
         (
             {**MINIMAL, "steps": [{"quantize": {"mode": "static-int8"}}, {"finetune": {}}]},
-            r"comes after steps\[0\] \(quantize\).*Put quantize last",
+            r"comes after steps\[0\] \(quantize\), whose quantized model cannot be changed further\. Put quantize last",
         ),
         ({**MINIMAL, "steps": [{"prune": {}, "finetune": {}}]}, r"must name exactly one step type"),
         ({**MINIMAL, "steps": ["prune"]}, r"must be a mapping like"),

@@ -100,7 +100,7 @@ def run(
         with progress.task(f"{label} ({step.kind})") as task:
             start = time.perf_counter()
             given = ModelState(copy.deepcopy(state.module), state.backend)
-            ctx = StepContext(data, stem, progress, recipe.seed)
+            ctx = StepContext(data, stem, progress, recipe.seed, ev.batch_size)
             state = STEPS.get(step.kind).apply(given, step.config, ctx)
             records.append(measured(step.name, step.kind, state, stem, start))
             task.update(f"{label}: accuracy {records[-1].accuracy:.2f}%")

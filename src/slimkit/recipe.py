@@ -155,7 +155,7 @@ class Recipe:
 
 def _parse_steps(raw: list[Any], where: str) -> tuple[StepSpec, ...]:
     steps: list[StepSpec] = []
-    onnx_step: str | None = None
+    final_step: str | None = None
     for i, item in enumerate(raw):
         at = f"{where}.steps[{i}]"
         if not isinstance(item, dict):
@@ -175,15 +175,15 @@ def _parse_steps(raw: list[Any], where: str) -> tuple[StepSpec, ...]:
         if not isinstance(body, dict):
             raise RecipeError(f"'{at}.{kind}' must be a mapping of settings, got {body!r}.")
         step_type = STEPS.get(kind)
-        if onnx_step is not None:
+        if final_step is not None:
             raise RecipeError(
-                f"'{at}' ({kind}) comes after {onnx_step}, which turned the model into an int8 "
-                "ONNX graph that cannot be changed further. Put quantize last."
+                f"'{at}' ({kind}) comes after {final_step}, whose quantized model cannot be "
+                "changed further. Put quantize last."
             )
         config = step_type.parse(body, f"{at}.{kind}")
         steps.append(StepSpec(kind, _unique_name(name or kind, steps, at), config))
-        if step_type.to_onnx:
-            onnx_step = f"steps[{i}] ({kind})"
+        if step_type.final:
+            final_step = f"steps[{i}] ({kind})"
     return tuple(steps)
 
 

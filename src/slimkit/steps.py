@@ -26,6 +26,7 @@ class StepContext:
     artifact_stem: Path  # run_dir/artifacts/NN-name; a step adds the suffix it writes
     progress: Progress
     seed: int
+    batch_size: int  # the batch size models are timed at (evaluation.batch_size)
 
 
 Apply = Callable[[ModelState, Any, StepContext], ModelState]
@@ -33,26 +34,26 @@ Apply = Callable[[ModelState, Any, StepContext], ModelState]
 
 @dataclass(frozen=True)
 class StepType:
-    """A kind of step. ``trains_torch`` steps need a PyTorch model; ``to_onnx`` steps end in one."""
+    """A kind of step. A ``final`` step leaves a model that no later step can change."""
 
     name: str
     parse: Callable[[dict[str, Any], str], Config]
     apply: Apply
     description: str
-    to_onnx: bool = False
+    final: bool = False
 
 
 STEPS: Registry[StepType] = Registry("step type")
 
 
 def register_step(
-    name: str, parse: Callable[[dict[str, Any], str], Config], *, to_onnx: bool = False
+    name: str, parse: Callable[[dict[str, Any], str], Config], *, final: bool = False
 ) -> Callable[[Apply], Apply]:
     """Register ``apply(state, config, context) -> state`` as step type ``name``."""
 
     def decorator(apply: Apply) -> Apply:
         doc = (apply.__doc__ or "").strip().splitlines()
-        STEPS.add(name, StepType(name, parse, apply, doc[0] if doc else "", to_onnx))
+        STEPS.add(name, StepType(name, parse, apply, doc[0] if doc else "", final))
         return apply
 
     return decorator

@@ -1,17 +1,26 @@
-"""int8 quantization with ONNX Runtime: a real, smaller, verified int8 graph."""
+"""ONNX Runtime modes: real int8 / 4-bit graphs, verified, smaller, and reloadable."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import onnx
+import onnxruntime as ort
 import pytest
+import torch
+from tests.quantization.tiny import TokenNet, token_batches
 
 from slimkit.data import load_data
+from slimkit.errors import StepError
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.models import ModelSpec, build_model
-from slimkit.quantization import DynamicInt8Config, StaticInt8Config, quantize
-from slimkit.runtimes.onnxruntime import session
+from slimkit.quantization import (
+    DynamicInt8Config,
+    StaticInt8Config,
+    WeightOnlyInt4Config,
+    WeightOnlyInt8Config,
+    quantize,
+)
 from slimkit.training import TrainConfig, train
 
 
@@ -27,11 +36,12 @@ def trained(blobs_npz: Path, fixtures_on_path: Path):
     return net, data
 
 
-def _onnx_accuracy(path: Path, data) -> float:
-    sess = session(path, threads=1)
+def _plain_session_accuracy(path: Path, data) -> float:
+    """Accuracy through a plain onnxruntime.InferenceSession, as a user would load the file."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return accuracy(
         *predict(
-            lambda x: __import__("torch").from_numpy(sess.run(None, {"inputs": x[0].numpy()})[0]),
+            lambda x: torch.from_numpy(sess.run(None, {"inputs": x[0].numpy()})[0]),
             data.test.batches(64),
         )
     )
@@ -40,8 +50,9 @@ def _onnx_accuracy(path: Path, data) -> float:
 @pytest.mark.parametrize("estimator", ["minmax", "percentile", "entropy"])
 def test_static_int8_is_int8_smaller_and_accurate(trained, tmp_path: Path, estimator: str):
     net, data = trained
+    before = {k: v.clone() for k, v in net.state_dict().items()}
     calibration = [inputs for inputs, _ in data.calibration(64).batches(16)]
-    path = quantize(
+    result = quantize(
         net,
         StaticInt8Config(estimator=estimator),
         example_inputs=data.sample_inputs(4),
@@ -49,24 +60,101 @@ def test_static_int8_is_int8_smaller_and_accurate(trained, tmp_path: Path, estim
         out_path=tmp_path / "q.onnx",
         calibration=calibration,
     )
-    graph = onnx.load(str(path)).graph
+    assert (
+        result.runtime == "onnxruntime"
+        and result.quantized_layers == 3
+        and result.float_layers == []
+    )
+    graph = onnx.load(str(result.onnx_path)).graph
     conv_weights = [i for i in graph.initializer if i.name.endswith("weight_quantized")]
     assert len(conv_weights) == 3 and all(
         i.data_type == onnx.TensorProto.INT8 for i in conv_weights
     )
-    assert {n.op_type for n in graph.node} >= {"QuantizeLinear", "DequantizeLinear", "Conv"}
     float_acc = accuracy(*predict(lambda x: net(*x), data.test.batches(64)))
-    assert abs(_onnx_accuracy(path, data) - float_acc) <= 5.0
+    assert abs(_plain_session_accuracy(result.onnx_path, data) - float_acc) <= 5.0
+    assert all(
+        torch.equal(before[k], v) for k, v in net.state_dict().items()
+    )  # float model untouched
 
 
 def test_dynamic_int8_quantizes_the_linear_layer(trained, tmp_path: Path):
     net, data = trained
-    path = quantize(
+    result = quantize(
         net,
         DynamicInt8Config(),
         example_inputs=data.sample_inputs(4),
         input_names=data.input_names,
         out_path=tmp_path / "d.onnx",
     )
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert "MatMulInteger" in ops or "DynamicQuantizeLinear" in ops
+    ops = {n.op_type for n in onnx.load(str(result.onnx_path)).graph.node}
+    assert ops & {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"}
+
+
+@pytest.mark.parametrize(
+    ("config", "bits"),
+    [(WeightOnlyInt4Config(group_size=16), 4), (WeightOnlyInt8Config(group_size=16), 8)],
+)
+def test_weight_only_packs_linear_weights(tmp_path: Path, config, bits: int):
+    torch.manual_seed(0)
+    net = TokenNet().eval()
+    (ids,) = next(token_batches(8))
+    result = quantize(
+        net, config, example_inputs=(ids,), input_names=("input_ids",), out_path=tmp_path / "w.onnx"
+    )
+    graph = onnx.load(str(result.onnx_path)).graph
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert len(nbits) == result.quantized_layers == 2  # the two 3-D Linear layers
+    assert all(a.i == bits for n in nbits for a in n.attribute if a.name == "bits")
+    packed = sum(
+        len(i.raw_data) for i in graph.initializer if i.data_type == onnx.TensorProto.UINT8
+    )
+    assert packed == (64 * 128 + 128 * 64) * bits // 8  # two 4-bit values per byte at bits=4
+    sess = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(sess.run(None, {"input_ids": ids.numpy()})[0])
+    with torch.inference_mode():
+        want = net(ids)
+    assert float((got - want).abs().max()) <= 0.1 * float(want.abs().max())
+
+
+def test_weight_only_on_a_cnn_is_refused_with_the_layers_named(trained, tmp_path: Path):
+    net, data = trained
+    with pytest.raises(
+        StepError, match=r"none of this model's layers qualified .*stay float.*static-int8"
+    ):
+        quantize(
+            net,
+            WeightOnlyInt4Config(),
+            example_inputs=data.sample_inputs(4),
+            input_names=data.input_names,
+            out_path=tmp_path / "w.onnx",
+        )
+
+
+@pytest.mark.parametrize(
+    ("calibration", "message"),
+    [([], "calibration set is empty"), ([(torch.full((4, 1, 8, 8), float("nan")),)], "NaN or Inf")],
+)
+def test_bad_calibration_sets(trained, tmp_path: Path, calibration, message):
+    net, data = trained
+    with pytest.raises(StepError, match=message):
+        quantize(
+            net,
+            StaticInt8Config(),
+            example_inputs=data.sample_inputs(4),
+            input_names=data.input_names,
+            out_path=tmp_path / "q.onnx",
+            calibration=calibration,
+        )
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_a_model_without_weight_layers_is_refused(tmp_path: Path):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU())
+    with pytest.raises(StepError, match="no Conv, Gemm or MatMul layer"):
+        quantize(
+            net,
+            DynamicInt8Config(),
+            example_inputs=(torch.randn(2, 3),),
+            input_names=("inputs",),
+            out_path=tmp_path / "q.onnx",
+        )

@@ -88,18 +88,39 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], arch: dict[str, A
         "slimkit.arch": json.dumps(arch, sort_keys=True),
         "slimkit.layers": json.dumps(layer_manifest(model), sort_keys=True),
     }
-    # Tied weights (shared storage) cannot be stored twice; keep the first name of each.
-    state: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    for name, t in model.state_dict().items():
-        key = t.untyped_storage().data_ptr() if t.numel() else id(t)
-        if key in seen:
-            continue
-        seen.add(key)
-        state[name] = t.detach().contiguous().clone()
+    state, subclass_metadata = _flatten(model.state_dict())
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+        save_file(state, str(tmp), metadata={**metadata, **subclass_metadata})
     return Path(path)
+
+
+def _is_plain(t: torch.Tensor) -> bool:
+    return type(t) in (torch.Tensor, nn.Parameter)
+
+
+def _flatten(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors safetensors can store, plus metadata describing any torchao tensor subclasses.
+
+    Tied weights (shared storage) cannot be stored twice; the first name of each is kept.
+    """
+    plain: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, t in state_dict.items():
+        if not _is_plain(t):
+            continue
+        key = t.untyped_storage().data_ptr() if t.numel() else id(t)
+        if key not in seen:
+            seen.add(key)
+            plain[name] = t.detach().contiguous().clone()
+    subclasses = {n: t for n, t in state_dict.items() if not _is_plain(t)}
+    if not subclasses:
+        return plain, {}
+    # Quantized weights (torchao's Int8Tensor, ...) are stored as their inner tensors plus a JSON
+    # description, torchao's own safetensors layout: still no pickle.
+    from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
+
+    data, meta = flatten_tensor_state_dict(subclasses)
+    return {**plain, **data}, meta
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -145,17 +166,31 @@ def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -
 
 
 def load_weights_into(model: nn.Module, path: Path) -> None:
-    """Load ``path`` (safetensors) into ``model`` strictly, naming every mismatch."""
+    """Load ``path`` (safetensors) into ``model`` strictly, naming every mismatch.
+
+    Half-precision files turn the model half precision; torchao-quantized files put their
+    quantized tensors in place of the float weights.
+    """
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise ModelLoadError(f"{path} is not a readable safetensors file: {err}") from None
+    metadata = read_metadata(path)
+    if "tensor_names" in metadata:  # torchao's layout
+        from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
+
+        quantized, rest = unflatten_tensor_state_dict(state, metadata)
+        state = {**rest, **quantized}
+    dtypes = {t.dtype for t in state.values() if _is_plain(t) and t.is_floating_point()}
+    if len(dtypes) == 1 and (dtype := dtypes.pop()) in (torch.float16, torch.bfloat16):
+        model.to(dtype)
     apply_state_dict(model, state, path)
 
 
 def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     """``load_state_dict(strict)`` whose failures say which tensors are missing or misshapen."""
     own = model.state_dict()
+    assign = any(not _is_plain(t) for t in state.values())
     # Tied weights were saved once; fill the aliases from the tensor they share storage with.
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -178,7 +213,8 @@ def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: Pat
             f"The weights in {path} do not fit the model: {'; '.join(parts)}. "
             "Check that the architecture and its kwargs match the ones the weights were saved from."
         )
-    model.load_state_dict(state, strict=False)
+    # assign: quantized tensor subclasses replace the float parameters rather than fill them.
+    model.load_state_dict(state, strict=False, assign=assign)
 
 
 def _tied_aliases(model: nn.Module) -> dict[str, str]:

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from slimkit.config import Config
+from slimkit.layers import validate_patterns
 from slimkit.registry import Registry
-from slimkit.selectors import validate_patterns
 
 
 class Scope(StrEnum):

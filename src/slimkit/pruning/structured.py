@@ -12,8 +12,8 @@ import torch_pruning as tp
 from torch import nn
 
 from slimkit.errors import StepError
+from slimkit.layers import select
 from slimkit.pruning.configs import ChannelConfig, Importance
-from slimkit.selectors import select
 
 _IMPORTANCE = {
     Importance.L1: lambda: tp.importance.MagnitudeImportance(p=1),

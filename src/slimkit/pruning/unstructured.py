@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from slimkit.errors import StepError
+from slimkit.layers import select
 from slimkit.pruning.configs import MagnitudeConfig, Scope
-from slimkit.selectors import select
 
 
 def magnitude_prune(model: nn.Module, config: MagnitudeConfig) -> nn.Module:

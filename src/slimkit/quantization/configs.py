@@ -5,14 +5,18 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from slimkit.config import Config
 from slimkit.registry import Registry
 
 
 class QuantBackend(StrEnum):
-    ONNXRUNTIME = "onnxruntime"
+    """The library that quantizes, which also decides the runtime that serves the result."""
+
+    ONNXRUNTIME = "onnxruntime"  # served by ONNX Runtime (QDQ int8, MatMulNBits)
+    TORCHAO = "torchao"  # torchao tensor subclasses, served by PyTorch eager
+    TORCH = "torch"  # plain dtype casts, served by PyTorch eager
 
 
 class Estimator(StrEnum):
@@ -54,7 +58,58 @@ class StaticInt8Config(QuantizeConfig):
 
 @QUANT_MODES.register("dynamic-int8")
 class DynamicInt8Config(QuantizeConfig):
-    """int8 weights; activations quantized at run time from each batch's range (no calibration)."""
+    """int8 weights; activations quantized at run time from each batch's range (no calibration).
+
+    ``onnxruntime`` quantizes MatMul/Gemm (and Conv) nodes; ``torchao`` quantizes Linear layers
+    (w8a8, per-row weights, per-token activations) and leaves other layers in float.
+    """
 
     mode: Literal["dynamic-int8"] = "dynamic-int8"
     per_channel: bool = False
+
+
+class WeightOnlyConfig(QuantizeConfig):
+    """Fields shared by the weight-only modes: low-bit Linear weights, float activations."""
+
+    group_size: int = Field(32, ge=16, le=4096, description="Weights sharing one scale.")
+
+    @field_validator("group_size")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"group_size must be a power of two (16, 32, 64, ...), got {v}")
+        return v
+
+
+@QUANT_MODES.register("weight-only-int8")
+class WeightOnlyInt8Config(WeightOnlyConfig):
+    """int8 Linear weights with group-wise scales (onnxruntime) or per-row scales (torchao)."""
+
+    mode: Literal["weight-only-int8"] = "weight-only-int8"
+
+
+@QUANT_MODES.register("weight-only-int4")
+class WeightOnlyInt4Config(WeightOnlyConfig):
+    """4-bit Linear weights, two per byte, group-wise scales (ONNX Runtime MatMulNBits)."""
+
+    mode: Literal["weight-only-int4"] = "weight-only-int4"
+
+
+class HalfConfig(QuantizeConfig):
+    """Half-precision weights and compute, served by PyTorch."""
+
+    backend: QuantBackend = QuantBackend.TORCH
+
+
+@QUANT_MODES.register("fp16")
+class Fp16Config(HalfConfig):
+    """float16 weights and compute (CPUs without fp16 arithmetic emulate it: measure)."""
+
+    mode: Literal["fp16"] = "fp16"
+
+
+@QUANT_MODES.register("bf16")
+class Bf16Config(HalfConfig):
+    """bfloat16 weights and compute (fast on CPUs with AVX512-BF16 or AMX)."""
+
+    mode: Literal["bf16"] = "bf16"

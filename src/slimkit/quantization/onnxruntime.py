@@ -1,4 +1,9 @@
-"""int8 quantization with ONNX Runtime's quantization tool (QDQ graphs, CPU kernels)."""
+"""int8 and 4-bit quantization with ONNX Runtime's quantization tools, served by ONNX Runtime.
+
+static-int8 and dynamic-int8 write QDQ / integer-op graphs; the weight-only modes replace each
+MatMul by ``MatMulNBits``, which stores two 4-bit weights per byte with group-wise scales and has
+CPU kernels. Every graph is verified against the float model before it is returned.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import onnx
 import torch
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -17,13 +23,26 @@ from onnxruntime.quantization import (
     quantize_dynamic,
     quantize_static,
 )
+from onnxruntime.quantization.matmul_nbits_quantizer import (
+    DefaultWeightOnlyQuantConfig,
+    MatMulNBitsQuantizer,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
 from slimkit._io import atomic_path
 from slimkit.errors import StepError
 from slimkit.export.onnx import export_onnx, strip_metadata, verify_onnx
-from slimkit.quantization.configs import DynamicInt8Config, Estimator, IntType, StaticInt8Config
+from slimkit.quantization.configs import (
+    DynamicInt8Config,
+    Estimator,
+    IntType,
+    StaticInt8Config,
+    WeightOnlyConfig,
+    WeightOnlyInt4Config,
+)
+from slimkit.quantization.coverage import onnx_float_layers, onnx_weight_layers
+from slimkit.quantization.result import QuantizedModel
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +53,9 @@ _METHODS = {
 }
 _TYPES = {IntType.INT8: QuantType.QInt8, IntType.UINT8: QuantType.QUInt8}
 
-# An int8 model is verified to stay near the float one: max |logit difference| within this share
-# of the largest float logit. A broken graph lands far outside; honest quantization noise inside.
-INT8_RELATIVE_TOLERANCE = 0.25
+# A quantized model is verified to stay near the float one: max |logit difference| within this
+# share of the largest float logit. A broken graph lands far outside; honest noise inside.
+RELATIVE_TOLERANCE = 0.25
 
 
 class _Reader(CalibrationDataReader):
@@ -51,62 +70,121 @@ class _Reader(CalibrationDataReader):
         return {n: x.numpy() for n, x in zip(self._names, batch, strict=True)}
 
 
-def _float_graph(
+def _check_calibration(batches: list[tuple[torch.Tensor, ...]]) -> None:
+    if not batches:
+        raise StepError("static-int8 needs calibration data, and the calibration set is empty.")
+    for batch in batches:
+        if any(x.is_floating_point() and not torch.isfinite(x).all() for x in batch):
+            raise StepError(
+                "The calibration data contains NaN or Inf; ranges would be meaningless."
+            )
+
+
+def _write(
     model: nn.Module,
     example_inputs: tuple[torch.Tensor, ...],
     input_names: tuple[str, ...],
-    workdir: Path,
-) -> Path:
-    exported = export_onnx(model, example_inputs, input_names, workdir / "float.onnx")
-    prepared = workdir / "prepared.onnx"
-    # Shape inference and graph optimisation (BN folded into conv, etc.) before quantizing,
-    # as ONNX Runtime's quantization guide prescribes.
-    quant_pre_process(str(exported), str(prepared))
-    return prepared
+    out_path: Path,
+    quantize: Any,
+) -> QuantizedModel:
+    """Export, pre-process, run ``quantize(prepared, target)``, strip, verify, report coverage."""
+    with tempfile.TemporaryDirectory(prefix="slimkit-q-") as tmp:
+        exported = export_onnx(model, example_inputs, input_names, Path(tmp) / "float.onnx")
+        total = onnx_weight_layers(exported)
+        if total == 0:
+            raise StepError("The model has no Conv, Gemm or MatMul layer with weights to quantize.")
+        prepared = Path(tmp) / "prepared.onnx"
+        # Shape inference and graph optimisation (BN folded into conv, etc.) before quantizing,
+        # as ONNX Runtime's quantization guide prescribes.
+        quant_pre_process(str(exported), str(prepared))
+        with atomic_path(out_path) as target:
+            quantize(prepared, target)
+            strip_metadata(target)
+            with torch.inference_mode():
+                scale = float(model(*example_inputs).abs().max())
+            diff = verify_onnx(
+                target, model, example_inputs, input_names, RELATIVE_TOLERANCE * scale + 1e-3
+            )
+            log.info("quantized graph verified: max |logit diff| %.4f (scale %.2f)", diff, scale)
+            float_layers = onnx_float_layers(target)
+    return QuantizedModel(model, "onnxruntime", total - len(float_layers), float_layers, out_path)
 
 
-def quantize_onnx(
+def quantize_static_int8(
     model: nn.Module,
-    config: StaticInt8Config | DynamicInt8Config,
+    config: StaticInt8Config,
     *,
     example_inputs: tuple[torch.Tensor, ...],
     input_names: tuple[str, ...],
     out_path: Path,
     calibration: Iterable[tuple[torch.Tensor, ...]] | None = None,
-) -> Path:
-    """Export ``model``, quantize it to int8 ONNX at ``out_path``, verify it, return the path."""
-    with tempfile.TemporaryDirectory(prefix="slimkit-q-") as tmp:
-        prepared = _float_graph(model, example_inputs, input_names, Path(tmp))
-        with atomic_path(out_path) as target:
-            if isinstance(config, StaticInt8Config):
-                if calibration is None:
-                    raise StepError("static-int8 needs calibration batches.")
-                quantize_static(
-                    str(prepared),
-                    str(target),
-                    _Reader(calibration, input_names),
-                    quant_format=QuantFormat.QDQ,
-                    per_channel=config.per_channel,
-                    activation_type=_TYPES[config.activations],
-                    weight_type=QuantType.QInt8,
-                    calibrate_method=_METHODS[config.estimator],
-                    extra_options={
-                        "CalibPercentile": config.percentile,
-                        "ActivationSymmetric": config.activations is IntType.INT8,
-                    },
-                )
-            else:
-                quantize_dynamic(
-                    str(prepared),
-                    str(target),
-                    per_channel=config.per_channel,
-                    weight_type=QuantType.QInt8,
-                )
-            strip_metadata(target)
-            with torch.inference_mode():
-                scale = float(model(*example_inputs).abs().max())
-            diff = verify_onnx(
-                target, model, example_inputs, input_names, INT8_RELATIVE_TOLERANCE * scale + 1e-3
-            )
-            log.info("int8 graph verified: max |logit diff| %.4f (scale %.2f)", diff, scale)
-    return out_path
+) -> QuantizedModel:
+    batches = list(calibration or [])
+    _check_calibration(batches)
+
+    def run(prepared: Path, target: Path) -> None:
+        quantize_static(
+            str(prepared),
+            str(target),
+            _Reader(batches, input_names),
+            quant_format=QuantFormat.QDQ,
+            per_channel=config.per_channel,
+            activation_type=_TYPES[config.activations],
+            weight_type=QuantType.QInt8,
+            calibrate_method=_METHODS[config.estimator],
+            extra_options={
+                "CalibPercentile": config.percentile,
+                "ActivationSymmetric": config.activations is IntType.INT8,
+            },
+        )
+
+    return _write(model, example_inputs, input_names, out_path, run)
+
+
+def quantize_dynamic_int8(
+    model: nn.Module,
+    config: DynamicInt8Config,
+    *,
+    example_inputs: tuple[torch.Tensor, ...],
+    input_names: tuple[str, ...],
+    out_path: Path,
+    **_: Any,
+) -> QuantizedModel:
+    def run(prepared: Path, target: Path) -> None:
+        quantize_dynamic(
+            str(prepared), str(target), per_channel=config.per_channel, weight_type=QuantType.QInt8
+        )
+
+    return _write(model, example_inputs, input_names, out_path, run)
+
+
+def quantize_weight_only(
+    model: nn.Module,
+    config: WeightOnlyConfig,
+    *,
+    example_inputs: tuple[torch.Tensor, ...],
+    input_names: tuple[str, ...],
+    out_path: Path,
+    **_: Any,
+) -> QuantizedModel:
+    bits = 4 if isinstance(config, WeightOnlyInt4Config) else 8
+
+    def run(prepared: Path, target: Path) -> None:
+        algo = DefaultWeightOnlyQuantConfig(
+            block_size=config.group_size,
+            is_symmetric=True,
+            bits=bits,
+            op_types_to_quantize=("MatMul",),
+        )
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(prepared)), algo_config=algo)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+
+    result = _write(model, example_inputs, input_names, out_path, run)
+    if result.quantized_layers == 0:
+        raise StepError(
+            f"{config.mode} quantizes MatMul weights (the Linear layers of transformers); none of "
+            f"this model's layers qualified ({', '.join(result.float_layers[:4])} stay float). "
+            "Use static-int8 for convolutional nets."
+        )
+    return result

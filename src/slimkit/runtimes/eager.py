@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from slimkit.data.bundle import Inputs
 from slimkit.errors import StepError
 from slimkit.models.persist import save_model
-from slimkit.runtimes.base import RUNTIMES, Prepared, Runtime
+from slimkit.runtimes.base import RUNTIMES, Engine, Prepared, Runtime
 from slimkit.state import ModelState
 
 
@@ -22,17 +24,31 @@ def _torch_artifact(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Path:
     return save_model(state.module, stem.with_suffix(".safetensors"), ctx["arch"])
 
 
+def _serve(module: Callable[..., torch.Tensor], dtype: torch.dtype) -> Engine:
+    """Feed float inputs in the model's own precision (fp16/bf16 models) and return fp32 logits."""
+
+    def engine(inputs: Inputs) -> torch.Tensor:
+        cast = tuple(x.to(dtype) if x.is_floating_point() else x for x in inputs)
+        return module(*cast).float()
+
+    return engine
+
+
+def _param_dtype(module: torch.nn.Module) -> torch.dtype:
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+
+
 def _eager(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
     artifact = _torch_artifact(state, stem, ctx)
     module = state.module.eval()
-    return Prepared(lambda inputs: module(*inputs), artifact)
+    return Prepared(_serve(module, _param_dtype(module)), artifact)
 
 
 def _compiled(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
     artifact = _torch_artifact(state, stem, ctx)
     # dynamic=False: one graph per batch shape, specialised like a serving deployment would be.
     compiled = torch.compile(state.module.eval(), dynamic=False)
-    return Prepared(lambda inputs: compiled(*inputs), artifact)
+    return Prepared(_serve(compiled, _param_dtype(state.module)), artifact)
 
 
 RUNTIMES.add(

@@ -1,0 +1,36 @@
+"""Which weight layers a backend quantized and which stayed float, read off the result itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from torch import nn
+
+# ONNX ops whose second input is a layer's weight when it is a stored initializer.
+_WEIGHT_OPS = {"Conv", "Gemm", "MatMul"}
+# PyTorch layers with weights that torchao's Linear-only configs do not touch.
+_TORCH_WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding, nn.LSTM, nn.GRU, nn.RNN)
+
+
+def onnx_float_layers(path: Path) -> list[str]:
+    """Layers whose float weights feed a Conv/Gemm/MatMul directly (not via int8 or NBits ops)."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    return [
+        node.input[1].removesuffix(".weight")
+        for node in graph.node
+        if node.op_type in _WEIGHT_OPS and len(node.input) > 1 and node.input[1] in weights
+    ]
+
+
+def onnx_weight_layers(path: Path) -> int:
+    """How many Conv/Gemm/MatMul nodes of a float graph carry stored weights."""
+    return len(onnx_float_layers(path))
+
+
+def torch_linear_coverage(model: nn.Module) -> tuple[list[str], list[str]]:
+    """``(linear layer names, other weight layer names)`` of ``model``."""
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    others = [n for n, m in model.named_modules() if isinstance(m, _TORCH_WEIGHT_LAYERS)]
+    return linears, others
