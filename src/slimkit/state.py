@@ -12,17 +12,18 @@ from torch import nn
 class ModelState:
     """What a step hands to the next one.
 
-    ``module`` is the PyTorch model (float, possibly pruned). ``backend`` names the runtime that
-    serves it. ``onnx_path`` is set when the served artifact is an ONNX file that is not a plain
-    export of ``module`` (an int8 graph, say); such a state can be evaluated and deployed but
-    no longer trained or pruned.
+    ``module`` is the PyTorch model (float, possibly pruned or quantized in place). ``backend``
+    names the runtime that serves it. ``artifact`` is set when a step already wrote the file that
+    runtime loads and it is not a plain save of ``module``: an int8 ONNX graph, or a ``.pt2``
+    exported program. Such a state can be evaluated and deployed but no longer trained.
     """
 
     module: nn.Module
     backend: str = "eager"
-    onnx_path: Path | None = None
+    artifact: Path | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
     def trainable(self) -> bool:
-        return self.onnx_path is None
+        """Whether the module is still a plain PyTorch model later steps may change."""
+        return self.artifact is None

@@ -65,13 +65,13 @@ def test_static_int8_is_int8_smaller_and_accurate(trained, tmp_path: Path, estim
         and result.quantized_layers == 3
         and result.float_layers == []
     )
-    graph = onnx.load(str(result.onnx_path)).graph
+    graph = onnx.load(str(result.artifact)).graph
     conv_weights = [i for i in graph.initializer if i.name.endswith("weight_quantized")]
     assert len(conv_weights) == 3 and all(
         i.data_type == onnx.TensorProto.INT8 for i in conv_weights
     )
     float_acc = accuracy(*predict(lambda x: net(*x), data.test.batches(64)))
-    assert abs(_plain_session_accuracy(result.onnx_path, data) - float_acc) <= 5.0
+    assert abs(_plain_session_accuracy(result.artifact, data) - float_acc) <= 5.0
     assert all(
         torch.equal(before[k], v) for k, v in net.state_dict().items()
     )  # float model untouched
@@ -86,7 +86,7 @@ def test_dynamic_int8_quantizes_the_linear_layer(trained, tmp_path: Path):
         input_names=data.input_names,
         out_path=tmp_path / "d.onnx",
     )
-    ops = {n.op_type for n in onnx.load(str(result.onnx_path)).graph.node}
+    ops = {n.op_type for n in onnx.load(str(result.artifact)).graph.node}
     assert ops & {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"}
 
 
@@ -101,7 +101,7 @@ def test_weight_only_packs_linear_weights(tmp_path: Path, config, bits: int):
     result = quantize(
         net, config, example_inputs=(ids,), input_names=("input_ids",), out_path=tmp_path / "w.onnx"
     )
-    graph = onnx.load(str(result.onnx_path)).graph
+    graph = onnx.load(str(result.artifact)).graph
     nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
     assert len(nbits) == result.quantized_layers == 2  # the two 3-D Linear layers
     assert all(a.i == bits for n in nbits for a in n.attribute if a.name == "bits")
@@ -109,7 +109,7 @@ def test_weight_only_packs_linear_weights(tmp_path: Path, config, bits: int):
         len(i.raw_data) for i in graph.initializer if i.data_type == onnx.TensorProto.UINT8
     )
     assert packed == (64 * 128 + 128 * 64) * bits // 8  # two 4-bit values per byte at bits=4
-    sess = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(result.artifact), providers=["CPUExecutionProvider"])
     got = torch.from_numpy(sess.run(None, {"input_ids": ids.numpy()})[0])
     with torch.inference_mode():
         want = net(ids)

@@ -41,7 +41,7 @@ def test_runtimes_match_pytorch(tmp_path: Path, backend: str, suffix: str):
 
 def test_an_int8_graph_cannot_be_served_by_pytorch(tmp_path: Path):
     net = slimkit.build_model("small-cnn", num_classes=4, in_channels=1)
-    state = ModelState(net, "eager", onnx_path=tmp_path / "q.onnx")
+    state = ModelState(net, "eager", artifact=tmp_path / "q.onnx")
     with pytest.raises(StepError, match="runs on onnxruntime only"):
         prepare(
             state,

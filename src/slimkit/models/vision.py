@@ -18,7 +18,7 @@ class ConvBNReLU(nn.Sequential):
         super().__init__(
             nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
             nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
         )
 
 
@@ -52,7 +52,10 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
+        # One activation module per use: graph quantizers (PT2E) partition by module, and a
+        # module called twice becomes a partition with two outputs they cannot annotate.
+        self.relu1 = nn.ReLU()
+        self.relu2 = nn.ReLU()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(
@@ -60,9 +63,9 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        return self.relu2(out + self.shortcut(x))
 
 
 class ResNetMini(nn.Module):

@@ -27,6 +27,7 @@ from slimkit.quantization.configs import (
     Estimator,
     Fp16Config,
     IntType,
+    QatConfig,
     QuantBackend,
     QuantizeConfig,
     StaticInt8Config,
@@ -39,6 +40,7 @@ from slimkit.quantization.onnxruntime import (
     quantize_static_int8,
     quantize_weight_only,
 )
+from slimkit.quantization.pt2e import qat_pt2e, static_int8_pt2e
 from slimkit.quantization.result import QuantizedModel
 from slimkit.quantization.torchao import quantize_torchao
 
@@ -47,6 +49,8 @@ Handler = Callable[..., QuantizedModel]
 # (config type, backend) -> handler; a new mode or backend adds a row here, not a branch.
 _HANDLERS: dict[tuple[type[QuantizeConfig], QuantBackend], Handler] = {
     (StaticInt8Config, QuantBackend.ONNXRUNTIME): quantize_static_int8,
+    (StaticInt8Config, QuantBackend.TORCHAO): static_int8_pt2e,
+    (QatConfig, QuantBackend.TORCHAO): qat_pt2e,
     (DynamicInt8Config, QuantBackend.ONNXRUNTIME): quantize_dynamic_int8,
     (DynamicInt8Config, QuantBackend.TORCHAO): quantize_torchao,
     (WeightOnlyInt8Config, QuantBackend.ONNXRUNTIME): quantize_weight_only,
@@ -58,7 +62,7 @@ _HANDLERS: dict[tuple[type[QuantizeConfig], QuantBackend], Handler] = {
 
 
 def backends_for(config_type: type[QuantizeConfig]) -> list[str]:
-    """The backends that can run a mode."""
+    """The backends that can run a mode (``auto`` chooses among these by measuring)."""
     return [str(b) for (c, b) in _HANDLERS if c is config_type]
 
 
@@ -70,13 +74,21 @@ def quantize(
     input_names: tuple[str, ...],
     out_path: str | Path,
     calibration: Iterable[tuple[torch.Tensor, ...]] | None = None,
+    train_loop: Callable[[nn.Module], None] | None = None,
 ) -> QuantizedModel:
     """Quantize ``model`` as ``config`` says.
 
-    ONNX backends write their graph to ``out_path`` and leave ``model`` untouched; torch backends
-    quantize ``model`` in place. ``calibration`` yields input batches (tuples of tensors), as a
-    ``forward_loop`` would feed the model: slimkit never owns the data format.
+    ONNX and PT2E backends write their artifact next to ``out_path`` and leave ``model``
+    untouched; ``quantize_`` backends quantize ``model`` in place. ``calibration`` yields input
+    batches (tuples of tensors) and ``train_loop(model)`` trains a model (for ``qat``): slimkit
+    never owns the data format or the loop. ``backend: auto`` needs data to measure on: use
+    :func:`slimkit.quantization.auto.choose_backend` or the ``quantize`` recipe step.
     """
+    if config.backend is QuantBackend.AUTO:
+        raise StepError(
+            "backend: auto measures every candidate on data; call "
+            "slimkit.quantization.auto.choose_backend, or use the quantize recipe step."
+        )
     handler = _HANDLERS.get((type(config), config.backend))
     if handler is None:
         raise StepError(
@@ -90,6 +102,7 @@ def quantize(
         input_names=input_names,
         out_path=Path(out_path),
         calibration=calibration,
+        train_loop=train_loop,
     )
 
 
@@ -99,7 +112,7 @@ def parse_quantize_config(data: dict[str, Any], where: str) -> QuantizeConfig:
     if mode not in QUANT_MODES:
         raise RecipeError(f"'{where}.mode': " + QUANT_MODES.unknown_message(mode))
     config = QUANT_MODES.get(mode).from_dict(data, where)
-    if (type(config), config.backend) not in _HANDLERS:
+    if config.backend is not QuantBackend.AUTO and (type(config), config.backend) not in _HANDLERS:
         raise RecipeError(
             f"'{where}.backend': {mode} cannot run on {config.backend}; "
             f"it runs on: {', '.join(backends_for(type(config)))}."
@@ -114,6 +127,7 @@ __all__ = [
     "Estimator",
     "Fp16Config",
     "IntType",
+    "QatConfig",
     "QuantBackend",
     "QuantizeConfig",
     "QuantizedModel",

@@ -5,18 +5,20 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from slimkit.config import Config
 from slimkit.registry import Registry
+from slimkit.training.trainer import TrainConfig
 
 
 class QuantBackend(StrEnum):
     """The library that quantizes, which also decides the runtime that serves the result."""
 
     ONNXRUNTIME = "onnxruntime"  # served by ONNX Runtime (QDQ int8, MatMulNBits)
-    TORCHAO = "torchao"  # torchao tensor subclasses, served by PyTorch eager
+    TORCHAO = "torchao"  # quantize_ subclasses (eager) or PT2E graphs (torch.compile)
     TORCH = "torch"  # plain dtype casts, served by PyTorch eager
+    AUTO = "auto"  # measure every backend that can run the mode; keep the fastest in budget
 
 
 class Estimator(StrEnum):
@@ -25,6 +27,7 @@ class Estimator(StrEnum):
     MINMAX = "minmax"  # the full observed range: no clipping, coarser steps
     PERCENTILE = "percentile"  # clip rare outliers at a percentile of |x|
     ENTROPY = "entropy"  # the range whose int8 histogram loses least information (KL)
+    MSE = "mse"  # the range that minimises the squared quantization error
 
 
 class IntType(StrEnum):
@@ -33,10 +36,15 @@ class IntType(StrEnum):
 
 
 class QuantizeConfig(Config):
-    """Fields shared by every quantization mode."""
+    """Fields shared by every quantization mode.
+
+    ``max_accuracy_drop`` (points, on the validation split) is the budget ``backend: auto``
+    chooses within.
+    """
 
     mode: str
     backend: QuantBackend = QuantBackend.ONNXRUNTIME
+    max_accuracy_drop: float = Field(1.0, ge=0.0, le=100.0)
 
 
 QUANT_MODES: Registry[type[QuantizeConfig]] = Registry("quantization mode")
@@ -51,9 +59,38 @@ class StaticInt8Config(QuantizeConfig):
     estimator: Estimator = Estimator.MINMAX
     percentile: float = Field(99.999, gt=90.0, le=100.0)
     per_channel: bool = True
-    # Signed int8 activations measured faster than uint8 with ONNX Runtime's QDQ kernels on the
-    # AVX-512 VNNI CPUs slimkit is developed on (2.9 vs 3.9 ms, small CNN, batch 32).
-    activations: IntType = IntType.INT8
+    # None: the backend's own choice. Signed int8 measured faster than uint8 with ONNX Runtime's
+    # QDQ kernels on the AVX-512 VNNI CPUs slimkit is developed on (2.9 vs 3.9 ms, small CNN,
+    # batch 32); torchao's x86 inductor quantizer supports uint8 activations only.
+    activations: IntType | None = None
+
+    @model_validator(mode="after")
+    def _backend_supports_options(self) -> StaticInt8Config:
+        if self.backend is QuantBackend.TORCHAO:
+            if self.estimator not in (Estimator.MINMAX, Estimator.MSE):
+                raise ValueError(
+                    f"estimator {self.estimator} runs on onnxruntime; "
+                    "torchao (PT2E) offers minmax and mse"
+                )
+            if self.activations is IntType.INT8:
+                raise ValueError("torchao's x86 inductor quantizer uses uint8 activations only")
+            if not self.per_channel:
+                raise ValueError("torchao's x86 inductor quantizer quantizes weights per channel")
+        if self.backend is QuantBackend.ONNXRUNTIME and self.estimator is Estimator.MSE:
+            raise ValueError(
+                "estimator mse runs on torchao (PT2E); "
+                "onnxruntime offers minmax, percentile and entropy"
+            )
+        return self
+
+
+@QUANT_MODES.register("qat")
+class QatConfig(QuantizeConfig):
+    """Quantization-aware training: fine-tune with fake int8, then convert to a real int8 model."""
+
+    mode: Literal["qat"] = "qat"
+    backend: QuantBackend = QuantBackend.TORCHAO
+    train: TrainConfig = TrainConfig(epochs=1, lr=1e-4)
 
 
 @QUANT_MODES.register("dynamic-int8")

@@ -29,6 +29,19 @@ def onnx_weight_layers(path: Path) -> int:
     return len(onnx_float_layers(path))
 
 
+def conv_linear_coverage(model: nn.Module) -> tuple[list[str], list[str]]:
+    """``(Conv and Linear layer names, other weight layer names)``: what PT2E quantizes."""
+    covered = [
+        n for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d)
+    ]
+    others = [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, _TORCH_WEIGHT_LAYERS) and not isinstance(m, nn.Conv1d | nn.Conv2d)
+    ]
+    return covered, others
+
+
 def torch_linear_coverage(model: nn.Module) -> tuple[list[str], list[str]]:
     """``(linear layer names, other weight layer names)`` of ``model``."""
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]

@@ -33,6 +33,7 @@ from torch import nn
 from slimkit._io import atomic_path
 from slimkit.errors import StepError
 from slimkit.export.onnx import export_onnx, strip_metadata, verify_onnx
+from slimkit.quantization.calibration import check_calibration
 from slimkit.quantization.configs import (
     DynamicInt8Config,
     Estimator,
@@ -68,16 +69,6 @@ class _Reader(CalibrationDataReader):
         if batch is None:
             return None
         return {n: x.numpy() for n, x in zip(self._names, batch, strict=True)}
-
-
-def _check_calibration(batches: list[tuple[torch.Tensor, ...]]) -> None:
-    if not batches:
-        raise StepError("static-int8 needs calibration data, and the calibration set is empty.")
-    for batch in batches:
-        if any(x.is_floating_point() and not torch.isfinite(x).all() for x in batch):
-            raise StepError(
-                "The calibration data contains NaN or Inf; ranges would be meaningless."
-            )
 
 
 def _write(
@@ -118,9 +109,11 @@ def quantize_static_int8(
     input_names: tuple[str, ...],
     out_path: Path,
     calibration: Iterable[tuple[torch.Tensor, ...]] | None = None,
+    **_: Any,
 ) -> QuantizedModel:
     batches = list(calibration or [])
-    _check_calibration(batches)
+    check_calibration(batches)
+    activations = config.activations or IntType.INT8
 
     def run(prepared: Path, target: Path) -> None:
         quantize_static(
@@ -129,12 +122,12 @@ def quantize_static_int8(
             _Reader(batches, input_names),
             quant_format=QuantFormat.QDQ,
             per_channel=config.per_channel,
-            activation_type=_TYPES[config.activations],
+            activation_type=_TYPES[activations],
             weight_type=QuantType.QInt8,
             calibrate_method=_METHODS[config.estimator],
             extra_options={
                 "CalibPercentile": config.percentile,
-                "ActivationSymmetric": config.activations is IntType.INT8,
+                "ActivationSymmetric": activations is IntType.INT8,
             },
         )
 

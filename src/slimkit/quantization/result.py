@@ -12,8 +12,9 @@ from torch import nn
 class QuantizedModel:
     """A quantized model and where it runs.
 
-    ``module`` is what PyTorch runtimes serve (quantized in place for torch backends); for ONNX
-    backends it stays the float source and ``onnx_path`` holds the quantized graph.
+    ``module`` is what PyTorch runtimes serve (quantized in place, or a converted PT2E graph);
+    for ONNX backends it stays the float source. ``artifact`` is the file the runtime loads when
+    the handler wrote one (ONNX graph, ``.pt2`` exported program).
     ``float_layers`` names the weight layers the backend left in float: never silently.
     """
 
@@ -21,4 +22,4 @@ class QuantizedModel:
     runtime: str
     quantized_layers: int
     float_layers: list[str] = field(default_factory=list)
-    onnx_path: Path | None = None
+    artifact: Path | None = None

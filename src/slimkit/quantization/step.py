@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from slimkit.evaluation.latency import measure_latency
 from slimkit.quantization import (
+    QatConfig,
+    QuantBackend,
     QuantizeConfig,
     QuantizedModel,
     StaticInt8Config,
     parse_quantize_config,
     quantize,
 )
+from slimkit.quantization.auto import choose_backend
 from slimkit.runtimes import prepare
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, register_step
+from slimkit.training.trainer import train
 
 CALIBRATION_BATCH = 32
 COMPARE_ROUNDS = 10  # a quick interleaved check; the pipeline's own timing is the full one
@@ -26,28 +32,50 @@ COMPARE_ROUNDS = 10  # a quick interleaved check; the pipeline's own timing is t
 
 @register_step("quantize", parse_quantize_config, final=True)
 def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -> ModelState:
-    """Quantize (int8, int4 or 16-bit) and serve on the runtime the backend targets."""
+    """Quantize (int8, int4, QAT or 16-bit) and serve on the runtime the backend targets."""
     calibration = None
     if isinstance(config, StaticInt8Config):
         subset = ctx.data.calibration(config.calibration_samples, seed=ctx.seed)
         calibration = [inputs for inputs, _ in subset.batches(CALIBRATION_BATCH)]
-    float_model = copy.deepcopy(state.module)  # torch backends quantize in place
-    result = quantize(
-        state.module,
-        config,
-        example_inputs=ctx.data.sample_inputs(8),
-        input_names=ctx.data.input_names,
-        out_path=ctx.artifact_stem.with_suffix(".onnx"),
-        calibration=calibration,
-    )
-    quantized = ModelState(result.module, result.runtime, onnx_path=result.onnx_path)
-    float_state = ModelState(float_model, _float_runtime(config))
-    quantized.notes = [_coverage_note(result), _speed_note(float_state, quantized, ctx)]
+    train_loop = _train_loop(config, ctx) if isinstance(config, QatConfig) else None
+    float_model = copy.deepcopy(state.module)  # quantize_ backends quantize in place
+    out_path = ctx.artifact_stem.with_suffix(".onnx")
+    notes = []
+    if config.backend is QuantBackend.AUTO:
+        result, chosen, candidates = choose_backend(
+            state.module,
+            config,
+            data=ctx.data,
+            out_path=out_path,
+            batch_size=ctx.batch_size,
+            calibration=calibration,
+            train_loop=train_loop,
+        )
+        notes.append(
+            f"backend auto chose {chosen.backend} (fastest within {config.max_accuracy_drop} "
+            "points on validation); candidates: " + "; ".join(c.describe() for c in candidates)
+        )
+    else:
+        result = quantize(
+            state.module,
+            config,
+            example_inputs=ctx.data.sample_inputs(8),
+            input_names=ctx.data.input_names,
+            out_path=out_path,
+            calibration=calibration,
+            train_loop=train_loop,
+        )
+    quantized = ModelState(result.module, result.runtime, artifact=result.artifact)
+    float_state = ModelState(float_model, result.runtime)
+    quantized.notes = [*notes, _coverage_note(result), _speed_note(float_state, quantized, ctx)]
     return quantized
 
 
-def _float_runtime(config: QuantizeConfig) -> str:
-    return "onnxruntime" if str(config.backend) == "onnxruntime" else "eager"
+def _train_loop(config: QatConfig, ctx: StepContext) -> Callable[[nn.Module], None]:
+    def loop(model: nn.Module) -> None:
+        train(model, ctx.data, config.train, progress=ctx.progress)
+
+    return loop
 
 
 def _coverage_note(result: QuantizedModel) -> str:

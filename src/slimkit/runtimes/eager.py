@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,18 @@ from slimkit.state import ModelState
 
 
 def _torch_artifact(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Path:
-    if not state.trainable:
+    """The file PyTorch loads: a step's exported program (.pt2), else safetensors + manifest."""
+    if state.artifact is None:
+        return save_model(state.module, stem.with_suffix(".safetensors"), ctx["arch"])
+    if state.artifact.suffix != ".pt2":
         raise StepError(
-            f"This model is an ONNX graph ({state.onnx_path}); it runs on onnxruntime only, "
+            f"This model is an ONNX graph ({state.artifact}); it runs on onnxruntime only, "
             f"not on {state.backend}."
         )
-    return save_model(state.module, stem.with_suffix(".safetensors"), ctx["arch"])
+    target = stem.with_suffix(".pt2")
+    if state.artifact.resolve() != target.resolve():
+        shutil.copyfile(state.artifact, target)
+    return target
 
 
 def _serve(module: Callable[..., torch.Tensor], dtype: torch.dtype) -> Engine:
@@ -40,14 +47,16 @@ def _param_dtype(module: torch.nn.Module) -> torch.dtype:
 
 def _eager(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
     artifact = _torch_artifact(state, stem, ctx)
-    module = state.module.eval()
+    module = state.module
+    module.eval()  # not chained: exported graphs' eval() does not return the module
     return Prepared(_serve(module, _param_dtype(module)), artifact)
 
 
 def _compiled(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
     artifact = _torch_artifact(state, stem, ctx)
     # dynamic=False: one graph per batch shape, specialised like a serving deployment would be.
-    compiled = torch.compile(state.module.eval(), dynamic=False)
+    state.module.eval()
+    compiled = torch.compile(state.module, dynamic=False)
     return Prepared(_serve(compiled, _param_dtype(state.module)), artifact)
 
 

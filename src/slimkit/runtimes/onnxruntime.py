@@ -26,9 +26,9 @@ def session(path: Path, threads: int) -> ort.InferenceSession:
 
 def _prepare(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
     artifact = stem.with_suffix(".onnx")
-    if state.onnx_path is not None:
-        if state.onnx_path.resolve() != artifact.resolve():
-            shutil.copyfile(state.onnx_path, artifact)
+    if state.artifact is not None:
+        if state.artifact.resolve() != artifact.resolve():
+            shutil.copyfile(state.artifact, artifact)
     else:
         export_onnx(state.module, ctx["sample_inputs"], ctx["input_names"], artifact)
     sess = session(artifact, ctx["threads"])

@@ -1,0 +1,123 @@
+"""``backend: auto``: quantize with every backend that can run the mode, measure, keep the best.
+
+Which backend is fastest depends on the model, the batch size and the CPU: on a small CNN at
+batch 1, ONNX Runtime's int8 can lose to its own fp32 while PT2E int8 ties compiled fp32. So
+nothing is assumed: every candidate is built, scored on the validation split and timed
+interleaved, and the fastest within ``max_accuracy_drop`` of the float model wins.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slimkit.data.bundle import DataBundle
+from slimkit.errors import RecipeError, StepError
+from slimkit.evaluation.latency import measure_latency
+from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.quantization import QuantizeConfig, QuantizedModel, backends_for, quantize
+from slimkit.runtimes import Engine, prepare
+from slimkit.state import ModelState
+
+ROUNDS = 10
+
+
+@dataclass
+class Candidate:
+    """One backend's attempt: its validation accuracy and latency, or why it could not run."""
+
+    backend: str
+    accuracy: float | None = None
+    latency_ms: float | None = None
+    skipped: str | None = None
+
+    def describe(self) -> str:
+        if self.skipped is not None:
+            return f"{self.backend}: skipped ({self.skipped})"
+        return f"{self.backend}: {self.latency_ms:.3f} ms, {self.accuracy:.2f}%"
+
+
+def choose_backend(
+    model: nn.Module,
+    config: QuantizeConfig,
+    *,
+    data: DataBundle,
+    out_path: Path,
+    batch_size: int,
+    calibration: Iterable[tuple[torch.Tensor, ...]] | None = None,
+    train_loop: Callable[[nn.Module], None] | None = None,
+) -> tuple[QuantizedModel, QuantizeConfig, list[Candidate]]:
+    """Build every backend's model, keep the fastest within budget; return it and the tally."""
+    batches = list(calibration) if calibration is not None else None
+    float_acc = accuracy(*predict(lambda x: model(*x), data.val.batches(256)))
+    built: dict[str, tuple[QuantizedModel, QuantizeConfig, Engine]] = {}
+    candidates: list[Candidate] = []
+    work = Path(tempfile.mkdtemp(prefix=".auto-", dir=out_path.parent))
+    try:
+        for backend in backends_for(type(config)):
+            candidate = Candidate(backend)
+            candidates.append(candidate)
+            try:
+                cfg = type(config).from_dict({**config.to_dict(), "backend": backend})
+                result = quantize(
+                    copy.deepcopy(model),
+                    cfg,
+                    example_inputs=data.sample_inputs(8),
+                    input_names=data.input_names,
+                    out_path=work / f"{backend}.onnx",
+                    calibration=batches,
+                    train_loop=train_loop,
+                )
+            except (RecipeError, StepError) as err:
+                candidate.skipped = str(err).removeprefix("Invalid configuration: ")
+                continue
+            engine = prepare(
+                ModelState(result.module, result.runtime, artifact=result.artifact),
+                work / f"{backend}-served",
+                input_names=data.input_names,
+                sample_inputs=data.sample_inputs(batch_size),
+                threads=torch.get_num_threads(),
+                arch={},
+            ).engine
+            candidate.accuracy = accuracy(*predict(engine, data.val.batches(256)))
+            built[backend] = (result, cfg, engine)
+        if not built:
+            raise StepError(
+                f"No backend could run {config.mode}: "
+                + "; ".join(c.describe() for c in candidates)
+                + "."
+            )
+        stats = measure_latency(
+            {b: e for b, (_, _, e) in built.items()},
+            data.sample_inputs(batch_size),
+            warmup=5,
+            rounds=ROUNDS,
+            per_round=5,
+        )
+        for c in candidates:
+            if c.backend in stats:
+                c.latency_ms = stats[c.backend].p50
+        ran = [c for c in candidates if c.skipped is None]
+        within = [c for c in ran if float_acc - (c.accuracy or 0.0) <= config.max_accuracy_drop]
+        # Within budget: the fastest. None within budget: the most accurate, and the step says so.
+        best = (
+            min(within, key=lambda c: c.latency_ms or 0.0)
+            if within
+            else max(ran, key=lambda c: c.accuracy or 0.0)
+        )
+        result, cfg, _ = built[best.backend]
+        if result.artifact is not None:
+            final = out_path.with_suffix(result.artifact.suffix)
+            os.replace(result.artifact, final)
+            result.artifact = final
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result, cfg, candidates

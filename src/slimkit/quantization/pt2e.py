@@ -1,0 +1,131 @@
+"""Static int8 and QAT through torchao's PT2E flow, served by torch.compile (inductor).
+
+The model is captured with ``torch.export`` (dynamic batch), annotated by the x86 inductor
+quantizer (int8 per-channel symmetric weights, uint8 per-tensor activations, conv-BN folded),
+calibrated or trained with fake quantization, converted, and compiled: inductor fuses the
+quantize/dequantize pairs into int8 kernels. The artifact is the exported program (``.pt2``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+from torch import nn
+from torchao.quantization.pt2e import (
+    HistogramObserver,
+    MinMaxObserver,
+    allow_exported_model_train_eval,
+    move_exported_model_to_eval,
+)
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
+
+from slimkit._io import atomic_path
+from slimkit.errors import StepError
+from slimkit.quantization.calibration import check_calibration
+from slimkit.quantization.configs import Estimator, QatConfig, StaticInt8Config
+from slimkit.quantization.coverage import conv_linear_coverage
+from slimkit.quantization.result import QuantizedModel
+
+# HistogramObserver searches the clipping range that minimises the L2 (squared) quantization
+# error over the activation histogram: the "mse" estimator. MinMaxObserver keeps the full range.
+_OBSERVERS = {Estimator.MINMAX: MinMaxObserver, Estimator.MSE: HistogramObserver}
+_EPS = 2**-12  # torchao's default floor on scales
+
+
+def _dynamic_batch(inputs: tuple[torch.Tensor, ...]) -> tuple[dict[int, Any], ...]:
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    return tuple({0: batch} for _ in inputs)
+
+
+def _capture(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> torch.fx.GraphModule:
+    try:
+        program = torch.export.export(
+            model, example_inputs, dynamic_shapes=_dynamic_batch(example_inputs)
+        )
+    except Exception as err:  # torch.export raises many types; all mean "cannot capture"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StepError(
+            f"torch.export cannot capture {type(model).__name__} for PT2E: {first}"
+        ) from None
+    return program.module()
+
+
+def _quantizer(estimator: Estimator, is_qat: bool) -> x86.X86InductorQuantizer:
+    config = x86.get_default_x86_inductor_quantization_config(is_qat=is_qat)
+    if not is_qat:
+        observer = _OBSERVERS[estimator].with_args(eps=_EPS)
+        spec = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=observer)
+        config = dataclasses.replace(config, input_activation=spec)
+    return x86.X86InductorQuantizer().set_global(config)
+
+
+def _save_program(
+    module: torch.fx.GraphModule, example_inputs: tuple[torch.Tensor, ...], out_path: Path
+) -> Path:
+    program = torch.export.export(
+        module, example_inputs, dynamic_shapes=_dynamic_batch(example_inputs)
+    )
+    target = out_path.with_suffix(".pt2")
+    # torch.export.save wants a .pt2 name; hand it the open temporary file instead.
+    with atomic_path(target) as tmp, tmp.open("wb") as f:
+        torch.export.save(program, f)
+    return target
+
+
+def _result(model: nn.Module, converted: torch.fx.GraphModule, artifact: Path) -> QuantizedModel:
+    quantized, others = conv_linear_coverage(model)
+    if not quantized:
+        raise StepError("PT2E quantizes Conv and Linear layers; this model has neither.")
+    allow_exported_model_train_eval(converted)  # runtimes call eval() on what they serve
+    return QuantizedModel(converted, "compile", len(quantized), others, artifact)
+
+
+def static_int8_pt2e(
+    model: nn.Module,
+    config: StaticInt8Config,
+    *,
+    example_inputs: tuple[torch.Tensor, ...],
+    out_path: Path,
+    calibration: Iterable[tuple[torch.Tensor, ...]] | None = None,
+    **_: Any,
+) -> QuantizedModel:
+    """Post-training static int8: calibrate observers on ``calibration`` batches, convert."""
+    batches = list(calibration or [])
+    check_calibration(batches)
+    prepared = prepare_pt2e(
+        _capture(model.eval(), example_inputs), _quantizer(config.estimator, False)
+    )
+    with torch.no_grad():
+        for batch in batches:
+            prepared(*batch)
+    converted = convert_pt2e(prepared)
+    return _result(model, converted, _save_program(converted, example_inputs, out_path))
+
+
+def qat_pt2e(
+    model: nn.Module,
+    config: QatConfig,
+    *,
+    example_inputs: tuple[torch.Tensor, ...],
+    out_path: Path,
+    train_loop: Callable[[nn.Module], None] | None = None,
+    **_: Any,
+) -> QuantizedModel:
+    """Quantization-aware training: fine-tune with fake quantization, then convert to int8."""
+    if train_loop is None:
+        raise StepError("qat trains the model: pass train_loop=f(model) that runs the training.")
+    graph = prepare_qat_pt2e(
+        _capture(model.train(), example_inputs), _quantizer(Estimator.MINMAX, True)
+    )
+    # Let the training loop call train()/eval() as on any module: BatchNorm and dropout switch.
+    allow_exported_model_train_eval(graph)
+    train_loop(graph)
+    move_exported_model_to_eval(graph)
+    converted = convert_pt2e(graph)
+    model.eval()
+    return _result(model, converted, _save_program(converted, example_inputs, out_path))

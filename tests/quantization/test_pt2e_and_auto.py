@@ -1,0 +1,191 @@
+"""PT2E static int8 and QAT (torchao, torch.compile), and backend auto's measured choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import slimkit
+from slimkit.data import load_data
+from slimkit.errors import RecipeError, StepError
+from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.models import ModelSpec, build_model
+from slimkit.quantization import QatConfig, StaticInt8Config, parse_quantize_config, quantize
+from slimkit.quantization.auto import choose_backend
+from slimkit.training import TrainConfig, train
+
+
+@pytest.fixture
+def trained(blobs_npz: Path, fixtures_on_path: Path):
+    data = load_data(str(blobs_npz))
+    net = build_model(
+        ModelSpec.parse({"source": "tiny_models:tiny_cnn", "kwargs": {"width": 8}}),
+        num_classes=3,
+        in_channels=1,
+    )
+    train(net, data, TrainConfig(epochs=5, lr=0.02, batch_size=16))
+    return net, data
+
+
+def _acc(engine, data) -> float:
+    return accuracy(*predict(engine, data.test.batches(64)))
+
+
+@pytest.mark.parametrize("estimator", ["minmax", "mse"])
+def test_pt2e_static_int8_converts_every_conv_and_linear(trained, tmp_path: Path, estimator: str):
+    net, data = trained
+    calibration = [inputs for inputs, _ in data.calibration(64).batches(16)]
+    result = quantize(
+        net,
+        StaticInt8Config(backend="torchao", estimator=estimator),
+        example_inputs=data.sample_inputs(4),
+        input_names=data.input_names,
+        out_path=tmp_path / "q.onnx",
+        calibration=calibration,
+    )
+    assert result.runtime == "compile" and result.artifact.suffix == ".pt2"
+    assert result.quantized_layers == 3 and result.float_layers == []
+    targets = [str(n.target) for n in result.module.graph.nodes if n.op == "call_function"]
+    assert sum("quantize_per_tensor" in t for t in targets) >= 3  # activations
+    assert abs(_acc(lambda x: result.module(*x), data) - _acc(lambda x: net(*x), data)) <= 5.0
+    program = torch.export.load(str(result.artifact))  # the artifact reloads
+    x = data.sample_inputs(3)
+    torch.testing.assert_close(program.module()(*x), result.module(*x))
+
+
+def test_qat_trains_through_fake_quant_and_converts(trained, tmp_path: Path):
+    net, data = trained
+    seen: list[bool] = []
+
+    def loop(model):
+        seen.append(True)
+        train(model, data, TrainConfig(epochs=1, lr=1e-3, batch_size=16))
+
+    result = quantize(
+        net,
+        QatConfig(),
+        example_inputs=data.sample_inputs(4),
+        input_names=data.input_names,
+        out_path=tmp_path / "q.onnx",
+        train_loop=loop,
+    )
+    assert seen == [True] and result.runtime == "compile" and result.quantized_layers == 3
+    assert _acc(lambda x: result.module(*x), data) >= 80.0
+
+
+def test_qat_without_a_training_loop_is_refused(trained, tmp_path: Path):
+    net, data = trained
+    with pytest.raises(StepError, match="qat trains the model: pass train_loop"):
+        quantize(
+            net,
+            QatConfig(),
+            example_inputs=data.sample_inputs(4),
+            input_names=data.input_names,
+            out_path=tmp_path / "q.onnx",
+        )
+
+
+def test_auto_measures_every_candidate_and_keeps_the_fastest_in_budget(trained, tmp_path: Path):
+    net, data = trained
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    calibration = [inputs for inputs, _ in data.calibration(64).batches(16)]
+    result, chosen, candidates = choose_backend(
+        net,
+        StaticInt8Config(backend="auto", max_accuracy_drop=5.0),
+        data=data,
+        out_path=out / "q.onnx",
+        batch_size=2,
+        calibration=calibration,
+    )
+    assert [c.backend for c in candidates] == ["onnxruntime", "torchao"]
+    assert all(
+        c.skipped is None and c.latency_ms > 0 and c.accuracy is not None for c in candidates
+    )
+    fastest = min(candidates, key=lambda c: c.latency_ms)
+    assert chosen.backend == fastest.backend
+    assert result.artifact.parent == out and result.artifact.stem == "q"
+    assert sorted(p.name for p in out.iterdir()) == [result.artifact.name]  # no leftovers
+
+
+def test_auto_skips_backends_that_cannot_honour_the_options(trained, tmp_path: Path):
+    net, data = trained
+    calibration = [inputs for inputs, _ in data.calibration(32).batches(16)]
+    _, chosen, candidates = choose_backend(
+        net,
+        StaticInt8Config(backend="auto", estimator="percentile"),
+        data=data,
+        out_path=tmp_path / "q.onnx",
+        batch_size=1,
+        calibration=calibration,
+    )
+    assert chosen.backend == "onnxruntime"
+    assert "torchao (PT2E) offers minmax and mse" in candidates[1].skipped
+
+
+def test_auto_is_a_step_feature_not_a_bare_call(trained, tmp_path: Path):
+    net, data = trained
+    with pytest.raises(StepError, match="choose_backend"):
+        quantize(
+            net,
+            StaticInt8Config(backend="auto"),
+            example_inputs=data.sample_inputs(2),
+            input_names=data.input_names,
+            out_path=tmp_path / "q.onnx",
+        )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"mode": "static-int8", "backend": "torchao", "estimator": "entropy"},
+            "torchao \\(PT2E\\) offers minmax and mse",
+        ),
+        ({"mode": "static-int8", "estimator": "mse"}, "estimator mse runs on torchao"),
+        (
+            {"mode": "static-int8", "backend": "torchao", "activations": "int8"},
+            "uint8 activations only",
+        ),
+        ({"mode": "static-int8", "backend": "torchao", "per_channel": False}, "per channel"),
+        (
+            {"mode": "qat", "backend": "onnxruntime"},
+            "qat cannot run on onnxruntime; it runs on: torchao",
+        ),
+    ],
+)
+def test_options_a_backend_cannot_honour_are_refused(data, message):
+    with pytest.raises(RecipeError, match=message):
+        parse_quantize_config(data, "q")
+
+
+def test_pipeline_quantize_step_reports_auto_choice_coverage_and_speed(
+    blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path
+):
+    recipe = slimkit.Recipe.from_dict(
+        {
+            "model": {"source": "tiny_models:tiny_cnn", "kwargs": {"width": 8}},
+            "data": f"npz:{blobs_npz}",
+            "baseline": {"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}},
+            "evaluation": {"batch_size": 2, "warmup": 1, "rounds": 2, "per_round": 2},
+            "steps": [
+                {
+                    "quantize": {
+                        "mode": "static-int8",
+                        "backend": "auto",
+                        "calibration_samples": 32,
+                        "max_accuracy_drop": 10.0,
+                    }
+                }
+            ],
+        }
+    )
+    step = slimkit.run(recipe, out=tmp_path / "run").results["steps"][1]
+    notes = " | ".join(step["notes"])
+    assert "backend auto chose" in notes and "onnxruntime:" in notes and "torchao:" in notes
+    assert "3 weight layers quantized" in notes
+    assert "than the float model on" in notes
+    assert step["backend"] in ("onnxruntime", "compile")
+    assert step["artifact"].endswith((".onnx", ".pt2"))
