@@ -24,10 +24,12 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded at run time
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # rich shows slimkit's own bars
     warnings.filterwarnings("ignore")
-    for name in ("torchao", "torch", "transformers", "accelerate", "onnxscript", "onnx_ir", "root"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger().setLevel(logging.ERROR)
+    # torchao and torch attach their own handlers and levels to their loggers at import (kernel
+    # libraries it cannot load on this CPU, deprecations); the CLI reports through rich, so
+    # everything below ERROR is dropped for the whole process.
+    logging.disable(logging.WARNING)
 
 
 class _Task:

@@ -9,9 +9,6 @@ interleaved, and the fastest within ``max_accuracy_drop`` of the float model win
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +19,9 @@ from torch import nn
 from slimkit.data.bundle import DataBundle
 from slimkit.errors import RecipeError, StepError
 from slimkit.evaluation.latency import measure_latency
-from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.quantization import QuantizeConfig, QuantizedModel, backends_for, quantize
-from slimkit.runtimes import Engine, prepare
-from slimkit.state import ModelState
+from slimkit.quantization._candidates import adopt, serve, val_accuracy, workspace
+from slimkit.runtimes import Engine
 
 ROUNDS = 10
 
@@ -57,11 +53,10 @@ def choose_backend(
 ) -> tuple[QuantizedModel, QuantizeConfig, list[Candidate]]:
     """Build every backend's model, keep the fastest within budget; return it and the tally."""
     batches = list(calibration) if calibration is not None else None
-    float_acc = accuracy(*predict(lambda x: model(*x), data.val.batches(256)))
+    float_acc = val_accuracy(lambda x: model(*x), data)
     built: dict[str, tuple[QuantizedModel, QuantizeConfig, Engine]] = {}
     candidates: list[Candidate] = []
-    work = Path(tempfile.mkdtemp(prefix=".auto-", dir=out_path.parent))
-    try:
+    with workspace(out_path) as work:
         for backend in backends_for(type(config)):
             candidate = Candidate(backend)
             candidates.append(candidate)
@@ -79,15 +74,8 @@ def choose_backend(
             except (RecipeError, StepError) as err:
                 candidate.skipped = str(err).removeprefix("Invalid configuration: ")
                 continue
-            engine = prepare(
-                ModelState(result.module, result.runtime, artifact=result.artifact),
-                work / f"{backend}-served",
-                input_names=data.input_names,
-                sample_inputs=data.sample_inputs(batch_size),
-                threads=torch.get_num_threads(),
-                arch={},
-            ).engine
-            candidate.accuracy = accuracy(*predict(engine, data.val.batches(256)))
+            engine = serve(result, data, work, backend, batch_size)
+            candidate.accuracy = val_accuracy(engine, data)
             built[backend] = (result, cfg, engine)
         if not built:
             raise StepError(
@@ -114,10 +102,5 @@ def choose_backend(
             else max(ran, key=lambda c: c.accuracy or 0.0)
         )
         result, cfg, _ = built[best.backend]
-        if result.artifact is not None:
-            final = out_path.with_suffix(result.artifact.suffix)
-            os.replace(result.artifact, final)
-            result.artifact = final
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        adopt(result, out_path)
     return result, cfg, candidates

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from slimkit.config import Config
+from slimkit.layers import validate_patterns
 from slimkit.registry import Registry
 from slimkit.training.trainer import TrainConfig
 
@@ -16,7 +17,7 @@ class QuantBackend(StrEnum):
     """The library that quantizes, which also decides the runtime that serves the result."""
 
     ONNXRUNTIME = "onnxruntime"  # served by ONNX Runtime (QDQ int8, MatMulNBits)
-    TORCHAO = "torchao"  # quantize_ subclasses (eager) or PT2E graphs (torch.compile)
+    TORCHAO = "torchao"  # quantize_ subclasses or PT2E graphs, served by torch.compile
     TORCH = "torch"  # plain dtype casts, served by PyTorch eager
     AUTO = "auto"  # measure every backend that can run the mode; keep the fastest in budget
 
@@ -45,6 +46,13 @@ class QuantizeConfig(Config):
     mode: str
     backend: QuantBackend = QuantBackend.ONNXRUNTIME
     max_accuracy_drop: float = Field(1.0, ge=0.0, le=100.0)
+    ignore: tuple[str, ...] = Field((), description="Layers to keep in float (names, types, re:).")
+    recover: bool = Field(True, description="Climb the recovery ladder when over budget.")
+
+    @field_validator("ignore")
+    @classmethod
+    def _patterns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(validate_patterns(v))
 
 
 QUANT_MODES: Registry[type[QuantizeConfig]] = Registry("quantization mode")
@@ -136,6 +144,13 @@ class HalfConfig(QuantizeConfig):
     """Half-precision weights and compute, served by PyTorch."""
 
     backend: QuantBackend = QuantBackend.TORCH
+
+    @field_validator("ignore")
+    @classmethod
+    def _whole_model(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if v:
+            raise ValueError("fp16/bf16 cast the whole model; ignore is not supported")
+        return v
 
 
 @QUANT_MODES.register("fp16")

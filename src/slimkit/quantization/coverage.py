@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
 from torch import nn
 
+from slimkit.layers import select
+
 # ONNX ops whose second input is a layer's weight when it is a stored initializer.
 _WEIGHT_OPS = {"Conv", "Gemm", "MatMul"}
 # PyTorch layers with weights that torchao's Linear-only configs do not touch.
 _TORCH_WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding, nn.LSTM, nn.GRU, nn.RNN)
+
+
+def ignored_layers(model: nn.Module, patterns: Sequence[str]) -> list[str]:
+    """Names of the weight layers ``patterns`` select: the ones to keep in float."""
+    if not patterns:
+        return []
+    return [
+        n
+        for n, m in select(model, patterns)
+        if isinstance(getattr(m, "weight", None), nn.Parameter)
+    ]
+
+
+def onnx_nodes_for(path: Path, layers: Sequence[str]) -> list[str]:
+    """Names of the ONNX nodes whose stored weight is ``<layer>.weight`` for the given layers."""
+    wanted = {f"{name}.weight" for name in layers}
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n.name for n in graph.node if len(n.input) > 1 and n.input[1] in wanted]
 
 
 def onnx_float_layers(path: Path) -> list[str]:

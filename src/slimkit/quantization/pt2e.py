@@ -27,8 +27,8 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, 
 from slimkit._io import atomic_path
 from slimkit.errors import StepError
 from slimkit.quantization.calibration import check_calibration
-from slimkit.quantization.configs import Estimator, QatConfig, StaticInt8Config
-from slimkit.quantization.coverage import conv_linear_coverage
+from slimkit.quantization.configs import Estimator, QatConfig, QuantizeConfig, StaticInt8Config
+from slimkit.quantization.coverage import conv_linear_coverage, ignored_layers
 from slimkit.quantization.result import QuantizedModel
 
 # HistogramObserver searches the clipping range that minimises the L2 (squared) quantization
@@ -55,13 +55,18 @@ def _capture(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> torc
     return program.module()
 
 
-def _quantizer(estimator: Estimator, is_qat: bool) -> x86.X86InductorQuantizer:
+def _quantizer(
+    estimator: Estimator, is_qat: bool, keep_float: list[str]
+) -> x86.X86InductorQuantizer:
     config = x86.get_default_x86_inductor_quantization_config(is_qat=is_qat)
     if not is_qat:
         observer = _OBSERVERS[estimator].with_args(eps=_EPS)
         spec = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=observer)
         config = dataclasses.replace(config, input_activation=spec)
-    return x86.X86InductorQuantizer().set_global(config)
+    quantizer = x86.X86InductorQuantizer().set_global(config)
+    for name in keep_float:
+        quantizer.set_module_name_qconfig(name, None)
+    return quantizer
 
 
 def _save_program(
@@ -77,12 +82,21 @@ def _save_program(
     return target
 
 
-def _result(model: nn.Module, converted: torch.fx.GraphModule, artifact: Path) -> QuantizedModel:
-    quantized, others = conv_linear_coverage(model)
+def _coverage(model: nn.Module, config: QuantizeConfig) -> tuple[list[str], list[str]]:
+    """Checked before calibration or training: what will be quantized, what stays float."""
+    covered, others = conv_linear_coverage(model)
+    keep = ignored_layers(model, config.ignore)
+    quantized = [n for n in covered if n not in keep]
     if not quantized:
-        raise StepError("PT2E quantizes Conv and Linear layers; this model has neither.")
+        raise StepError("PT2E quantizes Conv and Linear layers; this model has none to quantize.")
+    return quantized, [*others, *keep]
+
+
+def _result(
+    converted: torch.fx.GraphModule, coverage: tuple[list[str], list[str]], artifact: Path
+) -> QuantizedModel:
     allow_exported_model_train_eval(converted)  # runtimes call eval() on what they serve
-    return QuantizedModel(converted, "compile", len(quantized), others, artifact)
+    return QuantizedModel(converted, "compile", len(coverage[0]), coverage[1], artifact)
 
 
 def static_int8_pt2e(
@@ -97,14 +111,15 @@ def static_int8_pt2e(
     """Post-training static int8: calibrate observers on ``calibration`` batches, convert."""
     batches = list(calibration or [])
     check_calibration(batches)
+    coverage = _coverage(model, config)
     prepared = prepare_pt2e(
-        _capture(model.eval(), example_inputs), _quantizer(config.estimator, False)
+        _capture(model.eval(), example_inputs), _quantizer(config.estimator, False, coverage[1])
     )
     with torch.no_grad():
         for batch in batches:
             prepared(*batch)
     converted = convert_pt2e(prepared)
-    return _result(model, converted, _save_program(converted, example_inputs, out_path))
+    return _result(converted, coverage, _save_program(converted, example_inputs, out_path))
 
 
 def qat_pt2e(
@@ -119,8 +134,9 @@ def qat_pt2e(
     """Quantization-aware training: fine-tune with fake quantization, then convert to int8."""
     if train_loop is None:
         raise StepError("qat trains the model: pass train_loop=f(model) that runs the training.")
+    coverage = _coverage(model, config)
     graph = prepare_qat_pt2e(
-        _capture(model.train(), example_inputs), _quantizer(Estimator.MINMAX, True)
+        _capture(model.train(), example_inputs), _quantizer(Estimator.MINMAX, True, coverage[1])
     )
     # Let the training loop call train()/eval() as on any module: BatchNorm and dropout switch.
     allow_exported_model_train_eval(graph)
@@ -128,4 +144,4 @@ def qat_pt2e(
     move_exported_model_to_eval(graph)
     converted = convert_pt2e(graph)
     model.eval()
-    return _result(model, converted, _save_program(converted, example_inputs, out_path))
+    return _result(converted, coverage, _save_program(converted, example_inputs, out_path))

@@ -21,10 +21,11 @@ from slimkit.quantization import (
     quantize,
 )
 from slimkit.quantization.auto import choose_backend
+from slimkit.quantization.recovery import recover
 from slimkit.runtimes import prepare
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, register_step
-from slimkit.training.trainer import train
+from slimkit.training.trainer import TrainConfig, train
 
 CALIBRATION_BATCH = 32
 COMPARE_ROUNDS = 10  # a quick interleaved check; the pipeline's own timing is the full one
@@ -37,7 +38,11 @@ def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -
     if isinstance(config, StaticInt8Config):
         subset = ctx.data.calibration(config.calibration_samples, seed=ctx.seed)
         calibration = [inputs for inputs, _ in subset.batches(CALIBRATION_BATCH)]
-    train_loop = _train_loop(config, ctx) if isinstance(config, QatConfig) else None
+    trainer = _trainer(ctx)
+    train_loop = None
+    if isinstance(config, QatConfig):
+        qat_schedule = config.train
+        train_loop = lambda model: trainer(model, qat_schedule)  # noqa: E731
     float_model = copy.deepcopy(state.module)  # quantize_ backends quantize in place
     out_path = ctx.artifact_stem.with_suffix(".onnx")
     notes = []
@@ -55,6 +60,7 @@ def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -
             f"backend auto chose {chosen.backend} (fastest within {config.max_accuracy_drop} "
             "points on validation); candidates: " + "; ".join(c.describe() for c in candidates)
         )
+        config = chosen  # recovery continues on the chosen backend
     else:
         result = quantize(
             state.module,
@@ -65,17 +71,30 @@ def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -
             calibration=calibration,
             train_loop=train_loop,
         )
+    if config.recover:
+        result, config, log = recover(
+            float_model,
+            config,
+            result,
+            data=ctx.data,
+            out_path=out_path,
+            batch_size=ctx.batch_size,
+            calibration=calibration,
+            trainer=trainer,
+        )
+        if len(log) > 1:  # more than the starting point: the budget was missed at first
+            notes.append("recovery: " + "; ".join(log))
     quantized = ModelState(result.module, result.runtime, artifact=result.artifact)
     float_state = ModelState(float_model, result.runtime)
     quantized.notes = [*notes, _coverage_note(result), _speed_note(float_state, quantized, ctx)]
     return quantized
 
 
-def _train_loop(config: QatConfig, ctx: StepContext) -> Callable[[nn.Module], None]:
-    def loop(model: nn.Module) -> None:
-        train(model, ctx.data, config.train, progress=ctx.progress)
+def _trainer(ctx: StepContext) -> Callable[[nn.Module, TrainConfig], None]:
+    def run(model: nn.Module, config: TrainConfig) -> None:
+        train(model, ctx.data, config, progress=ctx.progress)
 
-    return loop
+    return run
 
 
 def _coverage_note(result: QuantizedModel) -> str:

@@ -1,4 +1,7 @@
-"""Quantization with torchao's ``quantize_`` configs, served by PyTorch (eager or compiled).
+"""Quantization with torchao's ``quantize_`` configs, served by torch.compile.
+
+torchao's int8 tensor subclasses are written to be compiled: inductor fuses the per-token
+activation quantization into the int8 matmul, where eager mode dispatches each piece.
 
 torchao's configs target ``nn.Linear`` only: convolutions, embeddings and recurrent layers stay
 float, and the result names them, so a CNN never comes back silently unquantized.
@@ -18,7 +21,7 @@ from torchao.quantization.granularity import PerGroup
 
 from slimkit.errors import StepError
 from slimkit.quantization.configs import DynamicInt8Config, QuantizeConfig, WeightOnlyInt8Config
-from slimkit.quantization.coverage import torch_linear_coverage
+from slimkit.quantization.coverage import ignored_layers, torch_linear_coverage
 from slimkit.quantization.result import QuantizedModel
 
 
@@ -39,5 +42,11 @@ def quantize_torchao(model: nn.Module, config: QuantizeConfig, **_: Any) -> Quan
             f"({len(others)} other weight layers, e.g. {', '.join(others[:3]) or 'none'}). "
             "Use backend: onnxruntime, which also quantizes convolutions."
         )
-    quantize_(model, _torchao_config(config))
-    return QuantizedModel(model, "eager", len(linears), others)
+    keep = set(ignored_layers(model, config.ignore))
+    quantize_(
+        model,
+        _torchao_config(config),
+        filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn not in keep,
+    )
+    quantized = [n for n in linears if n not in keep]
+    return QuantizedModel(model, "compile", len(quantized), [*others, *sorted(keep)])
