@@ -61,18 +61,9 @@ def run(
     env = environment(threads)
     write_json(run_dir / "environment.json", env)
 
-    with progress.task("loading model and data") as task:
-        data = load_data(recipe.data, load_tokenizer_for(recipe.model))
-        hints = {
-            k: v
-            for k, v in (("num_classes", data.num_classes), ("in_channels", data.in_channels))
-            if v is not None
-        }
-        model = build_model(recipe.model, **hints)
-        check_fits(model, data, recipe.model.source)
-        arch = arch_of(recipe.model, hints)
-        task.advance()
-
+    start = time.perf_counter()
+    base = prepare_baseline(recipe, progress)
+    model, data, arch = base.model, base.data, base.arch
     ev = recipe.evaluation
 
     def measured(name: str, kind: str, state: ModelState, stem: Path, start: float) -> Measurement:
@@ -89,8 +80,7 @@ def run(
         m.wall_s, m.notes = time.perf_counter() - start, list(state.notes)
         return m
 
-    start = time.perf_counter()
-    state = ModelState(model, ev.backend, notes=_baseline(model, arch, recipe, data, progress))
+    state = ModelState(model, ev.backend, notes=base.notes)
     records = [
         measured("baseline", "baseline", state, run_dir / "artifacts" / "00-baseline", start)
     ]
@@ -119,6 +109,36 @@ def run(
     write_json(run_dir / "results.json", results)
     write_text(run_dir / "report.md", render_markdown(results))
     return RunResult(run_dir, results)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A recipe's baseline: the model (trained or loaded), its data, and how to rebuild it."""
+
+    model: nn.Module
+    data: DataBundle
+    arch: dict[str, Any]
+    notes: list[str]
+
+
+def prepare_baseline(recipe: Recipe, progress: Progress = SILENT) -> Baseline:
+    """Load the recipe's data and model, check they fit, and train or reuse the baseline.
+
+    Benchmarks and searches start from here too, so every tool measures the same baseline.
+    """
+    with progress.task("loading model and data") as task:
+        data = load_data(recipe.data, load_tokenizer_for(recipe.model))
+        hints = {
+            k: v
+            for k, v in (("num_classes", data.num_classes), ("in_channels", data.in_channels))
+            if v is not None
+        }
+        model = build_model(recipe.model, **hints)
+        check_fits(model, data, recipe.model.source)
+        arch = arch_of(recipe.model, hints)
+        task.advance()
+    notes = _baseline(model, arch, recipe, data, progress)
+    return Baseline(model.eval(), data, arch, notes)
 
 
 def check_fits(model: nn.Module, data: DataBundle, source: str) -> None:

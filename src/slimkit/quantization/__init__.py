@@ -12,6 +12,7 @@ that says where it runs and which layers stayed float.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -34,31 +35,31 @@ from slimkit.quantization.configs import (
     WeightOnlyInt4Config,
     WeightOnlyInt8Config,
 )
-from slimkit.quantization.half import to_half
-from slimkit.quantization.onnxruntime import (
-    quantize_dynamic_int8,
-    quantize_static_int8,
-    quantize_weight_only,
-)
-from slimkit.quantization.pt2e import qat_pt2e, static_int8_pt2e
 from slimkit.quantization.result import QuantizedModel
-from slimkit.quantization.torchao import quantize_torchao
 
 Handler = Callable[..., QuantizedModel]
 
-# (config type, backend) -> handler; a new mode or backend adds a row here, not a branch.
-_HANDLERS: dict[tuple[type[QuantizeConfig], QuantBackend], Handler] = {
-    (StaticInt8Config, QuantBackend.ONNXRUNTIME): quantize_static_int8,
-    (StaticInt8Config, QuantBackend.TORCHAO): static_int8_pt2e,
-    (QatConfig, QuantBackend.TORCHAO): qat_pt2e,
-    (DynamicInt8Config, QuantBackend.ONNXRUNTIME): quantize_dynamic_int8,
-    (DynamicInt8Config, QuantBackend.TORCHAO): quantize_torchao,
-    (WeightOnlyInt8Config, QuantBackend.ONNXRUNTIME): quantize_weight_only,
-    (WeightOnlyInt8Config, QuantBackend.TORCHAO): quantize_torchao,
-    (WeightOnlyInt4Config, QuantBackend.ONNXRUNTIME): quantize_weight_only,
-    (Fp16Config, QuantBackend.TORCH): to_half,
-    (Bf16Config, QuantBackend.TORCH): to_half,
+# (config type, backend) -> "module:function". A new mode or backend adds a row here, not a
+# branch. Handlers are imported on first use: torchao and ONNX Runtime's quantization tools take
+# seconds to import, and `import slimkit` should not pay for backends a run never touches.
+_HANDLERS: dict[tuple[type[QuantizeConfig], QuantBackend], str] = {
+    (StaticInt8Config, QuantBackend.ONNXRUNTIME): "onnxruntime:quantize_static_int8",
+    (StaticInt8Config, QuantBackend.TORCHAO): "pt2e:static_int8_pt2e",
+    (QatConfig, QuantBackend.TORCHAO): "pt2e:qat_pt2e",
+    (DynamicInt8Config, QuantBackend.ONNXRUNTIME): "onnxruntime:quantize_dynamic_int8",
+    (DynamicInt8Config, QuantBackend.TORCHAO): "torchao:quantize_torchao",
+    (WeightOnlyInt8Config, QuantBackend.ONNXRUNTIME): "onnxruntime:quantize_weight_only",
+    (WeightOnlyInt8Config, QuantBackend.TORCHAO): "torchao:quantize_torchao",
+    (WeightOnlyInt4Config, QuantBackend.ONNXRUNTIME): "onnxruntime:quantize_weight_only",
+    (Fp16Config, QuantBackend.TORCH): "half:to_half",
+    (Bf16Config, QuantBackend.TORCH): "half:to_half",
 }
+
+
+def _load_handler(ref: str) -> Handler:
+    module, _, name = ref.partition(":")
+    handler: Handler = getattr(importlib.import_module(f"slimkit.quantization.{module}"), name)
+    return handler
 
 
 def backends_for(config_type: type[QuantizeConfig]) -> list[str]:
@@ -89,13 +90,13 @@ def quantize(
             "backend: auto measures every candidate on data; call "
             "slimkit.quantization.auto.choose_backend, or use the quantize recipe step."
         )
-    handler = _HANDLERS.get((type(config), config.backend))
-    if handler is None:
+    ref = _HANDLERS.get((type(config), config.backend))
+    if ref is None:
         raise StepError(
             f"{config.mode} cannot run on backend {config.backend}; "
             f"it runs on: {', '.join(backends_for(type(config)))}."
         )
-    return handler(
+    return _load_handler(ref)(
         model,
         config,
         example_inputs=example_inputs,

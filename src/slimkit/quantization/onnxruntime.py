@@ -116,7 +116,7 @@ def quantize_static_int8(
 ) -> QuantizedModel:
     batches = list(calibration or [])
     check_calibration(batches)
-    activations = config.activations or IntType.INT8
+    activations = config.activations or IntType.UINT8
 
     def run(prepared: Path, target: Path, exclude: list[str]) -> None:
         quantize_static(

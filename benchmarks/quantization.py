@@ -1,0 +1,292 @@
+"""Benchmark every quantization mode x backend on W1 and W2 beside plain anchors, one process.
+
+W1 is the demo's residual net trained on mnist5k (batch 1); W2 is MiniLM-L6 fine-tuned on
+bbc-news (batch 8; the fine-tuned model is cached by its recipe, so only the first run trains).
+Anchors are the tools run plainly with their defaults: ONNX Runtime ``quantize_static`` /
+``quantize_dynamic``, torchao ``quantize_`` with ``Int8DynamicActivationInt8WeightConfig``
+served by torch.compile. Each workload's models are timed together, interleaved, in
+``--repeats`` sessions; the table quotes the median p50.
+
+    python benchmarks/quantization.py --json bench-results/quantization.json
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, median, parser, print_table, write_json
+from slimkit._console import quiet_libraries
+
+W1_METHODS: list[dict[str, Any]] = [
+    {"mode": "static-int8", "backend": "onnxruntime"},
+    {"mode": "static-int8", "backend": "torchao"},
+    {"mode": "dynamic-int8", "backend": "onnxruntime"},
+    {"mode": "qat", "backend": "torchao", "train": {"epochs": 1, "lr": 0.0001}},
+    {"mode": "bf16", "backend": "torch"},
+    {"mode": "fp16", "backend": "torch"},
+]
+W2_METHODS: list[dict[str, Any]] = [
+    {"mode": "dynamic-int8", "backend": "onnxruntime"},
+    {"mode": "dynamic-int8", "backend": "torchao"},
+    {"mode": "static-int8", "backend": "onnxruntime"},
+    {"mode": "weight-only-int8", "backend": "onnxruntime"},
+    {"mode": "weight-only-int4", "backend": "onnxruntime"},
+    {"mode": "bf16", "backend": "torch"},
+]
+WORKLOADS = {"W1": ("demo.yaml", W1_METHODS), "W2": ("minilm-bbc.yaml", W2_METHODS)}
+
+
+def linear_weight_bytes(artifact: Path, model: torch.nn.Module) -> int:
+    """Bytes the Linear/MatMul weights take in an artifact (ONNX: NBits or float initializers)."""
+    if artifact.suffix != ".onnx":
+        return sum(
+            m.weight.numel() * m.weight.element_size()
+            for m in model.modules()
+            if isinstance(m, torch.nn.Linear)
+        )
+    import onnx
+
+    graph = onnx.load(str(artifact)).graph
+    sizes = {i.name: len(i.raw_data) or 4 * max(1, len(i.float_data)) for i in graph.initializer}
+    total = 0
+    for node in graph.node:
+        if node.op_type == "MatMulNBits":
+            total += sum(sizes.get(name, 0) for name in node.input[1:])
+        elif node.op_type in ("MatMul", "Gemm") and node.input[1] in sizes:
+            total += sizes[node.input[1]]
+    return total
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    quiet_libraries()
+    threads = torch.get_num_threads()
+    rows: list[dict[str, Any]] = []
+    checks: dict[str, tuple[bool | None, str]] = {}
+    workloads = {"W1": WORKLOADS["W1"]} if args.quick else WORKLOADS
+    for workload, (recipe_name, methods) in workloads.items():
+        batch, found = run_workload(
+            workload,
+            recipe_name,
+            methods,
+            quick=args.quick,
+            repeats=1 if args.quick else args.repeats,
+            threads=threads,
+        )
+        rows += found
+        print_table(
+            f"{workload} quantization (batch {batch}, {threads} threads, median p50 of "
+            f"{1 if args.quick else args.repeats} interleaved sessions)",
+            found,
+        )
+        checks.update(targets(workload, found))
+    for name, (ok, text) in checks.items():
+        print(f"{'PASS' if ok else 'FAIL' if ok is False else 'N/A '} {name}: {text}")
+    write_json(
+        args.json,
+        machine(threads),
+        rows,
+        targets={k: {"pass": ok, "detail": t} for k, (ok, t) in checks.items()},
+    )
+
+
+def run_workload(
+    workload: str,
+    recipe_name: str,
+    methods: list[dict[str, Any]],
+    *,
+    quick: bool,
+    repeats: int,
+    threads: int,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Build every method's and anchor's model for one workload, time them interleaved."""
+    import slimkit
+    from slimkit.evaluation import measure_latency
+    from slimkit.evaluation.metrics import accuracy, predict
+    from slimkit.quantization import QUANT_MODES, quantize
+    from slimkit.runtimes import prepare
+    from slimkit.state import ModelState
+    from slimkit.training import train
+
+    with resources.as_file(resources.files("slimkit") / "recipes" / recipe_name) as path:
+        recipe = slimkit.Recipe.load(path)
+    base = slimkit.pipeline.prepare_baseline(recipe)
+    data, batch = base.data, recipe.evaluation.batch_size
+    inputs = data.sample_inputs(batch)
+    calibration = [x for x, _ in data.calibration(512).batches(32)]
+    entries: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+
+        def add(
+            name: str, backend: str, state: ModelState, wall: float, model: torch.nn.Module
+        ) -> None:
+            prepared = prepare(
+                state,
+                work / f"served-{len(entries)}",
+                input_names=data.input_names,
+                sample_inputs=inputs,
+                threads=threads,
+                arch=base.arch,
+            )
+            acc = accuracy(*predict(prepared.engine, data.test.batches(64)))
+            entries[name] = {
+                "backend": backend,
+                "engine": prepared.engine,
+                "accuracy": acc,
+                "size": prepared.artifact.stat().st_size,
+                "wall": wall,
+                "linear": linear_weight_bytes(prepared.artifact, model),
+            }
+
+        add("fp32", "eager", ModelState(base.model, "eager"), 0.0, base.model)
+        for spec in methods[:2] if quick else methods:
+            config = QUANT_MODES.get(spec["mode"]).from_dict(spec)
+            name = spec["mode"] + (
+                "" if spec["backend"] == "onnxruntime" else f"@{spec['backend']}"
+            )
+            qat_schedule = getattr(config, "train", None)
+            loop = (lambda m, s=qat_schedule: train(m, data, s)) if qat_schedule else None
+            start = time.perf_counter()
+            result = quantize(
+                copy.deepcopy(base.model),
+                config,
+                example_inputs=data.sample_inputs(8),
+                input_names=data.input_names,
+                out_path=work / f"q{len(entries)}.onnx",
+                calibration=calibration,
+                train_loop=loop,
+            )
+            state = ModelState(result.module, result.runtime, artifact=result.artifact)
+            add(name, spec["backend"], state, time.perf_counter() - start, result.module)
+        for name, (state, model, wall) in anchors(base.model, data, calibration, work).items():
+            add(name, state.backend, state, wall, model)
+
+        p50s: dict[str, list[float]] = {n: [] for n in entries}
+        for _ in range(repeats):
+            stats = measure_latency(
+                {n: e["engine"] for n, e in entries.items()},
+                inputs,
+                warmup=5,
+                rounds=3 if quick else 10,
+                per_round=5,
+            )
+            for n, s in stats.items():
+                p50s[n].append(s.p50)
+    fp32 = entries["fp32"]
+    lat = {n: median(v) for n, v in p50s.items()}
+    return batch, [
+        {
+            "workload": workload,
+            "method": n,
+            "backend": e["backend"],
+            "accuracy": round(e["accuracy"], 2),
+            "accuracy_drop": round(fp32["accuracy"] - e["accuracy"], 2),
+            "latency_ms": round(lat[n], 4),
+            "speedup": round(lat["fp32"] / lat[n], 3),
+            "size_bytes": e["size"],
+            "compression": round(fp32["size"] / e["size"], 3),
+            "wall_s": round(e["wall"], 2),
+            "linear_weight_compression": round(fp32["linear"] / max(1, e["linear"]), 3),
+        }
+        for n, e in entries.items()
+    ]
+
+
+def anchors(model: torch.nn.Module, data: Any, calibration: list, work: Path) -> dict[str, Any]:
+    """The anchors, each run with its tool's defaults: ONNX Runtime and torchao."""
+    import onnxruntime.quantization as oq
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    from slimkit.export import export_onnx
+    from slimkit.state import ModelState
+
+    out: dict[str, Any] = {}
+    start = time.perf_counter()
+    fp32 = export_onnx(model, data.sample_inputs(8), data.input_names, work / "anchor-fp32.onnx")
+    pre = work / "anchor-pre.onnx"
+    oq.shape_inference.quant_pre_process(str(fp32), str(pre))
+    export_wall = time.perf_counter() - start
+    if data.input_names == ("pixels",):
+        feeds = iter([{"pixels": x[0].numpy()} for x in calibration])
+
+        class Reader(oq.CalibrationDataReader):
+            def get_next(self):
+                return next(feeds, None)
+
+        start = time.perf_counter()
+        oq.quantize_static(str(pre), str(work / "anchor-static.onnx"), Reader())
+        out["anchor:onnxruntime:quantize_static"] = (
+            ModelState(model, "onnxruntime", artifact=work / "anchor-static.onnx"),
+            model,
+            export_wall + time.perf_counter() - start,
+        )
+    start = time.perf_counter()
+    oq.quantize_dynamic(str(pre), str(work / "anchor-dynamic.onnx"))
+    out["anchor:onnxruntime:quantize_dynamic"] = (
+        ModelState(model, "onnxruntime", artifact=work / "anchor-dynamic.onnx"),
+        model,
+        export_wall + time.perf_counter() - start,
+    )
+    start = time.perf_counter()
+    ao = copy.deepcopy(model)
+    quantize_(ao, Int8DynamicActivationInt8WeightConfig())
+    out["anchor:torchao:quantize_"] = (ModelState(ao, "compile"), ao, time.perf_counter() - start)
+    return out
+
+
+def targets(workload: str, rows: list[dict[str, Any]]) -> dict[str, tuple[bool | None, str]]:
+    """Issue 3's targets, checked against this run's rows."""
+    by = {r["method"]: r for r in rows}
+
+    def line(r: dict[str, Any]) -> str:
+        return (
+            f"{r['method']}: {r['speedup']:.2f}x faster, {r['compression']:.2f}x smaller, "
+            f"{r['accuracy_drop']:+.2f} points lost"
+        )
+
+    out: dict[str, tuple[bool | None, str]] = {}
+    if workload == "W1" and "static-int8" in by:
+        r = by["static-int8"]
+        out["W1 static-int8 >=4x faster, >=3.5x smaller, <=0.5 pts"] = (
+            r["speedup"] >= 4 and r["compression"] >= 3.5 and r["accuracy_drop"] <= 0.5,
+            line(r),
+        )
+        if "qat@torchao" in by and "static-int8@torchao" in by:
+            lost = by["static-int8@torchao"]["accuracy_drop"]
+            regained = lost - by["qat@torchao"]["accuracy_drop"]
+            out["W1 QAT recovers >= half of what static-int8 loses (when > 0.3 pts)"] = (
+                None if lost <= 0.3 else regained >= lost / 2,
+                f"static-int8@torchao lost {lost:+.2f} points, "
+                f"qat {by['qat@torchao']['accuracy_drop']:+.2f}",
+            )
+    if workload == "W2":
+        dyn = [
+            r for r in rows if r["method"].startswith("dynamic-int8") and r["accuracy_drop"] <= 1.0
+        ]
+        best = max(dyn, key=lambda r: r["speedup"]) if dyn else None
+        out["W2 dynamic-int8 or w8a8 >=3x faster, <=1.0 pts"] = (
+            best is not None and best["speedup"] >= 3,
+            line(best) if best else "no row within 1 point",
+        )
+        if "weight-only-int4" in by:
+            r = by["weight-only-int4"]
+            out["W2 weight-only-int4 >=6x smaller Linear weights, <=2.0 pts"] = (
+                r["linear_weight_compression"] >= 6 and r["accuracy_drop"] <= 2.0,
+                f"Linear weights {r['linear_weight_compression']:.2f}x smaller, "
+                f"{r['accuracy_drop']:+.2f} points lost",
+            )
+    return out
+
+
+if __name__ == "__main__":
+    main()
