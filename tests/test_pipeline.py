@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnxruntime as ort
 import pytest
+import torch
 import yaml
 
 import slimkit
+from slimkit.data import load_data
 from slimkit.errors import RunDirError, ShapeMismatchError
+from slimkit.evaluation.metrics import accuracy, predict
 
 STEP_KEYS = {
     "name",
@@ -72,6 +76,13 @@ def test_full_run_writes_the_contract(blobs_npz: Path, fixtures_on_path: Path, t
     assert pruned["params"] - pruned["nonzero_params"] == weights // 2
     assert tuned["nonzero_params"] == pruned["nonzero_params"]  # fine-tuning kept the zeros
     assert quant["backend"] == "onnxruntime" and quant["artifact"].endswith(".onnx")
+    # the int8 file, loaded by a plain InferenceSession, scores what slimkit reported
+    sess = ort.InferenceSession(
+        str(run_dir / quant["artifact"]), providers=["CPUExecutionProvider"]
+    )
+    data = load_data(f"npz:{blobs_npz}")
+    feed = lambda x: torch.from_numpy(sess.run(None, {"inputs": x[0].numpy()})[0])  # noqa: E731
+    assert abs(accuracy(*predict(feed, data.test.batches(64))) - quant["accuracy"]) <= 0.3
     assert quant["macs"] == base["macs"] == 8 * 64 * 9 + 16 * 16 * 8 * 9 + 16 * 3
     summary = results["summary"]
     assert summary["baseline"] == "baseline" and summary["final"] == "quantize"

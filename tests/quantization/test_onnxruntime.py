@@ -13,6 +13,7 @@ from tests.quantization.tiny import TokenNet, token_batches
 from slimkit.data import load_data
 from slimkit.errors import StepError
 from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.export import export_onnx
 from slimkit.models import ModelSpec, build_model
 from slimkit.quantization import (
     DynamicInt8Config,
@@ -75,9 +76,20 @@ def test_static_int8_is_int8_smaller_and_accurate(trained, tmp_path: Path, estim
     assert all(
         torch.equal(before[k], v) for k, v in net.state_dict().items()
     )  # float model untouched
+    assert _smaller_than_float(result, net, data, tmp_path)
 
 
-def test_dynamic_int8_quantizes_the_linear_layer(trained, tmp_path: Path):
+def _stored_bytes(path: Path) -> int:
+    """Bytes of a graph's stored tensors: on a tiny net the graph itself outweighs the weights."""
+    return sum(onnx.numpy_helper.to_array(i).nbytes for i in onnx.load(str(path)).graph.initializer)
+
+
+def _smaller_than_float(result, net, data, tmp_path: Path) -> bool:
+    float_graph = export_onnx(net, data.sample_inputs(4), data.input_names, tmp_path / "f.onnx")
+    return _stored_bytes(result.artifact) < 0.5 * _stored_bytes(float_graph)
+
+
+def test_dynamic_int8_is_smaller_close_and_reloads(trained, tmp_path: Path):
     net, data = trained
     result = quantize(
         net,
@@ -88,6 +100,30 @@ def test_dynamic_int8_quantizes_the_linear_layer(trained, tmp_path: Path):
     )
     ops = {n.op_type for n in onnx.load(str(result.artifact)).graph.node}
     assert ops & {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"}
+    assert _smaller_than_float(result, net, data, tmp_path)
+    float_acc = accuracy(*predict(lambda x: net(*x), data.test.batches(64)))
+    assert abs(_plain_session_accuracy(result.artifact, data) - float_acc) <= 5.0
+
+
+def test_embeddings_left_float_are_named(tmp_path: Path):
+    torch.manual_seed(0)
+    net = TokenNet().eval()
+    (ids,) = next(token_batches(8))
+    result = quantize(
+        net,
+        StaticInt8Config(),
+        example_inputs=(ids,),
+        input_names=("input_ids",),
+        out_path=tmp_path / "s.onnx",
+        calibration=list(token_batches(8)),
+    )
+    graph = onnx.load(str(result.artifact)).graph
+    table_is_float = any(
+        i.name == "embed.weight" and i.data_type == onnx.TensorProto.FLOAT
+        for i in graph.initializer
+    )
+    assert any(n.op_type == "Gather" for n in graph.node)
+    assert ("embed" in result.float_layers) == table_is_float
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,13 @@ def test_pt2e_static_int8_converts_every_conv_and_linear(trained, tmp_path: Path
     program = torch.export.load(str(result.artifact))  # the artifact reloads
     x = data.sample_inputs(3)
     torch.testing.assert_close(program.module()(*x), result.module(*x))
+    stored = list(program.state_dict.values()) + list(program.constants.values())
+    int8 = sum(t.numel() for t in stored if t.dtype == torch.int8)
+    floats = sum(t.numel() for t in stored if t.dtype == torch.float32)
+    weights = sum(
+        m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
+    )
+    assert int8 == weights and floats < weights / 4  # int8 weights; no float copies left behind
 
 
 def test_qat_trains_through_fake_quant_and_converts(trained, tmp_path: Path):
@@ -73,6 +80,9 @@ def test_qat_trains_through_fake_quant_and_converts(trained, tmp_path: Path):
     )
     assert seen == [True] and result.runtime == "compile" and result.quantized_layers == 3
     assert _acc(lambda x: result.module(*x), data) >= 80.0
+    x = data.sample_inputs(3)
+    reloaded = torch.export.load(str(result.artifact)).module()
+    torch.testing.assert_close(reloaded(*x), result.module(*x))
 
 
 def test_qat_without_a_training_loop_is_refused(trained, tmp_path: Path):

@@ -35,18 +35,24 @@ def onnx_nodes_for(path: Path, layers: Sequence[str]) -> list[str]:
 
 
 def onnx_float_layers(path: Path) -> list[str]:
-    """Layers whose float weights feed a Conv/Gemm/MatMul directly (not via int8 or NBits ops)."""
+    """Layers whose float weights a node reads directly (not via int8 or NBits ops).
+
+    Conv/Gemm/MatMul read their weight as the second input; an embedding is a Gather whose
+    first input is the stored table.
+    """
     graph = onnx.load(str(path), load_external_data=False).graph
-    weights = {i.name for i in graph.initializer}
-    return [
-        node.input[1].removesuffix(".weight")
-        for node in graph.node
-        if node.op_type in _WEIGHT_OPS and len(node.input) > 1 and node.input[1] in weights
-    ]
+    weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    found = []
+    for node in graph.node:
+        if node.op_type in _WEIGHT_OPS and len(node.input) > 1 and node.input[1] in weights:
+            found.append(node.input[1].removesuffix(".weight"))
+        elif node.op_type == "Gather" and node.input[0] in weights:
+            found.append(node.input[0].removesuffix(".weight"))
+    return found
 
 
 def onnx_weight_layers(path: Path) -> int:
-    """How many Conv/Gemm/MatMul nodes of a float graph carry stored weights."""
+    """How many weight layers (Conv/Gemm/MatMul/embedding Gather) a float graph has."""
     return len(onnx_float_layers(path))
 
 
