@@ -199,3 +199,66 @@ def test_pipeline_quantize_step_reports_auto_choice_coverage_and_speed(
     assert "than the float model on" in notes
     assert step["backend"] in ("onnxruntime", "compile")
     assert step["artifact"].endswith((".onnx", ".pt2"))
+
+
+def test_narrower_weights_stay_in_their_integer_range(trained, tmp_path: Path):
+    net, data = trained
+    calibration = [inputs for inputs, _ in data.calibration(64).batches(16)]
+    result = quantize(
+        net,
+        StaticInt8Config(backend="torchao", weight_bits=4),
+        example_inputs=data.sample_inputs(4),
+        input_names=data.input_names,
+        out_path=tmp_path / "q.onnx",
+        calibration=calibration,
+    )
+    program = torch.export.load(str(result.artifact))
+    stored = [
+        t
+        for t in [*program.state_dict.values(), *program.constants.values()]
+        if t.dtype == torch.int8
+    ]
+    assert stored and all(int(t.min()) >= -8 and int(t.max()) <= 7 for t in stored)
+    assert any(int(t.min()) == -8 or int(t.max()) == 7 for t in stored)  # the range is used
+
+
+def test_qat_can_distill_from_the_float_model(trained, tmp_path: Path):
+    from slimkit.quantization.step import qat_train_loop
+
+    net, data = trained
+    config = QatConfig.from_dict(
+        {
+            "train": {"epochs": 1, "lr": 1e-3, "batch_size": 16},
+            "distill": {"temperature": 2.0, "alpha": 1.0},
+        }
+    )
+    calls: list[float] = []
+
+    class Teacher(torch.nn.Module):
+        def forward(self, x):
+            calls.append(1.0)
+            return net(x)
+
+    result = quantize(
+        net,
+        config,
+        example_inputs=data.sample_inputs(4),
+        input_names=data.input_names,
+        out_path=tmp_path / "q.onnx",
+        train_loop=qat_train_loop(config, data, Teacher()),
+    )
+    assert len(calls) == len(data.loader("train", 16))  # the teacher saw every training batch
+    assert _acc(lambda x: result.module(*x), data) >= 80.0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"mode": "static-int8", "weight_bits": 4}, "weight_bits below 8 runs on torchao"),
+        ({"mode": "qat", "weight_bits": 1}, "greater than or equal to 2"),
+        ({"mode": "qat", "distill": {"alpha": 2}}, "less than or equal to 1"),
+    ],
+)
+def test_bad_narrow_weight_and_distillation_options(data, message):
+    with pytest.raises(RecipeError, match=message):
+        parse_quantize_config(data, "q")

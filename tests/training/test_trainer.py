@@ -62,3 +62,20 @@ def test_random_shift_moves_whole_pixels_and_replicates_edges():
     positions = {tuple(int(i) for i in (o[0] == 1).nonzero()[0]) for o in out}
     assert positions <= {(r, c) for r in range(1, 6) for c in range(1, 6)}
     assert len(positions) > 10
+
+
+def test_a_custom_loss_replaces_cross_entropy(blobs_npz: Path, fixtures_on_path: Path):
+    data, net = _tiny(blobs_npz, fixtures_on_path)
+    seen: list[tuple[int, int]] = []
+
+    def loss_fn(logits, labels, inputs):
+        seen.append((logits.shape[0], inputs[0].shape[0]))
+        return (logits**2).mean()  # drives every logit to zero
+
+    history = train(
+        net, data, TrainConfig(epochs=2, lr=0.05, batch_size=30, keep_best=False), loss_fn=loss_fn
+    )
+    assert seen and all(a == b for a, b in seen)
+    assert history.loss[-1] < history.loss[0]
+    with torch.inference_mode():
+        assert float(net(data.test.inputs[0]).abs().mean()) < 0.5

@@ -56,9 +56,13 @@ def _capture(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> torc
 
 
 def _quantizer(
-    estimator: Estimator, is_qat: bool, keep_float: list[str]
+    estimator: Estimator, is_qat: bool, keep_float: list[str], weight_bits: int = 8
 ) -> x86.X86InductorQuantizer:
     config = x86.get_default_x86_inductor_quantization_config(is_qat=is_qat)
+    if weight_bits != 8:  # symmetric range of a narrower signed integer, stored in int8
+        bound = 2 ** (weight_bits - 1)
+        weight = dataclasses.replace(config.weight, quant_min=-bound, quant_max=bound - 1)
+        config = dataclasses.replace(config, weight=weight)
     if not is_qat:
         observer = _OBSERVERS[estimator].with_args(eps=_EPS)
         spec = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=observer)
@@ -126,7 +130,8 @@ def static_int8_pt2e(
     check_calibration(batches)
     coverage = _coverage(model, config)
     prepared = prepare_pt2e(
-        _capture(model.eval(), example_inputs), _quantizer(config.estimator, False, coverage[1])
+        _capture(model.eval(), example_inputs),
+        _quantizer(config.estimator, False, coverage[1], config.weight_bits),
     )
     with torch.no_grad():
         for batch in batches:
@@ -150,7 +155,8 @@ def qat_pt2e(
         raise StepError("qat trains the model: pass train_loop=f(model) that runs the training.")
     coverage = _coverage(model, config)
     graph = prepare_qat_pt2e(
-        _capture(model.train(), example_inputs), _quantizer(Estimator.MINMAX, True, coverage[1])
+        _capture(model.train(), example_inputs),
+        _quantizer(Estimator.MINMAX, True, coverage[1], config.weight_bits),
     )
     # Let the training loop call train()/eval() as on any module: BatchNorm and dropout switch.
     allow_exported_model_train_eval(graph)

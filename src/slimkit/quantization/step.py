@@ -10,7 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimkit.data.bundle import DataBundle
+from slimkit.distillation.losses import kd_loss
 from slimkit.evaluation.latency import measure_latency
+from slimkit.progress import SILENT, Progress
 from slimkit.quantization import (
     QatConfig,
     QuantBackend,
@@ -41,8 +44,7 @@ def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -
     trainer = _trainer(ctx)
     train_loop = None
     if isinstance(config, QatConfig):
-        qat_schedule = config.train
-        train_loop = lambda model: trainer(model, qat_schedule)  # noqa: E731
+        train_loop = qat_train_loop(config, ctx.data, copy.deepcopy(state.module), ctx.progress)
     float_model = copy.deepcopy(state.module)  # quantize_ backends quantize in place
     out_path = ctx.artifact_stem.with_suffix(".onnx")
     notes = []
@@ -88,6 +90,28 @@ def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -
     float_state = ModelState(float_model, result.runtime)
     quantized.notes = [*notes, _coverage_note(result), _speed_note(float_state, quantized, ctx)]
     return quantized
+
+
+def qat_train_loop(
+    config: QatConfig, data: DataBundle, teacher: nn.Module, progress: Progress = SILENT
+) -> Callable[[nn.Module], None]:
+    """The training QAT runs: ``config.train`` on ``data``, distilling from ``teacher`` if asked."""
+    loss_fn = None
+    if config.distill is not None:
+        distill = config.distill
+        teacher.eval()
+
+        def loss_fn(
+            logits: torch.Tensor, labels: torch.Tensor, inputs: tuple[torch.Tensor, ...]
+        ) -> torch.Tensor:
+            with torch.no_grad():
+                target = teacher(*inputs)
+            return kd_loss(logits, target, labels, distill.temperature, distill.alpha)
+
+    def loop(model: nn.Module) -> None:
+        train(model, data, config.train, progress=progress, loss_fn=loss_fn)
+
+    return loop
 
 
 def _trainer(ctx: StepContext) -> Callable[[nn.Module, TrainConfig], None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -22,6 +23,8 @@ from slimkit.data.bundle import DataBundle
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.progress import SILENT, Progress
 from slimkit.training.augment import AUGMENTS
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor]
 
 
 class Optimizer(StrEnum):
@@ -120,8 +123,12 @@ def train(
     *,
     progress: Progress = SILENT,
     keep_sparsity: bool = False,
+    loss_fn: LossFn | None = None,
 ) -> TrainHistory:
     """Train ``model`` in place on ``data.train``, validating on ``data.val`` every epoch.
+
+    ``loss_fn(logits, labels, inputs)`` replaces the default cross-entropy (with the config's
+    label smoothing): distillation passes one that also runs the teacher on ``inputs``.
 
     >>> from slimkit.training import TrainConfig, train
     >>> history = train(net, bundle, TrainConfig(epochs=2, lr=3e-3))  # doctest: +SKIP
@@ -150,9 +157,11 @@ def train(
                     for aug in augments:
                         images = aug(images, generator)
                     inputs = (images, *inputs[1:])
-                loss = F.cross_entropy(
-                    model(*inputs), labels, label_smoothing=config.label_smoothing
-                )
+                logits = model(*inputs)
+                if loss_fn is None:
+                    loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+                else:
+                    loss = loss_fn(logits, labels, inputs)
                 opt.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
                 if config.grad_clip is not None:
