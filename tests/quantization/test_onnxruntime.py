@@ -10,11 +10,9 @@ import pytest
 import torch
 from tests.quantization.tiny import TokenNet, token_batches
 
-from slimkit.data import load_data
 from slimkit.errors import StepError
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.export import export_onnx
-from slimkit.models import ModelSpec, build_model
 from slimkit.quantization import (
     DynamicInt8Config,
     StaticInt8Config,
@@ -22,19 +20,6 @@ from slimkit.quantization import (
     WeightOnlyInt8Config,
     quantize,
 )
-from slimkit.training import TrainConfig, train
-
-
-@pytest.fixture
-def trained(blobs_npz: Path, fixtures_on_path: Path):
-    data = load_data(str(blobs_npz))
-    net = build_model(
-        ModelSpec.parse({"source": "tiny_models:tiny_cnn", "kwargs": {"width": 8}}),
-        num_classes=3,
-        in_channels=1,
-    )
-    train(net, data, TrainConfig(epochs=5, lr=0.02, batch_size=16))
-    return net, data
 
 
 def _plain_session_accuracy(path: Path, data) -> float:

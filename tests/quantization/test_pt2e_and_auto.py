@@ -8,25 +8,11 @@ import pytest
 import torch
 
 import slimkit
-from slimkit.data import load_data
 from slimkit.errors import RecipeError, StepError
 from slimkit.evaluation.metrics import accuracy, predict
-from slimkit.models import ModelSpec, build_model
 from slimkit.quantization import QatConfig, StaticInt8Config, parse_quantize_config, quantize
 from slimkit.quantization.auto import choose_backend
 from slimkit.training import TrainConfig, train
-
-
-@pytest.fixture
-def trained(blobs_npz: Path, fixtures_on_path: Path):
-    data = load_data(str(blobs_npz))
-    net = build_model(
-        ModelSpec.parse({"source": "tiny_models:tiny_cnn", "kwargs": {"width": 8}}),
-        num_classes=3,
-        in_channels=1,
-    )
-    train(net, data, TrainConfig(epochs=5, lr=0.02, batch_size=16))
-    return net, data
 
 
 def _acc(engine, data) -> float:

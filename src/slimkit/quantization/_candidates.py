@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from slimkit.data.bundle import DataBundle
 from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.quantization import QuantizeConfig, quantize
 from slimkit.quantization.result import QuantizedModel
 from slimkit.runtimes import Engine, prepare
 from slimkit.state import ModelState
@@ -26,6 +29,31 @@ def workspace(out_path: Path) -> Iterator[Path]:
         yield work
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def build(
+    model: nn.Module,
+    config: QuantizeConfig,
+    data: DataBundle,
+    out_path: Path,
+    calibration: list[tuple[torch.Tensor, ...]] | None = None,
+    train_loop: Callable[[nn.Module], None] | None = None,
+) -> QuantizedModel:
+    """Quantize a copy of ``model`` (the float original stays untouched) on ``data``'s inputs."""
+    return quantize(
+        copy.deepcopy(model),
+        config,
+        example_inputs=data.sample_inputs(8),
+        input_names=data.input_names,
+        out_path=out_path,
+        calibration=calibration,
+        train_loop=train_loop,
+    )
+
+
+def variant(config: QuantizeConfig, **changes: object) -> QuantizeConfig:
+    """``config`` with some fields changed, validated again (raises RecipeError if invalid)."""
+    return type(config).from_dict({**config.to_dict(), **changes})
 
 
 def serve(

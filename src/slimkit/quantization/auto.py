@@ -8,7 +8,6 @@ interleaved, and the fastest within ``max_accuracy_drop`` of the float model win
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,8 @@ from torch import nn
 from slimkit.data.bundle import DataBundle
 from slimkit.errors import RecipeError, StepError
 from slimkit.evaluation.latency import measure_latency
-from slimkit.quantization import QuantizeConfig, QuantizedModel, backends_for, quantize
-from slimkit.quantization._candidates import adopt, serve, val_accuracy, workspace
+from slimkit.quantization import QuantizeConfig, QuantizedModel, backends_for
+from slimkit.quantization._candidates import adopt, build, serve, val_accuracy, variant, workspace
 from slimkit.runtimes import Engine
 
 ROUNDS = 10
@@ -61,16 +60,8 @@ def choose_backend(
             candidate = Candidate(backend)
             candidates.append(candidate)
             try:
-                cfg = type(config).from_dict({**config.to_dict(), "backend": backend})
-                result = quantize(
-                    copy.deepcopy(model),
-                    cfg,
-                    example_inputs=data.sample_inputs(8),
-                    input_names=data.input_names,
-                    out_path=work / f"{backend}.onnx",
-                    calibration=batches,
-                    train_loop=train_loop,
-                )
+                cfg = variant(config, backend=backend)
+                result = build(model, cfg, data, work / f"{backend}.onnx", batches, train_loop)
             except (RecipeError, StepError) as err:
                 candidate.skipped = str(err).removeprefix("Invalid configuration: ")
                 continue

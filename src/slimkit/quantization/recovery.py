@@ -14,7 +14,6 @@ logged with its effect; the climb stops at the first attempt within ``max_accura
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +29,8 @@ from slimkit.quantization import (
     QuantizeConfig,
     QuantizedModel,
     StaticInt8Config,
-    quantize,
 )
-from slimkit.quantization._candidates import adopt, serve, val_accuracy, workspace
+from slimkit.quantization._candidates import adopt, build, serve, val_accuracy, variant, workspace
 from slimkit.quantization.configs import Estimator
 from slimkit.quantization.coverage import ignored_layers
 from slimkit.training.trainer import TrainConfig
@@ -93,15 +91,7 @@ def recover(
             cfg: QuantizeConfig, loop: Callable[[nn.Module], None] | None = None
         ) -> tuple[QuantizedModel, float]:
             name = f"try{next(count)}"
-            result = quantize(
-                copy.deepcopy(model),
-                cfg,
-                example_inputs=data.sample_inputs(8),
-                input_names=data.input_names,
-                out_path=work / f"{name}.onnx",
-                calibration=batches,
-                train_loop=loop,
-            )
+            result = build(model, cfg, data, work / f"{name}.onnx", batches, loop)
             return result, val_accuracy(serve(result, data, work, name, batch_size), data)
 
         first_acc = val_accuracy(serve(first, data, work, "first", batch_size), data)
@@ -130,8 +120,9 @@ def recover(
 
 
 def _variant(config: QuantizeConfig, **changes: object) -> QuantizeConfig | None:
+    """The changed config, or None where the backend cannot honour the change."""
     try:
-        return type(config).from_dict({**config.to_dict(), **changes})
+        return variant(config, **changes)
     except RecipeError:
         return None
 
