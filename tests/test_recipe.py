@@ -27,6 +27,8 @@ EXAMPLES = {
         "ignore": ["re:head.*"],
     },
     "channels": {"method": "channels", "ratio": 0.3, "importance": "l1", "round_to": 4},
+    "random": {"method": "random", "sparsity": 0.5, "seed": 3},
+    "n:m": {"method": "n:m", "n": 1, "m": 4, "targets": ["Linear", "Conv2d"]},
     "static-int8": {"mode": "static-int8", "estimator": "percentile", "percentile": 99.9},
     "dynamic-int8": {"mode": "dynamic-int8", "per_channel": True, "backend": "torchao"},
     "weight-only-int8": {"mode": "weight-only-int8", "group_size": 64, "backend": "torchao"},
@@ -119,7 +121,7 @@ def test_repeated_step_kinds_get_unique_names():
                 **MINIMAL,
                 "steps": [{"prune": {"method": "magnitude", "sparsity": 0.5, "ratio": 0.5}}],
             },
-            r"unknown key 'recipe\.steps\[0\]\.prune\.ratio'; allowed keys here: ignore, method, scope, sparsity, targets",
+            r"unknown key 'recipe\.steps\[0\]\.prune\.ratio'; allowed keys here: ignore, method, overrides, scope, sparsity, targets",
         ),
         (
             {**MINIMAL, "steps": [{"prune": {"method": "heads"}}]},

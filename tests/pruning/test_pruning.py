@@ -8,7 +8,7 @@ from torch import nn
 
 import slimkit
 from slimkit.errors import StepError
-from slimkit.pruning import ChannelConfig, MagnitudeConfig, prune
+from slimkit.pruning import ChannelConfig, MagnitudeConfig, NMConfig, RandomConfig, prune
 
 
 def _zeros(t: torch.Tensor) -> int:
@@ -77,3 +77,102 @@ def test_channel_pruning_needs_convolutions():
             ChannelConfig(ratio=0.5),
             (torch.randn(1, 4),),
         )
+
+
+def test_overrides_give_matching_layers_their_own_sparsity():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(10, 20), nn.Linear(20, 10), nn.Linear(10, 5))
+    prune(net, MagnitudeConfig(sparsity=0.5, scope="layer", overrides={"re:2": 0.2, "0": 0.9}))
+    assert [_zeros(net[i].weight) for i in range(3)] == [180, 100, 10]
+
+
+def test_random_baseline_hits_the_sparsity_and_is_seeded():
+    def pruned(seed: int) -> torch.Tensor:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(10, 10))
+        prune(net, RandomConfig(sparsity=0.3, seed=seed))
+        return net[0].weight.detach().clone()
+
+    a, b, c = pruned(1), pruned(1), pruned(2)
+    assert _zeros(a) == 30 and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_two_four_keeps_the_two_largest_of_every_four_inputs():
+    lin = nn.Linear(8, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(
+            torch.tensor([[1.0, -4, 3, 2, 0.5, 0.1, -0.2, 9], [5.0, 6, 7, 8, -1, -2, -3, -4]])
+        )
+    prune(nn.Sequential(lin), NMConfig())
+    assert lin.weight.tolist() == [[0.0, -4, 3, 0, 0.5, 0, 0, 9], [0.0, 0, 7, 8, 0, 0, -3, -4]]
+
+
+def test_n_m_on_convolutions_groups_input_channels_at_each_position():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 3, 3, bias=False)
+    prune(nn.Sequential(conv), NMConfig(n=1, m=4, targets=("Conv2d",)))
+    per_position = (conv.weight != 0).reshape(3, 2, 4, 3, 3).sum(dim=2)  # out, group, kh, kw
+    assert bool((per_position == 1).all())
+
+
+def test_n_m_names_layers_it_cannot_group():
+    with pytest.raises(StepError, match=r"Layer '1' has 6 inputs, not a multiple of m=4"):
+        prune(nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 2)), NMConfig())
+
+
+@pytest.mark.parametrize("importance", ["bn-scale", "taylor", "l1", "random"])
+def test_every_channel_importance_shrinks_the_net(importance: str):
+    torch.manual_seed(0)
+    net = slimkit.build_model("small-cnn", num_classes=3, in_channels=1, width=8, depth=2)
+    batches = [((torch.randn(4, 1, 12, 12),), torch.randint(0, 3, (4,))) for _ in range(2)]
+    prune(
+        net,
+        ChannelConfig(ratio=0.5, importance=importance),
+        (torch.randn(1, 1, 12, 12),),
+        batches=iter(batches),
+    )
+    assert [net.features[0][0].out_channels, net.features[1][0].out_channels] == [4, 8]
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_bn_scale_removes_the_channels_with_the_smallest_gammas():
+    net = slimkit.build_model("small-cnn", num_classes=3, in_channels=1, width=4, depth=1)
+    with torch.no_grad():
+        net.features[0][1].weight.copy_(torch.tensor([0.01, 5.0, 0.02, 3.0]))
+        net.features[0][0].weight[1].fill_(1.0)
+    prune(net, ChannelConfig(ratio=0.5, importance="bn-scale"), (torch.randn(1, 1, 8, 8),))
+    assert net.features[0][1].weight.tolist() == [5.0, 3.0]
+    assert bool((net.features[0][0].weight[0] == 1.0).all())
+
+
+def test_iterative_rounds_fine_tune_in_between():
+    net = slimkit.build_model("small-cnn", num_classes=3, in_channels=1, width=8, depth=2)
+    widths: list[int] = []
+    config = ChannelConfig(ratio=0.5, iterations=2, finetune={"epochs": 1})
+    prune(
+        net,
+        config,
+        (torch.randn(1, 1, 8, 8),),
+        between=lambda m: widths.append(m.features[0][0].out_channels),
+    )
+    assert widths == [6] and net.features[0][0].out_channels == 4
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (ChannelConfig(ratio=0.5, importance="taylor"), "taylor importance needs batches"),
+        (ChannelConfig(ratio=0.5, iterations=3, finetune={"epochs": 1}), "needs between"),
+    ],
+)
+def test_structured_options_without_what_they_need(config, message):
+    net = slimkit.build_model("small-cnn", num_classes=3, in_channels=1)
+    with pytest.raises(StepError, match=message):
+        prune(net, config, (torch.randn(1, 1, 8, 8),))
+
+
+def test_iterations_without_finetuning_are_a_config_error():
+    from slimkit.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="iterations > 1 prunes, fine-tunes and repeats"):
+        ChannelConfig.from_dict({"method": "channels", "ratio": 0.5, "iterations": 2})

@@ -21,6 +21,7 @@ from torch import nn
 
 from slimkit._io import atomic_path
 from slimkit.errors import ModelLoadError
+from slimkit.pruning.storage import compress_state, decompress_state
 
 FORMAT_VERSION = "1"
 
@@ -112,15 +113,17 @@ def _flatten(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tenso
         if key not in seen:
             seen.add(key)
             plain[name] = t.detach().contiguous().clone()
+    # Pruned tensors are stored as bitmask + non-zero values, so size on disk falls with sparsity.
+    plain, sparse_metadata = compress_state(plain)
     subclasses = {n: t for n, t in state_dict.items() if not _is_plain(t)}
     if not subclasses:
-        return plain, {}
+        return plain, sparse_metadata
     # Quantized weights (torchao's Int8Tensor, ...) are stored as their inner tensors plus a JSON
     # description, torchao's own safetensors layout: still no pickle.
     from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
 
     data, meta = flatten_tensor_state_dict(subclasses)
-    return {**plain, **data}, meta
+    return {**plain, **data}, {**meta, **sparse_metadata}
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -176,6 +179,7 @@ def load_weights_into(model: nn.Module, path: Path) -> None:
     except (SafetensorError, OSError) as err:
         raise ModelLoadError(f"{path} is not a readable safetensors file: {err}") from None
     metadata = read_metadata(path)
+    state = decompress_state(state, metadata)
     if "tensor_names" in metadata:  # torchao's layout
         from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
 

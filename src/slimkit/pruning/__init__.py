@@ -8,43 +8,61 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
+from slimkit.data.bundle import Batch
 from slimkit.errors import StepError
 from slimkit.pruning.configs import (
     PRUNE_METHODS,
     ChannelConfig,
     Importance,
     MagnitudeConfig,
+    NMConfig,
     PruneConfig,
+    RandomConfig,
     Scope,
 )
 from slimkit.pruning.structured import channel_prune
-from slimkit.pruning.unstructured import magnitude_prune
+from slimkit.pruning.unstructured import magnitude_prune, nm_prune
 
+
+def _unstructured(handler: Callable[[nn.Module, Any], nn.Module]) -> Callable[..., nn.Module]:
+    return lambda model, config, example_inputs, batches, between: handler(model, config)
+
+
+# config type -> handler; a new method adds a config and a row, not a branch.
 _HANDLERS: dict[type[PruneConfig], Callable[..., nn.Module]] = {
-    MagnitudeConfig: lambda model, config, example_inputs: magnitude_prune(model, config),
+    MagnitudeConfig: _unstructured(magnitude_prune),
+    RandomConfig: _unstructured(magnitude_prune),
+    NMConfig: _unstructured(nm_prune),
     ChannelConfig: channel_prune,
 }
 
 
 def prune(
-    model: nn.Module, config: PruneConfig, example_inputs: tuple[torch.Tensor, ...] | None = None
+    model: nn.Module,
+    config: PruneConfig,
+    example_inputs: tuple[torch.Tensor, ...] | None = None,
+    *,
+    batches: Iterable[Batch] | None = None,
+    between: Callable[[nn.Module], None] | None = None,
 ) -> nn.Module:
     """Prune ``model`` in place as ``config`` says and return it.
 
-    Structured methods trace the model, so they need ``example_inputs`` (one batch of inputs).
+    Structured methods trace the model, so they need ``example_inputs`` (one batch of inputs);
+    ``taylor`` importance needs ``batches`` of ``(inputs, labels)``; iterative channel pruning
+    calls ``between(model)`` (the fine-tuning) after each round but the last.
     """
     handler = _HANDLERS.get(type(config))
     if handler is None:
         raise StepError(f"No pruning handler for {type(config).__name__}.")
     if example_inputs is None and isinstance(config, ChannelConfig):
         raise StepError("Channel pruning traces the model: pass example_inputs=(batch,).")
-    return handler(model, config, example_inputs)
+    return handler(model, config, example_inputs, batches, between)
 
 
 def parse_prune_config(data: dict[str, Any], where: str) -> PruneConfig:
@@ -62,7 +80,9 @@ __all__ = [
     "ChannelConfig",
     "Importance",
     "MagnitudeConfig",
+    "NMConfig",
     "PruneConfig",
+    "RandomConfig",
     "Scope",
     "parse_prune_config",
     "prune",

@@ -5,11 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from slimkit.config import Config
 from slimkit.layers import validate_patterns
 from slimkit.registry import Registry
+from slimkit.training.trainer import TrainConfig
 
 
 class Scope(StrEnum):
@@ -22,6 +23,8 @@ class Scope(StrEnum):
 class Importance(StrEnum):
     L1 = "l1"
     L2 = "l2"
+    BN_SCALE = "bn-scale"  # |gamma| of the BatchNorm after each channel (network slimming)
+    TAYLOR = "taylor"  # |weight x gradient|: first-order loss change, from a few batches
     RANDOM = "random"  # a baseline: any criterion worth using must beat it
 
 
@@ -48,11 +51,49 @@ class MagnitudeConfig(PruneConfig):
     sparsity: float = Field(gt=0.0, lt=1.0)
     scope: Scope = Scope.GLOBAL
     targets: tuple[str, ...] = ("Conv2d", "Linear")
+    overrides: dict[str, float] = Field(
+        default_factory=dict, description="Layer pattern -> its own sparsity (layer-wise)."
+    )
 
     @field_validator("targets")
     @classmethod
     def _target_patterns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(validate_patterns(v))
+
+    @field_validator("overrides")
+    @classmethod
+    def _override_values(cls, v: dict[str, float]) -> dict[str, float]:
+        validate_patterns(list(v))
+        for pattern, sparsity in v.items():
+            if not 0.0 <= sparsity < 1.0:
+                raise ValueError(
+                    f"override {pattern!r}: sparsity must be in [0, 1), got {sparsity}"
+                )
+        return v
+
+
+@PRUNE_METHODS.register("random")
+class RandomConfig(MagnitudeConfig):
+    """Unstructured baseline: zero a random ``sparsity`` of the weights (seeded)."""
+
+    method: Literal["random"] = "random"  # type: ignore[assignment]
+    seed: int = 0
+
+
+@PRUNE_METHODS.register("n:m")
+class NMConfig(PruneConfig):
+    """Semi-structured: keep the ``n`` largest of every ``m`` consecutive input weights (2:4)."""
+
+    method: Literal["n:m"] = "n:m"
+    n: int = Field(2, ge=1, le=64)
+    m: int = Field(4, ge=2, le=64)
+    targets: tuple[str, ...] = ("Linear",)
+
+    @model_validator(mode="after")
+    def _n_below_m(self) -> NMConfig:
+        if self.n >= self.m:
+            raise ValueError(f"n must be smaller than m, got {self.n}:{self.m}")
+        return self
 
 
 @PRUNE_METHODS.register("channels")
@@ -67,3 +108,12 @@ class ChannelConfig(PruneConfig):
     ratio: float = Field(gt=0.0, lt=1.0, description="Share of channels removed per group.")
     importance: Importance = Importance.L2
     round_to: int | None = Field(None, ge=1, description="Keep channel counts multiples of this.")
+    iterations: int = Field(1, ge=1, le=100, description="Reach the ratio in this many rounds.")
+    finetune: TrainConfig | None = Field(None, description="Training between iterative rounds.")
+    taylor_batches: int = Field(8, ge=1, le=10_000, description="Gradient batches for taylor.")
+
+    @model_validator(mode="after")
+    def _rounds_need_training(self) -> ChannelConfig:
+        if self.iterations > 1 and self.finetune is None:
+            raise ValueError("iterations > 1 prunes, fine-tunes and repeats: set finetune")
+        return self

@@ -7,10 +7,15 @@ so the pruned network stays consistent and is a smaller dense model.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterable
+
 import torch
+import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
+from slimkit.data.bundle import Batch
 from slimkit.errors import StepError
 from slimkit.layers import select
 from slimkit.pruning.configs import ChannelConfig, Importance
@@ -18,6 +23,8 @@ from slimkit.pruning.configs import ChannelConfig, Importance
 _IMPORTANCE = {
     Importance.L1: lambda: tp.importance.MagnitudeImportance(p=1),
     Importance.L2: lambda: tp.importance.MagnitudeImportance(p=2),
+    Importance.BN_SCALE: lambda: tp.importance.BNScaleImportance(),
+    Importance.TAYLOR: lambda: tp.importance.TaylorImportance(),
     Importance.RANDOM: lambda: tp.importance.RandomImportance(),
 }
 
@@ -29,22 +36,56 @@ def output_layers(model: nn.Module) -> list[nn.Module]:
 
 
 def channel_prune(
-    model: nn.Module, config: ChannelConfig, example_inputs: tuple[torch.Tensor, ...]
+    model: nn.Module,
+    config: ChannelConfig,
+    example_inputs: tuple[torch.Tensor, ...],
+    batches: Iterable[Batch] | None = None,
+    between: Callable[[nn.Module], None] | None = None,
 ) -> nn.Module:
-    """Remove ``config.ratio`` of the channels of every prunable group, in place."""
-    ignored = output_layers(model) + [m for _, m in select(model, list(config.ignore))]
+    """Remove ``config.ratio`` of the channels of every prunable group, in place.
+
+    With ``iterations > 1`` the ratio is reached in equal rounds with ``between(model)`` (the
+    fine-tuning) after each round but the last. ``taylor`` importance needs ``batches`` of
+    ``(inputs, labels)`` to accumulate gradients from.
+    """
     if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         raise StepError(
             "Channel pruning needs convolutional layers; this model has none. "
-            "Use method: magnitude, or the transformer methods (heads, ffn)."
+            "Use method: magnitude or n:m."
         )
+    if config.importance is Importance.TAYLOR and batches is None:
+        raise StepError("taylor importance needs batches of training data for its gradients.")
+    if config.iterations > 1 and between is None:
+        raise StepError("iterative channel pruning needs between=f(model) to fine-tune.")
+    if config.importance is Importance.BN_SCALE and not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
+    ):
+        raise StepError(
+            "bn-scale importance ranks channels by BatchNorm scales; this model has none."
+        )
+    ignored = output_layers(model) + [m for _, m in select(model, list(config.ignore))]
     pruner = tp.pruner.MetaPruner(
         model,
         example_inputs=example_inputs,
         importance=_IMPORTANCE[config.importance](),
         pruning_ratio=config.ratio,
+        iterative_steps=config.iterations,
         ignored_layers=ignored,
         round_to=config.round_to,
     )
-    pruner.step()
-    return model
+    for round_ in range(config.iterations):
+        if config.importance is Importance.TAYLOR:
+            assert batches is not None
+            _accumulate_gradients(model, itertools.islice(batches, config.taylor_batches))
+        pruner.step()
+        model.zero_grad(set_to_none=True)
+        if between is not None and round_ < config.iterations - 1:
+            between(model)
+    return model.eval()
+
+
+def _accumulate_gradients(model: nn.Module, batches: Iterable[Batch]) -> None:
+    model.eval()  # BatchNorm statistics stay put: only gradients are wanted
+    model.zero_grad(set_to_none=True)
+    for inputs, labels in batches:
+        F.cross_entropy(model(*inputs), labels).backward()

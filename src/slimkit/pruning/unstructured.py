@@ -8,33 +8,88 @@ import torch
 from torch import nn
 
 from slimkit.errors import StepError
-from slimkit.layers import select
-from slimkit.pruning.configs import MagnitudeConfig, Scope
+from slimkit.layers import matches, select
+from slimkit.pruning.configs import MagnitudeConfig, NMConfig, RandomConfig, Scope
 
 
 def magnitude_prune(model: nn.Module, config: MagnitudeConfig) -> nn.Module:
-    """Zero the ``config.sparsity`` smallest |weights| of the targeted layers, in place.
+    """Zero the smallest |weights| of the targeted layers, in place.
 
     Global scope ranks all targeted weights together; layer scope prunes each layer to the same
-    sparsity. Ties at the threshold are broken by position, so the sparsity is exact.
+    sparsity; ``overrides`` give matching layers their own sparsity (layer-wise). A
+    :class:`RandomConfig` ranks by seeded random scores instead: the baseline to beat. Ties at
+    the threshold are broken by position, so each sparsity is exact.
     """
-    weights = [
-        w
-        for _, m in select(model, config.targets, config.ignore)
+    layers = [
+        (name, w)
+        for name, m in select(model, config.targets, config.ignore)
         if isinstance(w := getattr(m, "weight", None), nn.Parameter)
     ]
-    if not weights:
+    if not layers:
         raise StepError(
-            f"Magnitude pruning found no layers matching targets {list(config.targets)} "
+            f"{config.method} pruning found no layers matching targets {list(config.targets)} "
             f"(ignoring {list(config.ignore)}). Name layers by type (Linear), name or re:regex."
         )
+    generator = (
+        torch.Generator().manual_seed(config.seed) if isinstance(config, RandomConfig) else None
+    )
+
+    def scores(w: torch.Tensor) -> torch.Tensor:
+        if generator is not None:
+            return torch.rand(w.numel(), generator=generator)
+        return w.detach().abs().flatten()
+
+    overridden = {  # the last matching pattern wins, as in the recipe's order
+        name: sparsity
+        for name, _ in layers
+        for pattern, sparsity in config.overrides.items()
+        if matches(name, model.get_submodule(name), pattern)
+    }
+    rest = [w for name, w in layers if name not in overridden]
     with torch.no_grad():
-        if config.scope is Scope.GLOBAL:
-            scores = torch.cat([w.abs().flatten() for w in weights])
-            _zero_smallest(scores, weights, config.sparsity)
-        else:
-            for w in weights:
-                _zero_smallest(w.abs().flatten(), [w], config.sparsity)
+        for name, w in layers:
+            if name in overridden:
+                _zero_smallest(scores(w), [w], overridden[name])
+        if rest and config.scope is Scope.GLOBAL:
+            _zero_smallest(torch.cat([scores(w) for w in rest]), rest, config.sparsity)
+        elif rest:
+            for w in rest:
+                _zero_smallest(scores(w), [w], config.sparsity)
+    return model
+
+
+def nm_prune(model: nn.Module, config: NMConfig) -> nn.Module:
+    """Keep the ``n`` largest of every ``m`` consecutive weights along each layer's input dim.
+
+    Conv kernels are grouped along input channels at each kernel position, the layout 2:4
+    sparse kernels use. A layer whose input size is not a multiple of ``m`` is an error that
+    names it, so no layer is silently left dense.
+    """
+    layers = [
+        (n, m)
+        for n, m in select(model, config.targets, config.ignore)
+        if isinstance(m, nn.Linear | nn.Conv2d)
+    ]
+    if not layers:
+        raise StepError(
+            f"n:m pruning found no Linear or Conv2d layer matching {list(config.targets)}."
+        )
+    with torch.no_grad():
+        for name, layer in layers:
+            w = layer.weight
+            fan_in = w.shape[1]
+            if fan_in % config.m:
+                raise StepError(
+                    f"Layer {name!r} has {fan_in} inputs, not a multiple of m={config.m}; "
+                    "add it to ignore or choose another m."
+                )
+            # input dim last and contiguous: Linear (out, in); Conv (out, kh, kw, in)
+            grouped = w.permute(0, 2, 3, 1) if w.dim() == 4 else w
+            groups = grouped.reshape(-1, config.m)
+            keep = groups.abs().topk(config.n, dim=1).indices
+            mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, keep, True)
+            mask = mask.reshape(grouped.shape)
+            w.mul_(mask.permute(0, 3, 1, 2) if w.dim() == 4 else mask)
     return model
 
 
