@@ -121,7 +121,7 @@ def test_repeated_step_kinds_get_unique_names():
                 **MINIMAL,
                 "steps": [{"prune": {"method": "magnitude", "sparsity": 0.5, "ratio": 0.5}}],
             },
-            r"unknown key 'recipe\.steps\[0\]\.prune\.ratio'; allowed keys here: ignore, method, overrides, scope, sparsity, targets",
+            r"unknown key 'recipe\.steps\[0\]\.prune\.ratio'; allowed keys here: gradual, ignore, method, overrides, scope, sparsity, targets",
         ),
         (
             {**MINIMAL, "steps": [{"prune": {"method": "heads"}}]},

@@ -7,12 +7,13 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Sequence
 
 from torch import nn
 
-from slimkit.errors import RecipeError
+from slimkit.errors import RecipeError, StepError
 
 
 def matches(name: str, module: nn.Module, pattern: str) -> bool:
@@ -33,6 +34,25 @@ def select(
             matches(name, module, p) for p in ignore
         ):
             yield name, module
+
+
+def check_names_exist(model: nn.Module, patterns: Sequence[str], what: str) -> None:
+    """Refuse an exact layer name that ``model`` does not have.
+
+    A misspelt name would otherwise select nothing and silently change nothing. Regexes and
+    type names (``Conv2d``, or any layer type the model uses) may legitimately match nothing.
+    """
+    names = {name for name, _ in model.named_modules()}
+    types = {type(m).__name__ for m in model.modules()}
+    for p in patterns:
+        is_type = p in types or isinstance(getattr(nn, p, None), type)
+        if not p.startswith("re:") and not is_type and p not in names:
+            close = difflib.get_close_matches(p, names | types, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise StepError(
+                f"{what} names layer {p!r}, which this model does not have.{hint} "
+                "Use a module name, a type name (Conv2d) or re:<regex>."
+            )
 
 
 def validate_patterns(patterns: Sequence[str]) -> list[str]:

@@ -99,7 +99,7 @@ def test_saved_model_round_trips_exactly(tmp_path: Path):
 def test_channel_pruned_model_round_trips_from_its_manifest(tmp_path: Path):
     spec = ModelSpec.parse("resnet-mini")
     net = build_model(spec, num_classes=10, in_channels=1)
-    prune(net, ChannelConfig(ratio=0.5), (torch.randn(1, 1, 28, 28),))
+    net = prune(net, ChannelConfig(ratio=0.5), (torch.randn(1, 1, 28, 28),))
     assert net.stem[0].out_channels == 8
     path = save_model(
         net, tmp_path / "pruned.safetensors", arch_of(spec, {"num_classes": 10, "in_channels": 1})

@@ -20,7 +20,7 @@ def test_global_magnitude_hits_the_exact_sparsity_where_weights_are_smallest():
     with torch.no_grad():
         net[0].weight.copy_(torch.arange(100.0).view(10, 10) + 1)  # 1..100
         net[1].weight.copy_(torch.arange(100.0).view(10, 10) + 101)  # 101..200
-    prune(net, MagnitudeConfig(sparsity=0.25))
+    net = prune(net, MagnitudeConfig(sparsity=0.25))
     # the 50 smallest of 200 are all in the first layer
     assert _zeros(net[0].weight) == 50 and _zeros(net[1].weight) == 0
     assert float(net[0].weight[5, 0]) == 51.0  # the first kept value
@@ -29,7 +29,7 @@ def test_global_magnitude_hits_the_exact_sparsity_where_weights_are_smallest():
 def test_layer_scope_prunes_each_layer_equally():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(10, 20), nn.Linear(20, 5))
-    prune(net, MagnitudeConfig(sparsity=0.3, scope="layer"))
+    net = prune(net, MagnitudeConfig(sparsity=0.3, scope="layer"))
     assert _zeros(net[0].weight) == 60 and _zeros(net[1].weight) == 30
     assert _zeros(net[0].bias) == 0
 
@@ -37,9 +37,9 @@ def test_layer_scope_prunes_each_layer_equally():
 def test_ignore_and_targets_select_layers_by_type_name_or_regex():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4, 2))
-    prune(net, MagnitudeConfig(sparsity=0.5, scope="layer", ignore=("re:2",)))
+    net = prune(net, MagnitudeConfig(sparsity=0.5, scope="layer", ignore=("re:2",)))
     assert _zeros(net[0].weight) == 18 and _zeros(net[2].weight) == 0
-    prune(net, MagnitudeConfig(sparsity=0.5, scope="layer", targets=("Linear",)))
+    net = prune(net, MagnitudeConfig(sparsity=0.5, scope="layer", targets=("Linear",)))
     assert _zeros(net[2].weight) == 4
 
 
@@ -51,7 +51,7 @@ def test_magnitude_without_matching_layers_is_an_error():
 def test_channel_pruning_shrinks_every_stage_and_keeps_the_classes():
     net = slimkit.build_model("resnet-mini", num_classes=10, in_channels=1)
     x = torch.randn(2, 1, 28, 28)
-    prune(net, ChannelConfig(ratio=0.5), (x[:1],))
+    net = prune(net, ChannelConfig(ratio=0.5), (x[:1],))
     assert [
         net.stem[0].out_channels,
         net.layers[1].conv1.out_channels,
@@ -65,7 +65,7 @@ def test_channel_pruning_shrinks_every_stage_and_keeps_the_classes():
 
 def test_channel_pruning_round_to():
     net = slimkit.build_model("small-cnn", num_classes=3, in_channels=1, width=12, depth=2)
-    prune(net, ChannelConfig(ratio=0.5, round_to=4), (torch.randn(1, 1, 16, 16),))
+    net = prune(net, ChannelConfig(ratio=0.5, round_to=4), (torch.randn(1, 1, 16, 16),))
     assert net.features[0][0].out_channels % 4 == 0
     assert net.features[1][0].out_channels % 4 == 0
 
@@ -82,7 +82,9 @@ def test_channel_pruning_needs_convolutions():
 def test_overrides_give_matching_layers_their_own_sparsity():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(10, 20), nn.Linear(20, 10), nn.Linear(10, 5))
-    prune(net, MagnitudeConfig(sparsity=0.5, scope="layer", overrides={"re:2": 0.2, "0": 0.9}))
+    net = prune(
+        net, MagnitudeConfig(sparsity=0.5, scope="layer", overrides={"re:2": 0.2, "0": 0.9})
+    )
     assert [_zeros(net[i].weight) for i in range(3)] == [180, 100, 10]
 
 
@@ -90,7 +92,7 @@ def test_random_baseline_hits_the_sparsity_and_is_seeded():
     def pruned(seed: int) -> torch.Tensor:
         torch.manual_seed(0)
         net = nn.Sequential(nn.Linear(10, 10))
-        prune(net, RandomConfig(sparsity=0.3, seed=seed))
+        net = prune(net, RandomConfig(sparsity=0.3, seed=seed))
         return net[0].weight.detach().clone()
 
     a, b, c = pruned(1), pruned(1), pruned(2)
@@ -103,14 +105,14 @@ def test_two_four_keeps_the_two_largest_of_every_four_inputs():
         lin.weight.copy_(
             torch.tensor([[1.0, -4, 3, 2, 0.5, 0.1, -0.2, 9], [5.0, 6, 7, 8, -1, -2, -3, -4]])
         )
-    prune(nn.Sequential(lin), NMConfig())
+    lin = prune(nn.Sequential(lin), NMConfig())[0]
     assert lin.weight.tolist() == [[0.0, -4, 3, 0, 0.5, 0, 0, 9], [0.0, 0, 7, 8, 0, 0, -3, -4]]
 
 
 def test_n_m_on_convolutions_groups_input_channels_at_each_position():
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 3, 3, bias=False)
-    prune(nn.Sequential(conv), NMConfig(n=1, m=4, targets=("Conv2d",)))
+    conv = prune(nn.Sequential(conv), NMConfig(n=1, m=4, targets=("Conv2d",)))[0]
     per_position = (conv.weight != 0).reshape(3, 2, 4, 3, 3).sum(dim=2)  # out, group, kh, kw
     assert bool((per_position == 1).all())
 
@@ -125,7 +127,7 @@ def test_every_channel_importance_shrinks_the_net(importance: str):
     torch.manual_seed(0)
     net = slimkit.build_model("small-cnn", num_classes=3, in_channels=1, width=8, depth=2)
     batches = [((torch.randn(4, 1, 12, 12),), torch.randint(0, 3, (4,))) for _ in range(2)]
-    prune(
+    net = prune(
         net,
         ChannelConfig(ratio=0.5, importance=importance),
         (torch.randn(1, 1, 12, 12),),
@@ -140,7 +142,7 @@ def test_bn_scale_removes_the_channels_with_the_smallest_gammas():
     with torch.no_grad():
         net.features[0][1].weight.copy_(torch.tensor([0.01, 5.0, 0.02, 3.0]))
         net.features[0][0].weight[1].fill_(1.0)
-    prune(net, ChannelConfig(ratio=0.5, importance="bn-scale"), (torch.randn(1, 1, 8, 8),))
+    net = prune(net, ChannelConfig(ratio=0.5, importance="bn-scale"), (torch.randn(1, 1, 8, 8),))
     assert net.features[0][1].weight.tolist() == [5.0, 3.0]
     assert bool((net.features[0][0].weight[0] == 1.0).all())
 
@@ -149,7 +151,7 @@ def test_iterative_rounds_fine_tune_in_between():
     net = slimkit.build_model("small-cnn", num_classes=3, in_channels=1, width=8, depth=2)
     widths: list[int] = []
     config = ChannelConfig(ratio=0.5, iterations=2, finetune={"epochs": 1})
-    prune(
+    net = prune(
         net,
         config,
         (torch.randn(1, 1, 8, 8),),
@@ -168,7 +170,7 @@ def test_iterative_rounds_fine_tune_in_between():
 def test_structured_options_without_what_they_need(config, message):
     net = slimkit.build_model("small-cnn", num_classes=3, in_channels=1)
     with pytest.raises(StepError, match=message):
-        prune(net, config, (torch.randn(1, 1, 8, 8),))
+        net = prune(net, config, (torch.randn(1, 1, 8, 8),))
 
 
 def test_iterations_without_finetuning_are_a_config_error():
@@ -176,3 +178,64 @@ def test_iterations_without_finetuning_are_a_config_error():
 
     with pytest.raises(RecipeError, match="iterations > 1 prunes, fine-tunes and repeats"):
         ChannelConfig.from_dict({"method": "channels", "ratio": 0.5, "iterations": 2})
+
+
+def test_pruning_never_modifies_the_input_model():
+    net = slimkit.build_model("resnet-mini", num_classes=10, in_channels=1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    pruned = prune(net, ChannelConfig(ratio=0.5), (torch.randn(1, 1, 28, 28),))
+    assert pruned is not net and pruned.stem[0].out_channels == 8
+    assert net.stem[0].out_channels == 16
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            MagnitudeConfig(sparsity=0.5, ignore=("layers.9.conv1",)),
+            r"ignore names layer 'layers\.9\.conv1'.*Did you mean",
+        ),
+        (
+            MagnitudeConfig(sparsity=0.5, targets=("Conv3d",)),
+            r"found no layers matching targets \['Conv3d'\]",
+        ),
+        (
+            MagnitudeConfig(sparsity=0.5, overrides={"hed": 0.1}),
+            r"overrides names layer 'hed'.*Did you mean 'head'",
+        ),
+        (
+            ChannelConfig(ratio=0.5, round_to=32),
+            r"Layer 'stem\.0' has 16 channels; round_to=32 would leave it none",
+        ),
+    ],
+)
+def test_bad_layer_names_and_impossible_widths_are_named(config, message):
+    net = slimkit.build_model("resnet-mini", num_classes=10, in_channels=1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(StepError, match=message):
+        prune(net, config, (torch.randn(1, 1, 28, 28),))
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_an_untraceable_model_is_a_clear_error():
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            y = self.conv(x)
+            if float(y.sum()) > 0:  # python control flow on values
+                y = y.flip(1)
+            return self.head(y.mean(dim=(2, 3)))
+
+    net = DataDependent()
+    try:
+        pruned = prune(net, ChannelConfig(ratio=0.5), (torch.randn(1, 1, 8, 8),))
+    except StepError as err:
+        assert "torch-pruning cannot trace DataDependent" in str(err)
+    else:  # torch-pruning traced this one after all: the result must still run
+        assert pruned(torch.randn(2, 1, 8, 8)).shape == (2, 2)
+    assert net.conv.out_channels == 4

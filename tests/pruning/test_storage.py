@@ -55,7 +55,7 @@ def test_pruned_model_is_smaller_on_disk_and_loads_back_identical(tmp_path: Path
     x = torch.randn(2, 1, 28, 28)
     for sparsity in (0.5, 0.8, 0.95):
         pruned = build_model(ModelSpec.parse(str(tmp_path / "dense.safetensors")))
-        prune(pruned, MagnitudeConfig(sparsity=sparsity))
+        pruned = prune(pruned, MagnitudeConfig(sparsity=sparsity))
         path = save_model(pruned, tmp_path / f"s{sparsity}.safetensors", ARCH)
         sizes[sparsity] = path.stat().st_size
         again = build_model(ModelSpec.parse(str(path)))

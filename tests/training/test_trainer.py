@@ -30,7 +30,7 @@ def test_training_learns_the_blobs(blobs_npz: Path, fixtures_on_path: Path):
 
 def test_finetuning_keeps_pruned_weights_at_zero(blobs_npz: Path, fixtures_on_path: Path):
     data, net = _tiny(blobs_npz, fixtures_on_path)
-    prune(net, MagnitudeConfig(sparsity=0.6, scope="layer"))
+    net = prune(net, MagnitudeConfig(sparsity=0.6, scope="layer"))
     zeros = {n: (p == 0) for n, p in net.named_parameters() if p.dim() > 1}
     train(
         net,

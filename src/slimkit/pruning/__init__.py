@@ -3,11 +3,12 @@
 >>> import slimkit
 >>> from slimkit.pruning import MagnitudeConfig
 >>> net = slimkit.build_model("resnet-mini", num_classes=10, in_channels=1)
->>> _ = slimkit.prune(net, MagnitudeConfig(sparsity=0.5))
+>>> pruned = slimkit.prune(net, MagnitudeConfig(sparsity=0.5))  # net itself is unchanged
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from slimkit.data.bundle import Batch
 from slimkit.errors import StepError
+from slimkit.layers import check_names_exist
 from slimkit.pruning.configs import (
     PRUNE_METHODS,
     ChannelConfig,
@@ -51,7 +53,7 @@ def prune(
     batches: Iterable[Batch] | None = None,
     between: Callable[[nn.Module], None] | None = None,
 ) -> nn.Module:
-    """Prune ``model`` in place as ``config`` says and return it.
+    """Return a pruned copy of ``model``; the input model is never modified, even on error.
 
     Structured methods trace the model, so they need ``example_inputs`` (one batch of inputs);
     ``taylor`` importance needs ``batches`` of ``(inputs, labels)``; iterative channel pruning
@@ -60,9 +62,19 @@ def prune(
     handler = _HANDLERS.get(type(config))
     if handler is None:
         raise StepError(f"No pruning handler for {type(config).__name__}.")
+    if isinstance(config, MagnitudeConfig) and config.gradual is not None:
+        raise StepError(
+            "gradual pruning fine-tunes while it prunes: call "
+            "slimkit.pruning.schedules.gradual_prune(model, config, data), or use the prune step."
+        )
     if example_inputs is None and isinstance(config, ChannelConfig):
         raise StepError("Channel pruning traces the model: pass example_inputs=(batch,).")
-    return handler(model, config, example_inputs, batches, between)
+    check_names_exist(model, config.ignore, f"{config.method} pruning's ignore")
+    for field in ("targets", "overrides"):
+        check_names_exist(
+            model, list(getattr(config, field, ())), f"{config.method} pruning's {field}"
+        )
+    return handler(copy.deepcopy(model), config, example_inputs, batches, between)
 
 
 def parse_prune_config(data: dict[str, Any], where: str) -> PruneConfig:

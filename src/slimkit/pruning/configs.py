@@ -20,6 +20,23 @@ class Scope(StrEnum):
     LAYER = "layer"  # the same sparsity in every targeted layer
 
 
+class Ramp(StrEnum):
+    CUBIC = "cubic"  # Zhu & Gupta 2017: fast while much is redundant, slow near the target
+    LINEAR = "linear"
+
+
+class GradualConfig(Config):
+    """Prune a little every ``every`` optimizer steps while fine-tuning with ``finetune``."""
+
+    finetune: TrainConfig
+    ramp: Ramp = Ramp.CUBIC
+    initial_sparsity: float = Field(0.0, ge=0.0, lt=1.0)
+    every: int = Field(20, ge=1, le=1_000_000, description="Optimizer steps between prunings.")
+    ramp_fraction: float = Field(
+        0.75, gt=0.0, le=1.0, description="Share of training over which sparsity ramps up."
+    )
+
+
 class Importance(StrEnum):
     L1 = "l1"
     L2 = "l2"
@@ -54,6 +71,7 @@ class MagnitudeConfig(PruneConfig):
     overrides: dict[str, float] = Field(
         default_factory=dict, description="Layer pattern -> its own sparsity (layer-wise)."
     )
+    gradual: GradualConfig | None = Field(None, description="Reach sparsity while fine-tuning.")
 
     @field_validator("targets")
     @classmethod

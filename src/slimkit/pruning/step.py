@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from slimkit.pruning import ChannelConfig, PruneConfig, parse_prune_config, prune
+from slimkit.pruning import ChannelConfig, MagnitudeConfig, PruneConfig, parse_prune_config, prune
+from slimkit.pruning.schedules import gradual_prune
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, register_step
 from slimkit.training.trainer import train
@@ -20,6 +21,14 @@ def prune_step(state: ModelState, config: PruneConfig, ctx: StepContext) -> Mode
         def between(model: nn.Module) -> None:
             train(model, ctx.data, schedule, progress=ctx.progress)
 
+    if isinstance(config, MagnitudeConfig) and config.gradual is not None:
+        history = gradual_prune(state.module, config, ctx.data, ctx.progress)
+        note = (
+            f"gradual {config.gradual.ramp} ramp to {config.sparsity:.0%} over "
+            f"{config.gradual.finetune.epochs} epochs; final validation accuracy "
+            f"{history.val_accuracy[-1]:.2f}%"
+        )
+        return ModelState(state.module, state.backend, notes=[note])
     batches = ctx.data.train.batches(64) if isinstance(config, ChannelConfig) else None
     module = prune(
         state.module, config, ctx.data.sample_inputs(1), batches=batches, between=between

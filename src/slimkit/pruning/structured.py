@@ -64,15 +64,23 @@ def channel_prune(
             "bn-scale importance ranks channels by BatchNorm scales; this model has none."
         )
     ignored = output_layers(model) + [m for _, m in select(model, list(config.ignore))]
-    pruner = tp.pruner.MetaPruner(
-        model,
-        example_inputs=example_inputs,
-        importance=_IMPORTANCE[config.importance](),
-        pruning_ratio=config.ratio,
-        iterative_steps=config.iterations,
-        ignored_layers=ignored,
-        round_to=config.round_to,
-    )
+    _check_channels_remain(model, config, ignored)
+    try:
+        pruner = tp.pruner.MetaPruner(
+            model,
+            example_inputs=example_inputs,
+            importance=_IMPORTANCE[config.importance](),
+            pruning_ratio=config.ratio,
+            iterative_steps=config.iterations,
+            ignored_layers=ignored,
+            round_to=config.round_to,
+        )
+    except Exception as err:  # tracing failures surface as many exception types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StepError(
+            f"torch-pruning cannot trace {type(model).__name__} to find which layers prune "
+            f"together: {first}. Add the layers it stumbles on to ignore, or use method: magnitude."
+        ) from None
     for round_ in range(config.iterations):
         if config.importance is Importance.TAYLOR:
             assert batches is not None
@@ -82,6 +90,20 @@ def channel_prune(
         if between is not None and round_ < config.iterations - 1:
             between(model)
     return model.eval()
+
+
+def _check_channels_remain(
+    model: nn.Module, config: ChannelConfig, ignored: list[nn.Module]
+) -> None:
+    """Refuse settings that would leave a layer with no channels (``round_to`` above its width)."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and m not in ignored:
+            kept = m.out_channels - int(m.out_channels * config.ratio)
+            if config.round_to and kept < config.round_to and m.out_channels < config.round_to:
+                raise StepError(
+                    f"Layer {name!r} has {m.out_channels} channels; round_to={config.round_to} "
+                    "would leave it none. Lower round_to or add the layer to ignore."
+                )
 
 
 def _accumulate_gradients(model: nn.Module, batches: Iterable[Batch]) -> None:

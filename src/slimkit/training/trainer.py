@@ -124,11 +124,14 @@ def train(
     progress: Progress = SILENT,
     keep_sparsity: bool = False,
     loss_fn: LossFn | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> TrainHistory:
     """Train ``model`` in place on ``data.train``, validating on ``data.val`` every epoch.
 
     ``loss_fn(logits, labels, inputs)`` replaces the default cross-entropy (with the config's
     label smoothing): distillation passes one that also runs the teacher on ``inputs``.
+    ``on_step(step, total_steps)`` runs after every optimizer step (1-based): gradual pruning
+    re-prunes and re-masks there.
 
     >>> from slimkit.training import TrainConfig, train
     >>> history = train(net, bundle, TrainConfig(epochs=2, lr=3e-3))  # doctest: +SKIP
@@ -147,6 +150,7 @@ def train(
     augments = [AUGMENTS.get(a) for a in config.augment]
     history = TrainHistory()
     best_state, best_acc = None, -1.0
+    step, total_steps = 0, config.epochs * len(loader)
     for epoch in range(1, config.epochs + 1):
         model.train()
         total_loss, batches = 0.0, 0
@@ -171,6 +175,9 @@ def train(
                 with torch.no_grad():
                     for name, mask in masks.items():
                         params[name].mul_(mask)
+                step += 1
+                if on_step is not None:
+                    on_step(step, total_steps)
                 total_loss += float(loss.detach())
                 batches += 1
                 task.advance()
