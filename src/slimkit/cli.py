@@ -241,6 +241,90 @@ def export(
     console.print(f"Wrote {out} ({out.stat().st_size:,} bytes).")
 
 
+def _ratios(text: str) -> list[float]:
+    try:
+        return [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+@app.command()
+def sensitivity(
+    model: ModelOpt,
+    data: DataOpt,
+    weights: WeightsOpt = None,
+    ratios: Annotated[
+        str, typer.Option(help="Sparsities to try per layer, comma-separated.")
+    ] = "0.3,0.5,0.7,0.8,0.9,0.95",
+    target_sparsity: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=0.99, help="Derive per-layer sparsities for this overall one."),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Folder for the table, JSON and plot (new or empty)."),
+    ] = Path("sensitivity"),
+) -> None:
+    """Prune each layer alone at several sparsities and measure it: table, JSON and plot."""
+    from slimkit._io import write_json, write_text
+    from slimkit.errors import RunDirError
+    from slimkit.evaluation.metrics import accuracy, predict
+    from slimkit.pruning import sensitivity as sens
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunDirError(f"{out} already exists and is not empty; choose another --out.")
+    levels = _ratios(ratios)
+    with RichProgress(console) as progress:
+        with progress.task("loading model and data"):
+            net, bundle, _ = _model_and_data(model, data, weights)
+        layers = sens.prunable_layers(net)
+        with progress.task("pruning each layer alone", total=len(layers)) as task:
+            curves = sens.layer_sensitivity(
+                net,
+                lambda m: accuracy(*predict(lambda x: m(*x), bundle.val.batches(256))),
+                levels,
+                on_layer=lambda _: task.advance(),
+            )
+    allocation = sens.allocate(curves, target_sparsity) if target_sparsity else None
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "sensitivity.md", sens.table(curves, allocation))
+    write_json(
+        out / "sensitivity.json",
+        {
+            "model": model,
+            "data": data,
+            "metric": "accuracy",
+            "split": "val",
+            "layers": [
+                {
+                    "layer": c.layer,
+                    "weights": c.weights,
+                    "baseline": c.baseline,
+                    "metric": {str(r): v for r, v in c.metric.items()},
+                }
+                for c in curves
+            ],
+            "allocation": allocation,
+            "target_sparsity": target_sparsity,
+        },
+    )
+    sens.plot(curves, out / "sensitivity.png")
+    table = Table(
+        title=f"{model}: validation accuracy drop (points) with one layer pruned",
+        title_justify="left",
+    )
+    head = ["layer", "weights", *(f"@{r:.0%}" for r in levels)] + (
+        ["allocated"] if allocation else []
+    )
+    for h in head:
+        table.add_column(h, justify="left" if h == "layer" else "right")
+    for c in curves:
+        row = [c.layer, f"{c.weights:,}", *(f"{c.drop(r):+.2f}" for r in sorted(levels))]
+        table.add_row(*row, *([f"{allocation[c.layer]:.0%}"] if allocation else []))
+    console.print(table)
+    console.print(f"Wrote {out}/sensitivity.md, sensitivity.json, sensitivity.png")
+
+
 class Listing(StrEnum):
     all = "all"
     models = "models"

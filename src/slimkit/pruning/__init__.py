@@ -62,6 +62,11 @@ def prune(
     handler = _HANDLERS.get(type(config))
     if handler is None:
         raise StepError(f"No pruning handler for {type(config).__name__}.")
+    if isinstance(config, MagnitudeConfig) and config.scope is Scope.SENSITIVITY:
+        raise StepError(
+            "scope: sensitivity measures each layer on validation data: use the prune step, or "
+            "slimkit.pruning.sensitivity.allocate and pass the result as overrides."
+        )
     if isinstance(config, MagnitudeConfig) and config.gradual is not None:
         raise StepError(
             "gradual pruning fine-tunes while it prunes: call "

@@ -18,6 +18,7 @@ class Scope(StrEnum):
         "global"  # one threshold over all targeted layers: sparsity lands where weights are small
     )
     LAYER = "layer"  # the same sparsity in every targeted layer
+    SENSITIVITY = "sensitivity"  # per-layer sparsities from measured sensitivity (prune step)
 
 
 class Ramp(StrEnum):

@@ -1,0 +1,133 @@
+"""Per-layer pruning sensitivity, and per-layer sparsities derived from it.
+
+A layer's sensitivity curve is the validation metric with *only that layer* pruned, at
+several sparsities. Layers differ a lot: a first convolution with 144 weights collapses at 50%,
+a 36k-weight middle layer barely notices 90%. :func:`allocate` turns the curves into
+per-layer sparsities that reach an overall target while losing the least: it repeatedly
+raises the layer whose next step costs the fewest points per weight removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from slimkit.errors import StepError
+from slimkit.pruning import MagnitudeConfig, prune
+
+DEFAULT_RATIOS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+
+
+@dataclass(frozen=True)
+class LayerSensitivity:
+    """One layer's curve: metric at each sparsity, with that layer alone pruned."""
+
+    layer: str
+    weights: int
+    baseline: float
+    metric: dict[float, float]
+
+    def drop(self, ratio: float) -> float:
+        return 0.0 if ratio == 0 else self.baseline - self.metric[ratio]
+
+
+def prunable_layers(model: nn.Module) -> list[tuple[str, int]]:
+    return [
+        (n, m.weight.numel())
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d | nn.Linear)
+    ]
+
+
+def layer_sensitivity(
+    model: nn.Module,
+    evaluate: Callable[[nn.Module], float],
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    on_layer: Callable[[str], None] | None = None,
+) -> list[LayerSensitivity]:
+    """Prune each Conv2d/Linear alone at each ratio (magnitude) and ``evaluate`` the result."""
+    if any(not 0 < r < 1 for r in ratios):
+        raise StepError(f"Sensitivity ratios must lie in (0, 1), got {list(ratios)}.")
+    baseline = evaluate(model)
+    curves = []
+    for name, weights in prunable_layers(model):
+        metric = {}
+        for r in sorted(ratios):
+            pruned = prune(model, MagnitudeConfig(sparsity=r, scope="layer", targets=(name,)))
+            metric[r] = evaluate(pruned)
+        curves.append(LayerSensitivity(name, weights, baseline, metric))
+        if on_layer is not None:
+            on_layer(name)
+    return curves
+
+
+def allocate(curves: Sequence[LayerSensitivity], target: float) -> dict[str, float]:
+    """Per-layer sparsities whose weighted mean reaches ``target``, greedily cheapest first."""
+    total = sum(c.weights for c in curves)
+    levels = {c.layer: [0.0, *sorted(c.metric)] for c in curves}
+    chosen = dict.fromkeys(levels, 0)  # index into each layer's levels
+    by_name = {c.layer: c for c in curves}
+
+    def removed() -> float:
+        return sum(by_name[n].weights * levels[n][i] for n, i in chosen.items())
+
+    while removed() < target * total:
+        options = []
+        for name, i in chosen.items():
+            if i + 1 < len(levels[name]):
+                c = by_name[name]
+                lo, hi = levels[name][i], levels[name][i + 1]
+                cost = max(0.0, c.drop(hi) - c.drop(lo)) / ((hi - lo) * c.weights)
+                options.append((cost, -c.weights, name))
+        if not options:
+            top = max(max(lv) for lv in levels.values())
+            raise StepError(
+                f"Overall sparsity {target:.0%} is out of reach with per-layer sparsities up to "
+                f"{top:.0%}; add higher sensitivity ratios or lower the target."
+            )
+        chosen[min(options)[2]] += 1
+    return {n: levels[n][i] for n, i in chosen.items()}
+
+
+def table(curves: Sequence[LayerSensitivity], allocation: dict[str, float] | None = None) -> str:
+    """A markdown table: each layer's weights, metric drop at each ratio, and its allocation."""
+    ratios = sorted(curves[0].metric) if curves else []
+    head = ["layer", "weights", *(f"drop @{r:.0%}" for r in ratios)]
+    head += ["allocated"] if allocation else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in curves:
+        row = [c.layer, f"{c.weights:,}", *(f"{c.drop(r):+.2f}" for r in ratios)]
+        row += [f"{allocation[c.layer]:.0%}"] if allocation else []
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(curves: Sequence[LayerSensitivity], path: Path, metric_name: str = "accuracy") -> Path:
+    """Metric against sparsity, one line per layer, saved as PNG (headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for c in curves:
+        xs = [0.0, *sorted(c.metric)]
+        ax.plot(
+            xs,
+            [c.baseline, *(c.metric[r] for r in sorted(c.metric))],
+            marker="o",
+            ms=3,
+            label=f"{c.layer} ({c.weights:,})",
+        )
+    ax.set_xlabel("sparsity of this layer alone")
+    ax.set_ylabel(f"validation {metric_name} (%)")
+    ax.set_title("Per-layer pruning sensitivity")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
