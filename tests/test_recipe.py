@@ -29,6 +29,8 @@ EXAMPLES = {
     "channels": {"method": "channels", "ratio": 0.3, "importance": "l1", "round_to": 4},
     "random": {"method": "random", "sparsity": 0.5, "seed": 3},
     "n:m": {"method": "n:m", "n": 1, "m": 4, "targets": ["Linear", "Conv2d"]},
+    "heads": {"method": "heads", "ratio": 0.25, "importance": "l1"},
+    "ffn": {"method": "ffn", "ratio": 0.4, "round_to": 64},
     "static-int8": {"mode": "static-int8", "estimator": "percentile", "percentile": 99.9},
     "dynamic-int8": {"mode": "dynamic-int8", "per_channel": True, "backend": "torchao"},
     "weight-only-int8": {"mode": "weight-only-int8", "group_size": 64, "backend": "torchao"},

@@ -22,6 +22,7 @@ from torch import nn
 from slimkit._io import atomic_path
 from slimkit.errors import ModelLoadError
 from slimkit.pruning.storage import compress_state, decompress_state
+from slimkit.pruning.transformer import sync_head_counts
 
 FORMAT_VERSION = "1"
 
@@ -166,6 +167,8 @@ def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, layer_type(**entry["args"]))
+    # Attention modules read their head count off the projections; keep the attributes true.
+    sync_head_counts(model)
 
 
 def load_weights_into(model: nn.Module, path: Path) -> None:

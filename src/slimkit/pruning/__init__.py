@@ -21,6 +21,8 @@ from slimkit.layers import check_names_exist
 from slimkit.pruning.configs import (
     PRUNE_METHODS,
     ChannelConfig,
+    FfnConfig,
+    HeadsConfig,
     Importance,
     MagnitudeConfig,
     NMConfig,
@@ -29,6 +31,7 @@ from slimkit.pruning.configs import (
     Scope,
 )
 from slimkit.pruning.structured import channel_prune
+from slimkit.pruning.transformer import prune_ffn, prune_heads
 from slimkit.pruning.unstructured import magnitude_prune, nm_prune
 
 
@@ -41,6 +44,8 @@ _HANDLERS: dict[type[PruneConfig], Callable[..., nn.Module]] = {
     MagnitudeConfig: _unstructured(magnitude_prune),
     RandomConfig: _unstructured(magnitude_prune),
     NMConfig: _unstructured(nm_prune),
+    HeadsConfig: _unstructured(prune_heads),
+    FfnConfig: _unstructured(prune_ffn),
     ChannelConfig: channel_prune,
 }
 
@@ -95,6 +100,8 @@ def parse_prune_config(data: dict[str, Any], where: str) -> PruneConfig:
 __all__ = [
     "PRUNE_METHODS",
     "ChannelConfig",
+    "FfnConfig",
+    "HeadsConfig",
     "Importance",
     "MagnitudeConfig",
     "NMConfig",

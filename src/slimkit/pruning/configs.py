@@ -136,3 +136,27 @@ class ChannelConfig(PruneConfig):
         if self.iterations > 1 and self.finetune is None:
             raise ValueError("iterations > 1 prunes, fine-tunes and repeats: set finetune")
         return self
+
+
+@PRUNE_METHODS.register("heads")
+class HeadsConfig(PruneConfig):
+    """Structured, transformers: remove ``ratio`` of the attention heads of every layer."""
+
+    method: Literal["heads"] = "heads"
+    ratio: float = Field(gt=0.0, lt=1.0)
+    importance: Importance = Importance.L2
+
+    @field_validator("importance")
+    @classmethod
+    def _magnitude_only(cls, v: Importance) -> Importance:
+        if v not in (Importance.L1, Importance.L2):
+            raise ValueError("heads are ranked by l1 or l2 magnitude")
+        return v
+
+
+@PRUNE_METHODS.register("ffn")
+class FfnConfig(HeadsConfig):
+    """Structured, transformers: remove ``ratio`` of the feed-forward neurons of every layer."""
+
+    method: Literal["ffn"] = "ffn"  # type: ignore[assignment]
+    round_to: int | None = Field(None, ge=1, description="Keep neuron counts multiples of this.")
