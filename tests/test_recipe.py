@@ -126,8 +126,8 @@ def test_repeated_step_kinds_get_unique_names():
             r"unknown key 'recipe\.steps\[0\]\.prune\.ratio'; allowed keys here: gradual, ignore, method, overrides, scope, sparsity, targets",
         ),
         (
-            {**MINIMAL, "steps": [{"prune": {"method": "heads"}}]},
-            r"'recipe\.steps\[0\]\.prune\.method': Unknown pruning method 'heads'",
+            {**MINIMAL, "steps": [{"prune": {"method": "filters"}}]},
+            r"'recipe\.steps\[0\]\.prune\.method': Unknown pruning method 'filters'",
         ),
         (
             {
