@@ -1,0 +1,270 @@
+"""Benchmark pruning methods on W1 and W2 beside torch-pruning and torch.nn.utils.prune.
+
+Every method, anchors included, gets the same fine-tuning after pruning, so the table compares
+pruning, not training. W1 is timed at batch 1 and batch 32 (structured pruning's gain grows
+with the work per call); W2 at batch 8. ``prune_s`` is the pruning alone, without fine-tuning.
+
+    python benchmarks/pruning.py --json bench-results/pruning.json
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, median, parser, print_table, write_json
+from slimkit._console import quiet_libraries
+
+W1_FINETUNE = {
+    "epochs": 8,
+    "lr": 0.003,
+    "weight_decay": 0.0005,
+    "label_smoothing": 0.05,
+    "augment": ["random-shift"],
+}
+W2_FINETUNE = {"epochs": 1, "lr": 0.00005, "batch_size": 16, "weight_decay": 0.01}
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    quiet_libraries()
+    threads = torch.get_num_threads()
+    rows: list[dict[str, Any]] = []
+    checks: dict[str, tuple[bool | None, str]] = {}
+    plans = {"W1": ("demo.yaml", w1_methods, (1, 32)), "W2": ("minilm-bbc.yaml", w2_methods, (8,))}
+    if args.quick:
+        plans = {"W1": plans["W1"]}
+    for workload, (recipe_name, methods, batches) in plans.items():
+        found = run_workload(
+            workload,
+            recipe_name,
+            methods(args.quick),
+            batches,
+            repeats=1 if args.quick else args.repeats,
+            threads=threads,
+        )
+        rows += found
+        print_table(
+            f"{workload} pruning ({threads} threads, median p50 of interleaved sessions)", found
+        )
+        checks.update(targets(workload, found))
+    for name, (ok, text) in checks.items():
+        print(f"{'PASS' if ok else 'FAIL' if ok is False else 'N/A '} {name}: {text}")
+    write_json(
+        args.json,
+        machine(threads),
+        rows,
+        targets={k: {"pass": ok, "detail": t} for k, (ok, t) in checks.items()},
+    )
+
+
+def w1_methods(quick: bool) -> dict[str, Any]:
+    from slimkit.pruning import ChannelConfig, MagnitudeConfig, NMConfig, RandomConfig
+
+    gradual = {"every": 20, "finetune": W1_FINETUNE}
+    methods: dict[str, Any] = {
+        "prune:channels-50%": ChannelConfig(ratio=0.5),
+        "prune:magnitude-90%-gradual": MagnitudeConfig.from_dict(
+            {"sparsity": 0.9, "gradual": gradual}
+        ),
+        "prune:n:m-2:4": NMConfig(targets=("Conv2d", "Linear"), ignore=("stem.0",)),
+        "prune:random-90%-gradual": RandomConfig.from_dict({"sparsity": 0.9, "gradual": gradual}),
+        "anchor:torch-pruning:MetaPruner-50%": ("tp", 0.5),
+        "anchor:torch.nn.utils.prune:global_unstructured-90%": ("nn.utils.prune", 0.9),
+    }
+    return dict(list(methods.items())[:2]) if quick else methods
+
+
+def w2_methods(quick: bool) -> dict[str, Any]:
+    from slimkit.pruning import FfnConfig, HeadsConfig
+
+    return {
+        "prune:heads+ffn-40%": [HeadsConfig(ratio=0.4), FfnConfig(ratio=0.4)],
+        "anchor:torch.nn.utils.prune:global_unstructured-50%": ("nn.utils.prune", 0.5),
+    }
+
+
+def run_workload(
+    workload: str,
+    recipe_name: str,
+    methods: dict[str, Any],
+    batch_sizes: tuple[int, ...],
+    *,
+    repeats: int,
+    threads: int,
+) -> list[dict[str, Any]]:
+    import slimkit
+    from slimkit.evaluation import count_macs, count_nonzero, count_params, measure_latency
+    from slimkit.evaluation.metrics import accuracy, predict
+    from slimkit.models import save_model
+    from slimkit.training import TrainConfig, train
+
+    with resources.as_file(resources.files("slimkit") / "recipes" / recipe_name) as path:
+        recipe = slimkit.Recipe.load(path)
+    base = slimkit.pipeline.prepare_baseline(recipe)
+    data = base.data
+    finetune = TrainConfig.from_dict(W1_FINETUNE if workload == "W1" else W2_FINETUNE)
+    models: dict[str, dict[str, Any]] = {"fp32": {"model": base.model, "prune_s": 0.0, "wall": 0.0}}
+    for name, method in methods.items():
+        start = time.perf_counter()
+        model, prune_s = apply(method, base.model, data, finetune)
+        if not _is_gradual(method):  # gradual pruning fine-tunes as it prunes
+            train(model, data, finetune)
+        models[name] = {
+            "model": model.eval(),
+            "prune_s": prune_s,
+            "wall": time.perf_counter() - start,
+        }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, entry in models.items():
+            m = entry["model"]
+            entry["accuracy"] = accuracy(*predict(lambda x, m=m: m(*x), data.test.batches(64)))
+            entry["size"] = (
+                save_model(m, Path(tmp) / f"{len(entry)}.safetensors", base.arch).stat().st_size
+            )
+            entry["params"], entry["nonzero"] = count_params(m), count_nonzero(m)
+            entry["macs"] = count_macs(m, data.sample_inputs(1))
+            if name.startswith("anchor:torch.nn.utils.prune"):
+                buf = io.BytesIO()  # what that tool's users ship: the dense state dict
+                torch.save(m.state_dict(), buf)
+                entry["size"] = buf.tell()
+    rows = []
+    base_entry = models["fp32"]
+    for batch in batch_sizes:
+        inputs = data.sample_inputs(batch)
+        p50s: dict[str, list[float]] = {n: [] for n in models}
+        with torch.inference_mode():
+            for _ in range(repeats):
+                stats = measure_latency(
+                    {n: (lambda x, m=e["model"]: m(*x)) for n, e in models.items()},
+                    inputs,
+                    warmup=5,
+                    rounds=10,
+                    per_round=5,
+                )
+                for n, s in stats.items():
+                    p50s[n].append(s.p50)
+        lat = {n: median(v) for n, v in p50s.items()}
+        for n, e in models.items():
+            rows.append(
+                {
+                    "workload": workload,
+                    "method": n,
+                    "backend": "eager",
+                    "batch_size": batch,
+                    "accuracy": round(e["accuracy"], 2),
+                    "accuracy_drop": round(base_entry["accuracy"] - e["accuracy"], 2),
+                    "latency_ms": round(lat[n], 4),
+                    "speedup": round(lat["fp32"] / lat[n], 3),
+                    "size_bytes": e["size"],
+                    "compression": round(base_entry["size"] / e["size"], 3),
+                    "wall_s": round(e["wall"], 2),
+                    "prune_s": round(e["prune_s"], 3),
+                    "params": e["params"],
+                    "nonzero_params": e["nonzero"],
+                    "macs_reduction": round(1 - e["macs"] / base_entry["macs"], 3),
+                }
+            )
+    return rows
+
+
+def _is_gradual(method: Any) -> bool:
+    return getattr(method, "gradual", None) is not None
+
+
+def apply(
+    method: Any, model: torch.nn.Module, data: Any, finetune: Any
+) -> tuple[torch.nn.Module, float]:
+    """Prune a copy of ``model`` with a slimkit config, a list of them, or an anchor tool."""
+    from slimkit.pruning import prune
+    from slimkit.pruning.schedules import gradual_prune
+
+    start = time.perf_counter()
+    tool, amount = method if isinstance(method, tuple) else (None, 0.0)
+    if tool == "tp":
+        import torch_pruning as tp
+
+        pruned = copy.deepcopy(model)
+        last = [m for m in pruned.modules() if isinstance(m, torch.nn.Linear)][-1]
+        tp.pruner.MetaPruner(
+            pruned,
+            data.sample_inputs(1),
+            tp.importance.MagnitudeImportance(p=2),
+            pruning_ratio=amount,
+            ignored_layers=[last],
+        ).step()
+        return pruned, time.perf_counter() - start
+    if tool == "nn.utils.prune":
+        import torch.nn.utils.prune as tprune
+
+        pruned = copy.deepcopy(model)
+        params = [
+            (m, "weight")
+            for m in pruned.modules()
+            if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)
+        ]
+        tprune.global_unstructured(params, pruning_method=tprune.L1Unstructured, amount=amount)
+        for m, p in params:  # fine-tuning keeps the mask as a hook; made permanent after
+            tprune.remove(m, p)
+        return pruned, time.perf_counter() - start
+    if _is_gradual(method):
+        pruned = copy.deepcopy(model)
+        gradual_prune(pruned, method, data)
+        return pruned, float("nan")
+    pruned = model
+    for config in method if isinstance(method, list) else [method]:
+        pruned = prune(pruned, config, data.sample_inputs(1), batches=data.train.batches(64))
+    return pruned, time.perf_counter() - start
+
+
+def targets(workload: str, rows: list[dict[str, Any]]) -> dict[str, tuple[bool | None, str]]:
+    by = {(r["method"], r["batch_size"]): r for r in rows}
+    out: dict[str, tuple[bool | None, str]] = {}
+
+    def line(r: dict[str, Any]) -> str:
+        return (
+            f"{r['method']} @batch {r['batch_size']}: {r['speedup']:.2f}x faster, "
+            f"{r['compression']:.2f}x smaller, {r['accuracy_drop']:+.2f} points lost"
+        )
+
+    if workload == "W1":
+        for batch in (1, 32):
+            r = by.get(("prune:channels-50%", batch))
+            if r:
+                out[f"W1 channels 50% >=3x faster, <=0.5 pts (batch {batch})"] = (
+                    r["speedup"] >= 3 and r["accuracy_drop"] <= 0.5,
+                    line(r),
+                )
+        r = by.get(("prune:magnitude-90%-gradual", 1))
+        if r:
+            out["W1 unstructured 90% gradual <=1.0 pts, >=5x smaller on disk"] = (
+                r["accuracy_drop"] <= 1.0 and r["compression"] >= 5,
+                line(r),
+            )
+        r = by.get(("prune:channels-50%", 1))
+        if r:
+            out["W1 pruning itself under 5 s"] = (
+                r["prune_s"] < 5,
+                f"channels 50%: {r['prune_s']:.2f} s",
+            )
+    if workload == "W2":
+        r = by.get(("prune:heads+ffn-40%", 8))
+        if r:
+            out["W2 heads+FFN removing 40% of encoder MACs: >=1.5x faster, <=1.5 pts"] = (
+                r["speedup"] >= 1.5 and r["accuracy_drop"] <= 1.5,
+                line(r) + f"; MACs reduced {r['macs_reduction']:.0%}",
+            )
+    return out
+
+
+if __name__ == "__main__":
+    main()
