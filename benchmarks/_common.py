@@ -82,3 +82,29 @@ def write_json(
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine_info, "rows": rows, **extra}, indent=2) + "\n")
+
+
+Checks = dict[str, tuple[bool | None, str]]
+
+
+def finish(path: Path | None, threads: int, rows: list[dict[str, Any]], checks: Checks) -> None:
+    """Print each target as PASS / FAIL / N/A and write the JSON (targets included)."""
+    for name, (ok, text) in checks.items():
+        print(f"{'PASS' if ok else 'FAIL' if ok is False else 'N/A '} {name}: {text}")
+    write_json(
+        path,
+        machine(threads),
+        rows,
+        targets={k: {"pass": ok, "detail": t} for k, (ok, t) in checks.items()},
+    )
+
+
+def shipped_baseline(recipe_name: str) -> tuple[Any, Any]:
+    """``(recipe, baseline)`` of a recipe shipped in slimkit (trained once, then cached)."""
+    from importlib import resources
+
+    import slimkit
+
+    with resources.as_file(resources.files("slimkit") / "recipes" / recipe_name) as path:
+        recipe = slimkit.Recipe.load(path)
+    return recipe, slimkit.pipeline.prepare_baseline(recipe)

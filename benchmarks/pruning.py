@@ -14,14 +14,13 @@ import io
 import sys
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, median, parser, print_table, write_json
+from _common import finish, median, parser, print_table, shipped_baseline
 from slimkit._console import quiet_libraries
 
 W1_FINETUNE = {
@@ -57,14 +56,7 @@ def main() -> None:
             f"{workload} pruning ({threads} threads, median p50 of interleaved sessions)", found
         )
         checks.update(targets(workload, found))
-    for name, (ok, text) in checks.items():
-        print(f"{'PASS' if ok else 'FAIL' if ok is False else 'N/A '} {name}: {text}")
-    write_json(
-        args.json,
-        machine(threads),
-        rows,
-        targets={k: {"pass": ok, "detail": t} for k, (ok, t) in checks.items()},
-    )
+    finish(args.json, threads, rows, checks)
 
 
 def w1_methods(quick: bool) -> dict[str, Any]:
@@ -102,15 +94,12 @@ def run_workload(
     repeats: int,
     threads: int,
 ) -> list[dict[str, Any]]:
-    import slimkit
     from slimkit.evaluation import count_macs, count_nonzero, count_params, measure_latency
     from slimkit.evaluation.metrics import accuracy, predict
     from slimkit.models import save_model
     from slimkit.training import TrainConfig, train
 
-    with resources.as_file(resources.files("slimkit") / "recipes" / recipe_name) as path:
-        recipe = slimkit.Recipe.load(path)
-    base = slimkit.pipeline.prepare_baseline(recipe)
+    _, base = shipped_baseline(recipe_name)
     data = base.data
     finetune = TrainConfig.from_dict(W1_FINETUNE if workload == "W1" else W2_FINETUNE)
     models: dict[str, dict[str, Any]] = {"fp32": {"model": base.model, "prune_s": 0.0, "wall": 0.0}}

@@ -16,14 +16,13 @@ import copy
 import sys
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, median, parser, print_table, write_json
+from _common import finish, median, parser, print_table, shipped_baseline
 from slimkit._console import quiet_libraries
 
 W1_METHODS: list[dict[str, Any]] = [
@@ -93,14 +92,7 @@ def main() -> None:
             found,
         )
         checks.update(targets(workload, found))
-    for name, (ok, text) in checks.items():
-        print(f"{'PASS' if ok else 'FAIL' if ok is False else 'N/A '} {name}: {text}")
-    write_json(
-        args.json,
-        machine(threads),
-        rows,
-        targets={k: {"pass": ok, "detail": t} for k, (ok, t) in checks.items()},
-    )
+    finish(args.json, threads, rows, checks)
 
 
 def run_workload(
@@ -113,7 +105,6 @@ def run_workload(
     threads: int,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Build every method's and anchor's model for one workload, time them interleaved."""
-    import slimkit
     from slimkit.evaluation import measure_latency
     from slimkit.evaluation.metrics import accuracy, predict
     from slimkit.quantization import QUANT_MODES, QatConfig, quantize
@@ -121,9 +112,7 @@ def run_workload(
     from slimkit.runtimes import prepare
     from slimkit.state import ModelState
 
-    with resources.as_file(resources.files("slimkit") / "recipes" / recipe_name) as path:
-        recipe = slimkit.Recipe.load(path)
-    base = slimkit.pipeline.prepare_baseline(recipe)
+    recipe, base = shipped_baseline(recipe_name)
     data, batch = base.data, recipe.evaluation.batch_size
     inputs = data.sample_inputs(batch)
     calibration = [x for x, _ in data.calibration(512).batches(32)]
