@@ -107,7 +107,8 @@ def run_workload(
         start = time.perf_counter()
         model, prune_s = apply(method, base.model, data, finetune)
         if not _is_gradual(method):  # gradual pruning fine-tunes as it prunes
-            train(model, data, finetune)
+            # keep_sparsity: pruned weights stay zero while fine-tuning, as the finetune step does
+            train(model, data, finetune, keep_sparsity=True)
         models[name] = {
             "model": model.eval(),
             "prune_s": prune_s,
@@ -202,7 +203,7 @@ def apply(
             if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)
         ]
         tprune.global_unstructured(params, pruning_method=tprune.L1Unstructured, amount=amount)
-        for m, p in params:  # fine-tuning keeps the mask as a hook; made permanent after
+        for m, p in params:  # make the masks permanent; fine-tuning then keeps the zeros
             tprune.remove(m, p)
         return pruned, time.perf_counter() - start
     if _is_gradual(method):
