@@ -150,3 +150,32 @@ def test_model_data_mismatch_is_explained(
     recipe = slimkit.Recipe.from_dict(tiny_recipe(blobs_npz, model=model))
     with pytest.raises(ShapeMismatchError, match=message):
         slimkit.run(recipe, out=tmp_path / "r")
+
+
+def test_steps_that_remove_compute_without_speed_say_so():
+    from slimkit.evaluation import LatencyStats, Measurement
+    from slimkit.pipeline import _note_regressions
+    from slimkit.state import ModelState
+
+    def m(name: str, macs: int, p50: float) -> Measurement:
+        rec = Measurement(
+            name,
+            name,
+            ModelState(torch.nn.Identity()),
+            None,
+            {"accuracy": 0.0},  # type: ignore[arg-type]
+            1,
+            1,
+            macs,
+            1,
+        )
+        rec.latency = LatencyStats(p50, p50, 1, 1)
+        return rec
+
+    records = [m("a", 1000, 1.0), m("b", 500, 0.99), m("c", 500, 2.0), m("d", 200, 0.5)]
+    _note_regressions(records)
+    assert records[1].notes == [
+        "removed 50% of a's MACs but is not faster: p50 0.990 ms on eager vs 1.000 ms on eager"
+    ]
+    assert records[2].notes[0].startswith("slower than b: p50 2.000 ms")
+    assert records[3].notes == []

@@ -197,10 +197,20 @@ SLOWER_MARGIN = 1.05
 
 
 def _note_regressions(records: list[Measurement]) -> None:
+    """Say when a step made its model slower, or removed compute without getting faster."""
     for prev, rec in itertools.pairwise(records):
         assert prev.latency is not None and rec.latency is not None
+        where = (
+            f"p50 {rec.latency.p50:.3f} ms on {rec.state.backend} "
+            f"vs {prev.latency.p50:.3f} ms on {prev.state.backend}"
+        )
         if rec.latency.p50 > prev.latency.p50 * SLOWER_MARGIN:
+            rec.notes.append(f"slower than {prev.name}: {where}")
+        elif (
+            rec.macs < prev.macs / SLOWER_MARGIN
+            and rec.latency.p50 * SLOWER_MARGIN > prev.latency.p50
+        ):
+            removed = 1 - rec.macs / prev.macs
             rec.notes.append(
-                f"slower than {prev.name}: p50 {rec.latency.p50:.3f} ms on {rec.state.backend} "
-                f"vs {prev.latency.p50:.3f} ms on {prev.state.backend}"
+                f"removed {removed:.0%} of {prev.name}'s MACs but is not faster: {where}"
             )
