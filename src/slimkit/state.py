@@ -22,8 +22,3 @@ class ModelState:
     backend: str = "eager"
     artifact: Path | None = None
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def trainable(self) -> bool:
-        """Whether the module is still a plain PyTorch model later steps may change."""
-        return self.artifact is None
