@@ -75,6 +75,8 @@ def _print_results(results: dict[str, Any], run_dir: Path) -> None:
         f"{_points(s['accuracy_drop'])}[/] vs {s['baseline']} "
         f"(batch {results['steps'][0]['batch_size']}, {results['environment']['threads']} threads)"
     )
+    for warning in results.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {warning}")
     for step in results["steps"]:
         for note in step["notes"]:
             console.print(f"  [dim]{step['name']}:[/] {note}")

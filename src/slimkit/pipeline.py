@@ -28,7 +28,7 @@ from slimkit.progress import SILENT, Progress
 from slimkit.recipe import Recipe
 from slimkit.report.markdown import render_markdown
 from slimkit.results import build_results
-from slimkit.rundir import create_run_dir, environment
+from slimkit.rundir import busy_warning, create_run_dir, environment
 from slimkit.state import ModelState
 from slimkit.steps import STEPS, StepContext
 from slimkit.training import cache, train
@@ -95,6 +95,7 @@ def run(
             records.append(measured(step.name, step.kind, state, stem, start))
             task.update(f"{label}: accuracy {records[-1].accuracy:.2f}%")
 
+    busy = busy_warning()
     time_interleaved(
         records,
         data,
@@ -106,6 +107,8 @@ def run(
     )
     _note_regressions(records)
     results = build_results(recipe.to_dict(), records, run_dir, env)
+    busy = busy or busy_warning()
+    results["warnings"] = [busy] if busy else []
     write_json(run_dir / "results.json", results)
     write_text(run_dir / "report.md", render_markdown(results))
     return RunResult(run_dir, results)

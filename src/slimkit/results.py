@@ -20,7 +20,8 @@
       "summary": {"baseline", "final",      # step names
                   "speedup", "compression", # baseline / final latency p50 and size_bytes
                   "accuracy_drop"},         # baseline - final accuracy, in points
-      "environment": {...}
+      "environment": {...},
+      "warnings": [...]                     # run-wide, e.g. a busy machine during timing
     }
 """
 

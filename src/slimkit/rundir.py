@@ -70,6 +70,26 @@ def environment(threads: int) -> dict[str, Any]:
     }
 
 
+def busy_warning() -> str | None:
+    """A warning when other work competes for the CPU, which no interleaving can correct.
+
+    Two processes that each run OpenMP threads on the same cores can slow PyTorch eager 100x
+    or more while ONNX Runtime's pool barely notices: ratios between runtimes then mean
+    nothing. A 1-minute load average above the core count plus one flags it.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return None
+    cores = os.cpu_count() or 1
+    if load <= cores + 1:
+        return None
+    return (
+        f"the machine was busy while timing (load average {load:.1f} on {cores} cores): other "
+        "processes compete for the CPU, so latencies and speedups in this run are unreliable"
+    )
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
