@@ -108,3 +108,53 @@ def shipped_baseline(recipe_name: str) -> tuple[Any, Any]:
     with resources.as_file(resources.files("slimkit") / "recipes" / recipe_name) as path:
         recipe = slimkit.Recipe.load(path)
     return recipe, slimkit.pipeline.prepare_baseline(recipe)
+
+
+def median_p50(
+    engines: dict[str, Any],
+    inputs: Any,
+    *,
+    repeats: int,
+    rounds: int,
+    per_round: int = 5,
+    warmup: int = 5,
+) -> dict[str, float]:
+    """Median over ``repeats`` interleaved timing sessions of each engine's p50, in ms."""
+    from slimkit.evaluation import measure_latency
+
+    p50s: dict[str, list[float]] = {n: [] for n in engines}
+    for _ in range(repeats):
+        stats = measure_latency(engines, inputs, warmup=warmup, rounds=rounds, per_round=per_round)
+        for n, s in stats.items():
+            p50s[n].append(s.p50)
+    return {n: median(v) for n, v in p50s.items()}
+
+
+def row(
+    workload: str,
+    method: str,
+    backend: str,
+    *,
+    accuracy: float,
+    base_accuracy: float,
+    latency: float,
+    base_latency: float,
+    size: int,
+    base_size: int,
+    wall: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One row of the benchmark JSON convention (ratios against the workload's fp32 baseline)."""
+    return {
+        "workload": workload,
+        "method": method,
+        "backend": backend,
+        "accuracy": round(accuracy, 2),
+        "accuracy_drop": round(base_accuracy - accuracy, 2),
+        "latency_ms": round(latency, 4),
+        "speedup": round(base_latency / latency, 3),
+        "size_bytes": size,
+        "compression": round(base_size / size, 3),
+        "wall_s": round(wall, 2),
+        **extra,
+    }

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, median, parser, print_table, write_json
+from _common import machine, median_p50, parser, print_table, row, write_json
 from slimkit._console import quiet_libraries
 
 TARGETS = {
@@ -50,7 +50,6 @@ def main() -> None:
 
     import slimkit
     from slimkit.data.bundle import DataBundle
-    from slimkit.evaluation import measure_latency
     from slimkit.evaluation.metrics import accuracy, predict
     from slimkit.export import export_onnx
     from slimkit.runtimes.onnxruntime import session
@@ -123,27 +122,22 @@ def main() -> None:
                 wall,
             )
 
-        p50s: dict[str, list[float]] = {n: [] for n in engines}
-        for _ in range(repeats):
-            stats = measure_latency(engines, inputs, warmup=10, rounds=rounds, per_round=10)
-            for n, s in stats.items():
-                p50s[n].append(s.p50)
+        lat = median_p50(engines, inputs, repeats=repeats, rounds=rounds, per_round=10, warmup=10)
 
-    lat = {n: median(v) for n, v in p50s.items()}
     base = "fp32"
     rows = [
-        {
-            "workload": "W1",
-            "method": n,
-            "backend": backends[n],
-            "accuracy": round(accs[n], 2),
-            "accuracy_drop": round(accs[base] - accs[n], 2),
-            "latency_ms": round(lat[n], 4),
-            "speedup": round(lat[base] / lat[n], 3),
-            "size_bytes": sizes[n],
-            "compression": round(sizes[base] / sizes[n], 3),
-            "wall_s": round(walls[n], 2),
-        }
+        row(
+            "W1",
+            n,
+            backends[n],
+            accuracy=accs[n],
+            base_accuracy=accs[base],
+            latency=lat[n],
+            base_latency=lat[base],
+            size=sizes[n],
+            base_size=sizes[base],
+            wall=walls[n],
+        )
         for n in engines
     ]
     print_table(

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import finish, median, parser, print_table, shipped_baseline
+from _common import finish, median_p50, parser, print_table, row, shipped_baseline
 from slimkit._console import quiet_libraries
 
 W1_FINETUNE = {
@@ -94,7 +94,7 @@ def run_workload(
     repeats: int,
     threads: int,
 ) -> list[dict[str, Any]]:
-    from slimkit.evaluation import count_macs, count_nonzero, count_params, measure_latency
+    from slimkit.evaluation import count_macs, count_nonzero, count_params
     from slimkit.evaluation.metrics import accuracy, predict
     from slimkit.models import save_model
     from slimkit.training import TrainConfig, train
@@ -130,39 +130,32 @@ def run_workload(
     rows = []
     base_entry = models["fp32"]
     for batch in batch_sizes:
-        inputs = data.sample_inputs(batch)
-        p50s: dict[str, list[float]] = {n: [] for n in models}
         with torch.inference_mode():
-            for _ in range(repeats):
-                stats = measure_latency(
-                    {n: (lambda x, m=e["model"]: m(*x)) for n, e in models.items()},
-                    inputs,
-                    warmup=5,
-                    rounds=10,
-                    per_round=5,
-                )
-                for n, s in stats.items():
-                    p50s[n].append(s.p50)
-        lat = {n: median(v) for n, v in p50s.items()}
+            lat = median_p50(
+                {n: (lambda x, m=e["model"]: m(*x)) for n, e in models.items()},
+                data.sample_inputs(batch),
+                repeats=repeats,
+                rounds=10,
+            )
         for n, e in models.items():
             rows.append(
-                {
-                    "workload": workload,
-                    "method": n,
-                    "backend": "eager",
-                    "batch_size": batch,
-                    "accuracy": round(e["accuracy"], 2),
-                    "accuracy_drop": round(base_entry["accuracy"] - e["accuracy"], 2),
-                    "latency_ms": round(lat[n], 4),
-                    "speedup": round(lat["fp32"] / lat[n], 3),
-                    "size_bytes": e["size"],
-                    "compression": round(base_entry["size"] / e["size"], 3),
-                    "wall_s": round(e["wall"], 2),
-                    "prune_s": round(e["prune_s"], 3),
-                    "params": e["params"],
-                    "nonzero_params": e["nonzero"],
-                    "macs_reduction": round(1 - e["macs"] / base_entry["macs"], 3),
-                }
+                row(
+                    workload,
+                    n,
+                    "eager",
+                    accuracy=e["accuracy"],
+                    base_accuracy=base_entry["accuracy"],
+                    latency=lat[n],
+                    base_latency=lat["fp32"],
+                    size=e["size"],
+                    base_size=base_entry["size"],
+                    wall=e["wall"],
+                    batch_size=batch,
+                    prune_s=round(e["prune_s"], 3),
+                    params=e["params"],
+                    nonzero_params=e["nonzero"],
+                    macs_reduction=round(1 - e["macs"] / base_entry["macs"], 3),
+                )
             )
     return rows
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import finish, median, parser, print_table, shipped_baseline
+from _common import finish, median_p50, parser, print_table, row, shipped_baseline
 from slimkit._console import quiet_libraries
 
 W1_METHODS: list[dict[str, Any]] = [
@@ -105,7 +105,6 @@ def run_workload(
     threads: int,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Build every method's and anchor's model for one workload, time them interleaved."""
-    from slimkit.evaluation import measure_latency
     from slimkit.evaluation.metrics import accuracy, predict
     from slimkit.quantization import QUANT_MODES, QatConfig, quantize
     from slimkit.quantization.step import qat_train_loop
@@ -166,33 +165,27 @@ def run_workload(
         for name, (state, model, wall) in anchors(base.model, data, calibration, work).items():
             add(name, state.backend, state, wall, model)
 
-        p50s: dict[str, list[float]] = {n: [] for n in entries}
-        for _ in range(repeats):
-            stats = measure_latency(
-                {n: e["engine"] for n, e in entries.items()},
-                inputs,
-                warmup=5,
-                rounds=3 if quick else 10,
-                per_round=5,
-            )
-            for n, s in stats.items():
-                p50s[n].append(s.p50)
+        lat = median_p50(
+            {n: e["engine"] for n, e in entries.items()},
+            inputs,
+            repeats=repeats,
+            rounds=3 if quick else 10,
+        )
     fp32 = entries["fp32"]
-    lat = {n: median(v) for n, v in p50s.items()}
     return batch, [
-        {
-            "workload": workload,
-            "method": n,
-            "backend": e["backend"],
-            "accuracy": round(e["accuracy"], 2),
-            "accuracy_drop": round(fp32["accuracy"] - e["accuracy"], 2),
-            "latency_ms": round(lat[n], 4),
-            "speedup": round(lat["fp32"] / lat[n], 3),
-            "size_bytes": e["size"],
-            "compression": round(fp32["size"] / e["size"], 3),
-            "wall_s": round(e["wall"], 2),
-            "linear_weight_compression": round(fp32["linear"] / max(1, e["linear"]), 3),
-        }
+        row(
+            workload,
+            n,
+            e["backend"],
+            accuracy=e["accuracy"],
+            base_accuracy=fp32["accuracy"],
+            latency=lat[n],
+            base_latency=lat["fp32"],
+            size=e["size"],
+            base_size=fp32["size"],
+            wall=e["wall"],
+            linear_weight_compression=round(fp32["linear"] / max(1, e["linear"]), 3),
+        )
         for n, e in entries.items()
     ]
 
