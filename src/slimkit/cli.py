@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from slimkit._console import RichProgress, quiet_libraries
+from slimkit.pruning.sensitivity import DEFAULT_RATIOS
 
 app = typer.Typer(
     help="Make trained PyTorch models smaller and faster, and measure every trade-off.",
@@ -257,7 +258,7 @@ def sensitivity(
     weights: WeightsOpt = None,
     ratios: Annotated[
         str, typer.Option(help="Sparsities to try per layer, comma-separated.")
-    ] = "0.3,0.5,0.7,0.8,0.9,0.95",
+    ] = ",".join(f"{r:g}" for r in DEFAULT_RATIOS),
     target_sparsity: Annotated[
         float | None,
         typer.Option(min=0.0, max=0.99, help="Derive per-layer sparsities for this overall one."),

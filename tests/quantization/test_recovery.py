@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from slimkit.data import load_data
-from slimkit.quantization import StaticInt8Config, quantize
-from slimkit.quantization._candidates import val_accuracy
+from slimkit.quantization import StaticInt8Config
+from slimkit.quantization._candidates import build, val_accuracy
 from slimkit.quantization.recovery import recover, sensitivity
 from slimkit.runtimes.onnxruntime import session
 from slimkit.training import TrainConfig, train
@@ -39,15 +38,7 @@ def _outlier_net(blobs_npz: Path):
 
 def _first(net, data, cfg, out: Path):
     calibration = [inputs for inputs, _ in data.calibration(128).batches(32)]
-    result = quantize(
-        copy.deepcopy(net),
-        cfg,
-        example_inputs=data.sample_inputs(4),
-        input_names=data.input_names,
-        out_path=out,
-        calibration=calibration,
-    )
-    return result, calibration
+    return build(net, cfg, data, out, calibration), calibration
 
 
 def _accuracy(line: str) -> float:
@@ -108,14 +99,7 @@ def test_sensitivity_is_accuracy_with_only_that_layer_quantized(blobs_npz: Path,
     calibration = [inputs for inputs, _ in data.calibration(128).batches(32)]
 
     def attempt(cfg, loop=None):
-        result = quantize(
-            copy.deepcopy(net),
-            cfg,
-            example_inputs=data.sample_inputs(4),
-            input_names=data.input_names,
-            out_path=tmp_path / "s.onnx",
-            calibration=calibration,
-        )
+        result = build(net, cfg, data, tmp_path / "s.onnx", calibration)
         assert len(result.float_layers) == 1  # all but one layer kept float
         sess = session(result.artifact, 1)
         return result, val_accuracy(

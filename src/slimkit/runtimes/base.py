@@ -26,12 +26,22 @@ class Prepared:
 
 
 @dataclass(frozen=True)
+class ServeContext:
+    """What a runtime needs besides the model: example inputs, threads, the architecture record."""
+
+    input_names: tuple[str, ...]
+    sample_inputs: Inputs
+    threads: int
+    arch: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Runtime:
     """How to serve a state: ``prepare(state, artifact_stem, context) -> Prepared``."""
 
     name: str
     description: str
-    prepare: Callable[[ModelState, Path, dict[str, Any]], Prepared]
+    prepare: Callable[[ModelState, Path, ServeContext], Prepared]
 
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
@@ -49,10 +59,5 @@ def prepare(
     """Serve ``state`` on its runtime, writing its artifact next to ``artifact_stem``."""
     if state.backend not in RUNTIMES:
         raise StepError(RUNTIMES.unknown_message(state.backend))
-    context = {
-        "input_names": input_names,
-        "sample_inputs": sample_inputs,
-        "threads": threads,
-        "arch": arch,
-    }
+    context = ServeContext(input_names, sample_inputs, threads, arch)
     return RUNTIMES.get(state.backend).prepare(state, artifact_stem, context)

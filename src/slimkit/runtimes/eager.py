@@ -5,21 +5,20 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from slimkit.data.bundle import Inputs
 from slimkit.errors import StepError
 from slimkit.models.persist import save_model
-from slimkit.runtimes.base import RUNTIMES, Engine, Prepared, Runtime
+from slimkit.runtimes.base import RUNTIMES, Engine, Prepared, Runtime, ServeContext
 from slimkit.state import ModelState
 
 
-def _torch_artifact(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Path:
+def _torch_artifact(state: ModelState, stem: Path, ctx: ServeContext) -> Path:
     """The file PyTorch loads: a step's exported program (.pt2), else safetensors + manifest."""
     if state.artifact is None:
-        return save_model(state.module, stem.with_suffix(".safetensors"), ctx["arch"])
+        return save_model(state.module, stem.with_suffix(".safetensors"), ctx.arch)
     if state.artifact.suffix != ".pt2":
         raise StepError(
             f"This model is an ONNX graph ({state.artifact}); it runs on onnxruntime only, "
@@ -45,14 +44,14 @@ def _param_dtype(module: torch.nn.Module) -> torch.dtype:
     return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
 
 
-def _eager(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
+def _eager(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     artifact = _torch_artifact(state, stem, ctx)
     module = state.module
     module.eval()  # not chained: exported graphs' eval() does not return the module
     return Prepared(_serve(module, _param_dtype(module)), artifact)
 
 
-def _compiled(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
+def _compiled(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     artifact = _torch_artifact(state, stem, ctx)
     # dynamic=False: one graph per batch shape, specialised like a serving deployment would be.
     state.module.eval()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import onnxruntime as ort
 import torch
 
 from slimkit.export.onnx import export_onnx
-from slimkit.runtimes.base import RUNTIMES, Prepared, Runtime
+from slimkit.runtimes.base import RUNTIMES, Prepared, Runtime, ServeContext
 from slimkit.state import ModelState
 
 
@@ -24,15 +23,15 @@ def session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _prepare(state: ModelState, stem: Path, ctx: dict[str, Any]) -> Prepared:
+def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     artifact = stem.with_suffix(".onnx")
     if state.artifact is not None:
         if state.artifact.resolve() != artifact.resolve():
             shutil.copyfile(state.artifact, artifact)
     else:
-        export_onnx(state.module, ctx["sample_inputs"], ctx["input_names"], artifact)
-    sess = session(artifact, ctx["threads"])
-    names = ctx["input_names"]
+        export_onnx(state.module, ctx.sample_inputs, ctx.input_names, artifact)
+    sess = session(artifact, ctx.threads)
+    names = ctx.input_names
 
     def engine(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         feeds = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
