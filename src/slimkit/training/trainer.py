@@ -1,8 +1,12 @@
-"""One supervised trainer for baselines and fine-tuning, on Hugging Face Accelerate.
+"""One supervised trainer for baselines, fine-tuning, distillation and QAT, on Accelerate.
 
-Accelerate owns device placement (CPU here, a GPU or several processes where present), so the
-same loop serves a laptop and ``accelerate launch``. The loop restores the weights of the best
-validation epoch by default: fine-tuning after compression often peaks before the last epoch.
+Accelerate owns device placement, mixed precision, gradient accumulation and data parallelism,
+so the same loop serves a laptop and ``accelerate launch`` / ``torchrun`` on several processes
+or machines. ``batch_size`` is the *global* batch: Accelerate splits each batch across the
+processes and averages their gradients, so two processes reproduce a one-process run.
+
+The loop restores the weights of the best validation epoch by default: fine-tuning after
+compression often peaks before the last epoch.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +28,17 @@ from slimkit.config import Config
 from slimkit.data.bundle import DataBundle
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.progress import SILENT, Progress
+from slimkit.regularization import RegularizeConfig, induced_sparsity, penalty
+from slimkit.regularization.penalties import ChannelGroups
+from slimkit.training import checkpoint
 from slimkit.training.augment import AUGMENTS
+from slimkit.transfer.params import (
+    depth_groups,
+    freeze,
+    layerwise_lrs,
+    require_trainable,
+    unfrozen_at,
+)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor]
 
@@ -38,20 +54,46 @@ class Schedule(StrEnum):
     CONSTANT = "constant"
 
 
+class Precision(StrEnum):
+    FP32 = "fp32"
+    BF16 = "bf16"  # autocast; native on CPUs with AVX-512 bf16 / AMX and on recent GPUs
+    FP16 = "fp16"  # GPUs only (needs a gradient scaler)
+
+    @property
+    def accelerate_name(self) -> str:
+        return "no" if self is Precision.FP32 else self.value
+
+
+class Unfreeze(StrEnum):
+    ALL = "all"  # everything not frozen trains from the first epoch
+    GRADUAL = "gradual"  # the top block first, one more block per epoch (ULMFiT)
+
+
 class TrainConfig(Config):
-    """How to train: epochs, batch size, optimizer and schedule, regularising knobs."""
+    """How to train: epochs, batch, optimizer and schedule, precision, what trains and how fast."""
 
     epochs: int = Field(1, ge=1, le=10_000)
-    batch_size: int = Field(64, ge=1, le=65_536)
+    batch_size: int = Field(64, ge=1, le=65_536, description="Global batch, over all processes.")
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     optimizer: Optimizer = Optimizer.ADAMW
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Decoupled, for both optimizers.")
     schedule: Schedule = Schedule.ONECYCLE
     warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     augment: tuple[str, ...] = ()
     grad_clip: float | None = Field(None, gt=0.0)
+    grad_accumulation: int = Field(1, ge=1, le=4096)
+    precision: Precision = Precision.FP32
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many epochs without a new best."
+    )
     keep_best: bool = True
+    regularize: RegularizeConfig = RegularizeConfig()
+    freeze: tuple[str, ...] = Field((), description="Layers whose parameters never train.")
+    unfreeze: Unfreeze = Unfreeze.ALL
+    layer_lr_decay: float | None = Field(
+        None, gt=0.0, le=1.0, description="LR ratio per block down."
+    )
     seed: int = 0
 
     @field_validator("augment")
@@ -65,23 +107,58 @@ class TrainConfig(Config):
 
 @dataclass
 class TrainHistory:
-    """Per-epoch training loss and validation accuracy; ``best_epoch`` is 1-based."""
+    """Per-epoch loss and validation accuracy; ``best_epoch`` is 1-based.
+
+    ``sparsity`` is what the regularizer induced (see :func:`induced_sparsity`), when one ran.
+    """
 
     loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     best_epoch: int = 0
+    stopped_early: bool = False
+    sparsity: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        return {"loss": self.loss, "val_accuracy": self.val_accuracy, "best_epoch": self.best_epoch}
+        return {
+            "loss": self.loss,
+            "val_accuracy": self.val_accuracy,
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+            "sparsity": self.sparsity,
+        }
+
+
+def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """One optimizer group per depth block when LRs differ by depth, else one group."""
+    blocks = depth_groups(model)
+    if config.layer_lr_decay is None:
+        lrs = [config.lr] * len(blocks)
+    else:
+        lrs = layerwise_lrs(len(blocks), config.lr, config.layer_lr_decay)
+    groups = []
+    for block, lr in zip(blocks, lrs, strict=True):
+        params = [p for _, p in block if p.requires_grad]
+        if params:
+            groups.append({"params": params, "lr": lr})
+    return groups
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    groups = _param_groups(model, config)
     if config.optimizer is Optimizer.SGD:
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
-        )
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        # SGD's own weight_decay is an L2 penalty in the gradient; decay is applied decoupled
+        # after each step instead (see _decay), so weight_decay means the same for both.
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _decay(opt: torch.optim.Optimizer, config: TrainConfig) -> None:
+    if config.optimizer is Optimizer.SGD and config.weight_decay:
+        with torch.no_grad():
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.mul_(1.0 - group["lr"] * config.weight_decay)
 
 
 def _scheduler(
@@ -89,7 +166,10 @@ def _scheduler(
 ) -> torch.optim.lr_scheduler.LRScheduler:
     if config.schedule is Schedule.ONECYCLE:
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=config.lr, total_steps=total, pct_start=max(config.warmup_fraction, 1e-3)
+            opt,
+            max_lr=[g["lr"] for g in opt.param_groups],
+            total_steps=total,
+            pct_start=max(config.warmup_fraction, 1e-3),
         )
     warmup = int(total * config.warmup_fraction)
 
@@ -116,6 +196,27 @@ def sparsity_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     return masks
 
 
+def _accelerator(config: TrainConfig) -> Any:
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DataLoaderConfiguration
+
+    precision = config.precision.accelerate_name
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", precision) != precision:
+        # Accelerate's state is one per process, made for one training script; slimkit runs
+        # several training phases in a process, each with its own precision.
+        AcceleratorState._reset_state()
+    return Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=precision,
+        gradient_accumulation_steps=config.grad_accumulation,
+        dataloader_config=DataLoaderConfiguration(
+            split_batches=True, use_seedable_sampler=True, data_seed=config.seed
+        ),
+    )
+
+
 def train(
     model: nn.Module,
     data: DataBundle,
@@ -125,33 +226,62 @@ def train(
     keep_sparsity: bool = False,
     loss_fn: LossFn | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> TrainHistory:
     """Train ``model`` in place on ``data.train``, validating on ``data.val`` every epoch.
 
     ``loss_fn(logits, labels, inputs)`` replaces the default cross-entropy (with the config's
-    label smoothing): distillation passes one that also runs the teacher on ``inputs``.
-    ``on_step(step, total_steps)`` runs after every optimizer step (1-based): gradual pruning
-    re-prunes and re-masks there.
+    label smoothing): distillation passes one that also runs the teacher on ``inputs``. The
+    config's regularization penalty is added to either. ``on_step(step, total_steps)`` runs
+    after every optimizer step (1-based): gradual pruning re-prunes and re-masks there. With
+    ``checkpoint_dir``, each epoch ends with an atomic checkpoint there, and a call that finds
+    one resumes after its epoch.
 
     >>> from slimkit.training import TrainConfig, train
     >>> history = train(net, bundle, TrainConfig(epochs=2, lr=3e-3))  # doctest: +SKIP
     """
-    from accelerate import Accelerator
-
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    given = {n: p.requires_grad for n, p in model.named_parameters()}
+    freeze(model, config.freeze)
+    require_trainable(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    blocks = [[n for n, _ in block] for block in depth_groups(model)]
+    groups = None
+    if config.regularize.group_lasso:
+        groups = ChannelGroups.of(model, data.sample_inputs(1))
+    accelerator = _accelerator(config)
     loader = data.loader("train", config.batch_size, shuffle=True, seed=config.seed)
     opt = _optimizer(model, config)
-    sched = _scheduler(opt, config, total=config.epochs * len(loader))
-    model, opt, loader = accelerator.prepare(model, opt, loader)
-    masks = sparsity_masks(model) if keep_sparsity else {}
-    params = dict(model.named_parameters())
+    steps_per_epoch = math.ceil(len(loader) / config.grad_accumulation)
+    total_steps = config.epochs * steps_per_epoch
+    sched = _scheduler(opt, config, total=total_steps)
+    model, opt, loader, sched = accelerator.prepare(model, opt, loader, sched)
+    inner = accelerator.unwrap_model(model)
+    masks = sparsity_masks(inner) if keep_sparsity else {}
+    params = dict(inner.named_parameters())
     augments = [AUGMENTS.get(a) for a in config.augment]
     history = TrainHistory()
-    best_state, best_acc = None, -1.0
-    step, total_steps = 0, config.epochs * len(loader)
-    for epoch in range(1, config.epochs + 1):
+    best_state: dict[str, torch.Tensor] | None = None
+    best_acc, stale, step, first_epoch = -1.0, 0, 0, 1
+
+    saved = checkpoint.load(checkpoint_dir) if checkpoint_dir is not None else None
+    if saved is not None:
+        inner.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        history = TrainHistory(**saved["history"])
+        best_state, best_acc, stale = saved["best_state"], saved["best_acc"], saved["stale"]
+        step, first_epoch = saved["step"], saved["epoch"] + 1
+        torch.set_rng_state(saved["rng"])
+        generator.set_state(saved["generator"])
+
+    for epoch in range(first_epoch, config.epochs + 1):
+        if config.unfreeze is Unfreeze.GRADUAL:
+            thawed = {n for block in blocks[-unfrozen_at(epoch, len(blocks)) :] for n in block}
+            for name, p in params.items():
+                p.requires_grad_(name in trainable and name in thawed)
+        loader.set_epoch(epoch - 1)
         model.train()
         total_loss, batches = 0.0, 0
         with progress.task(f"epoch {epoch}/{config.epochs}", total=len(loader)) as task:
@@ -161,23 +291,30 @@ def train(
                     for aug in augments:
                         images = aug(images, generator)
                     inputs = (images, *inputs[1:])
-                logits = model(*inputs)
-                if loss_fn is None:
-                    loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-                else:
-                    loss = loss_fn(logits, labels, inputs)
-                opt.zero_grad(set_to_none=True)
-                accelerator.backward(loss)
-                if config.grad_clip is not None:
-                    accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-                opt.step()
-                sched.step()
-                with torch.no_grad():
-                    for name, mask in masks.items():
-                        params[name].mul_(mask)
-                step += 1
-                if on_step is not None:
-                    on_step(step, total_steps)
+                with accelerator.accumulate(model), accelerator.autocast():
+                    logits = model(*inputs)
+                    if loss_fn is None:
+                        loss = F.cross_entropy(
+                            logits, labels, label_smoothing=config.label_smoothing
+                        )
+                    else:
+                        loss = loss_fn(logits, labels, inputs)
+                    if config.regularize.active:
+                        loss = loss + penalty(inner, config.regularize, groups)
+                    accelerator.backward(loss)
+                    if config.grad_clip is not None and accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad(set_to_none=True)
+                if accelerator.sync_gradients:
+                    _decay(opt, config)
+                    with torch.no_grad():
+                        for name, mask in masks.items():
+                            params[name].mul_(mask)
+                    step += 1
+                    if on_step is not None:
+                        on_step(step, total_steps)
                 total_loss += float(loss.detach())
                 batches += 1
                 task.advance()
@@ -190,11 +327,37 @@ def train(
         history.loss.append(total_loss / batches)
         history.val_accuracy.append(acc)
         if acc > best_acc:
-            best_acc, history.best_epoch = acc, epoch
+            best_acc, history.best_epoch, stale = acc, epoch, 0
             if config.keep_best:
-                best_state = copy.deepcopy(accelerator.unwrap_model(model).state_dict())
-    unwrapped = accelerator.unwrap_model(model)
+                best_state = copy.deepcopy(inner.state_dict())
+        else:
+            stale += 1
+        history.stopped_early = config.patience is not None and stale >= config.patience
+        if checkpoint_dir is not None and accelerator.is_main_process:
+            checkpoint.save(
+                checkpoint_dir,
+                {
+                    "epoch": epoch,
+                    "step": step,
+                    "model": inner.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "history": history.to_dict(),
+                    "best_state": best_state,
+                    "best_acc": best_acc,
+                    "stale": stale,
+                    "rng": torch.get_rng_state(),
+                    "generator": generator.get_state(),
+                },
+            )
+        if history.stopped_early:
+            break
+    for name, p in params.items():
+        p.requires_grad_(given[name])  # freezing was for this training only
     if best_state is not None:
-        unwrapped.load_state_dict(best_state)
-    unwrapped.eval()
+        inner.load_state_dict(best_state)
+    if config.regularize.active:
+        history.sparsity = induced_sparsity(inner, groups)
+    inner.eval()
+    accelerator.free_memory()
     return history

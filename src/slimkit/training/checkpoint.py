@@ -1,0 +1,42 @@
+"""Training checkpoints: written atomically each epoch, read back without pickle.
+
+A checkpoint holds everything the next epoch depends on: weights, optimizer and schedule
+state, the best weights so far, the history and the random-number state. A run killed at any
+moment leaves the previous complete checkpoint, and a resumed run continues as if it had never
+stopped. Loading uses ``torch.load(weights_only=True)``: a checkpoint is tensors and plain data,
+never code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slimkit._io import atomic_path
+from slimkit.errors import ModelLoadError
+
+FILE = "last.ckpt"
+
+
+def save(folder: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``folder/last.ckpt``, replacing the previous one atomically."""
+    path = folder / FILE
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load(folder: Path) -> dict[str, Any] | None:
+    """The checkpoint in ``folder``, or None if there is none yet."""
+    path = folder / FILE
+    if not path.is_file():
+        return None
+    try:
+        state: dict[str, Any] = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # unpickling errors come in many types
+        raise ModelLoadError(
+            f"Cannot resume from {path}: {str(err).splitlines()[0]}. Delete it to start over."
+        ) from None
+    return state
