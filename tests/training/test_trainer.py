@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from slimkit.data import load_data
-from slimkit.data.bundle import ArrayDataset, DataBundle
+from slimkit.data.bundle import DataBundle
 from slimkit.errors import StepError
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.models import ModelSpec, build_model
