@@ -4,8 +4,10 @@ The public API, on one page:
 
 - ``run(recipe)``, ``Recipe``: run a baseline and its steps into a run directory.
 - ``build_model(source)``, ``load_data(source)``: the model and data sources recipes name.
-- ``prune(model, config)``, ``quantize(model, config, ...)``, ``train(model, data, config)``:
-  the techniques as plain functions, one typed config each.
+- ``prune(model, config)``, ``quantize(model, config, ...)``, ``train(model, data, config)``,
+  ``distill(teacher, student, data, config)``, ``transfer_weights(model, tensors)``: the
+  techniques as plain functions, one typed config each (``TrainConfig.regularize`` takes a
+  ``RegularizeConfig``).
 - ``evaluate(model, data)``: the figures every step is measured by.
 - ``list_models()``, ``list_datasets()``, ``list_steps()``: what is registered.
 """
@@ -18,6 +20,8 @@ from typing import Any
 from torch import nn
 
 from slimkit.data import DataBundle, DataSpec, load_data
+from slimkit.distillation import step as _distill_step  # noqa: F401  (registers the step)
+from slimkit.distillation.task import DistillTrainConfig, distill
 from slimkit.errors import (
     DataLoadError,
     ExportError,
@@ -38,8 +42,11 @@ from slimkit.pruning import step as _prune_step  # noqa: F401  (registers the st
 from slimkit.quantization import quantize
 from slimkit.quantization import step as _quantize_step  # noqa: F401
 from slimkit.recipe import Recipe
+from slimkit.regularization import RegularizeConfig
 from slimkit.training import TrainConfig, train
 from slimkit.training import step as _train_step  # noqa: F401
+from slimkit.transfer import step as _transfer_step  # noqa: F401
+from slimkit.transfer.matching import transfer_weights
 
 __version__ = metadata.version("slimkit")
 
@@ -73,11 +80,13 @@ __all__ = [
     "DataBundle",
     "DataLoadError",
     "DataSpec",
+    "DistillTrainConfig",
     "ExportError",
     "ModelLoadError",
     "ModelSpec",
     "Recipe",
     "RecipeError",
+    "RegularizeConfig",
     "RunDirError",
     "RunResult",
     "ShapeMismatchError",
@@ -87,6 +96,7 @@ __all__ = [
     "UnsafeCheckpointError",
     "__version__",
     "build_model",
+    "distill",
     "evaluate",
     "list_datasets",
     "list_models",
@@ -98,4 +108,5 @@ __all__ = [
     "run",
     "save_model",
     "train",
+    "transfer_weights",
 ]

@@ -64,3 +64,9 @@ def validate_patterns(patterns: Sequence[str]) -> list[str]:
             except re.error as err:
                 raise RecipeError(f"Layer pattern {p!r} is not a valid regex: {err}.") from None
     return list(patterns)
+
+
+def output_layers(model: nn.Module) -> list[nn.Module]:
+    """The last Linear of the model: its outputs are the classes (the head), and all must stay."""
+    linears: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1:]

@@ -90,8 +90,9 @@ def run(
         with progress.task(f"{label} ({step.kind})") as task:
             start = time.perf_counter()
             given = ModelState(copy.deepcopy(state.module), state.backend)
-            ctx = StepContext(data, stem, progress, recipe.seed, ev.batch_size)
+            ctx = StepContext(data, stem, progress, recipe.seed, ev.batch_size, arch)
             state = STEPS.get(step.kind).apply(given, step.config, ctx)
+            arch = state.arch or arch
             records.append(measured(step.name, step.kind, state, stem, start))
             task.update(f"{label}: accuracy {records[-1].accuracy:.2f}%")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -16,9 +17,12 @@ class ModelState:
     names the runtime that serves it. ``artifact`` is set when a step already wrote the file that
     runtime loads and it is not a plain save of ``module``: an int8 ONNX graph, or a ``.pt2``
     exported program. Such a state can be evaluated and deployed but no longer trained.
+    ``arch`` is set by a step that changed the architecture itself (a distilled student): how to
+    rebuild the model from now on.
     """
 
     module: nn.Module
     backend: str = "eager"
     artifact: Path | None = None
     notes: list[str] = field(default_factory=list)
+    arch: dict[str, Any] | None = None

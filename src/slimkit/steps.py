@@ -27,6 +27,7 @@ class StepContext:
     progress: Progress
     seed: int
     batch_size: int  # the batch size models are timed at (evaluation.batch_size)
+    arch: dict[str, Any] | None = None  # how to rebuild the incoming model (its architecture)
 
 
 Apply = Callable[[ModelState, Any, StepContext], ModelState]

@@ -21,8 +21,7 @@ from torch import nn
 
 from slimkit._io import atomic_path
 from slimkit.errors import ModelLoadError
-from slimkit.pruning.storage import compress_state, decompress_state
-from slimkit.pruning.transformer import sync_head_counts
+from slimkit.models.sparse import compress_state, decompress_state
 
 FORMAT_VERSION = "1"
 
@@ -168,7 +167,26 @@ def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, layer_type(**entry["args"]))
     # Attention modules read their head count off the projections; keep the attributes true.
+    # (Imported here: pruning's configs reach back into models through the trainer.)
+    from slimkit.pruning.transformer import sync_head_counts
+
     sync_head_counts(model)
+
+
+def _read_safetensors(path: Path, metadata: dict[str, str]) -> dict[str, torch.Tensor]:
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ModelLoadError(f"{path} is not a readable safetensors file: {err}") from None
+    return decompress_state(state, metadata)
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (sparse storage expanded) or a PyTorch checkpoint
+    (read with ``weights_only=True``), by name."""
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, read_metadata(path))
+    return load_checkpoint_state(path)
 
 
 def load_weights_into(model: nn.Module, path: Path) -> None:
@@ -177,12 +195,8 @@ def load_weights_into(model: nn.Module, path: Path) -> None:
     Half-precision files turn the model half precision; torchao-quantized files put their
     quantized tensors in place of the float weights.
     """
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise ModelLoadError(f"{path} is not a readable safetensors file: {err}") from None
     metadata = read_metadata(path)
-    state = decompress_state(state, metadata)
+    state = _read_safetensors(path, metadata)
     if "tensor_names" in metadata:  # torchao's layout
         from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from slimkit.config import Config
 from slimkit.errors import ModelLoadError
-from slimkit.models import persist, text
+from slimkit.models import persist, surgery, text
 from slimkit.models.registry import MODELS
 
 
@@ -99,6 +99,7 @@ def _build_saved(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
     inner = ModelSpec.parse({"source": arch["source"], "kwargs": arch.get("kwargs", {})})
     # The weights come from the file, so skip loading pretrained ones first.
     model = _form_for(inner.source).build(inner, {"pretrained": False})
+    surgery.apply_edits(model, arch)
     persist.reshape_to_manifest(model, _manifest(path))
     persist.load_weights_into(model, path)
     return model
@@ -147,6 +148,15 @@ def _build_registered(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
             + " Other forms: hf:DIR, FILE.safetensors, package.module:factory."
         )
     return _call(MODELS.get(spec.source), spec, hints)
+
+
+def factory_of(source: str) -> Callable[..., nn.Module] | None:
+    """The factory a registered name or an import path builds with; None for other forms."""
+    if source in MODELS:
+        return MODELS.get(source)
+    if _is_import_path(source):
+        return _import_factory(source)
+    return None
 
 
 def _resolve_kwargs(

@@ -17,7 +17,7 @@ from torch import nn
 
 from slimkit.data.bundle import Batch
 from slimkit.errors import StepError
-from slimkit.layers import select
+from slimkit.layers import output_layers, select
 from slimkit.pruning.configs import ChannelConfig, Importance
 
 _IMPORTANCE = {
@@ -27,12 +27,6 @@ _IMPORTANCE = {
     Importance.TAYLOR: lambda: tp.importance.TaylorImportance(),
     Importance.RANDOM: lambda: tp.importance.RandomImportance(),
 }
-
-
-def output_layers(model: nn.Module) -> list[nn.Module]:
-    """The last Linear of the model: its outputs are the classes and must all stay."""
-    linears: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return linears[-1:]
 
 
 def channel_prune(

@@ -24,6 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from slimkit.config import Config
+from slimkit.layers import output_layers
 
 _BN = nn.modules.batchnorm._BatchNorm
 # A channel whose norm is below this share of its layer's largest counts as "near zero".
@@ -87,8 +88,6 @@ class ChannelGroups:
     def of(cls, model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> ChannelGroups:
         import torch_pruning as tp
         from torch_pruning.pruner import function as fn
-
-        from slimkit.pruning.structured import output_layers
 
         dims = {
             fn.prune_conv_out_channels: 0,

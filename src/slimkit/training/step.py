@@ -1,4 +1,4 @@
-"""The ``finetune`` pipeline step."""
+"""The ``finetune`` step: full fine-tuning, or feature extraction with a frozen backbone."""
 
 from __future__ import annotations
 
@@ -6,27 +6,50 @@ from typing import Any
 
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, register_step
-from slimkit.training.trainer import TrainConfig, train
+from slimkit.training.trainer import TrainConfig, TrainHistory, train
 
 
 class FinetuneConfig(TrainConfig):
-    """Training settings plus whether existing zeros (from pruning) must stay zero."""
+    """Training settings, whether existing zeros (from pruning) stay zero, and whether only the
+    head trains on cached backbone features (``feature_extraction``)."""
 
     keep_sparsity: bool = True
+    feature_extraction: bool = False
 
 
 def _parse(data: dict[str, Any], where: str) -> FinetuneConfig:
     return FinetuneConfig.from_dict(data, where)
 
 
+def describe(history: TrainHistory, what: str, epochs: int) -> str:
+    """One note line on a training phase: epochs, best validation accuracy, induced sparsity."""
+    note = (
+        f"{what} {len(history.loss)} of {epochs} epochs; best validation accuracy "
+        f"{max(history.val_accuracy):.2f}% at epoch {history.best_epoch}"
+    )
+    if history.stopped_early:
+        note += " (stopped early)"
+    if history.sparsity:
+        shares = ", ".join(f"{k.replace('_', ' ')} {v:.1f}%" for k, v in history.sparsity.items())
+        note += f"; near-zero after regularization: {shares}"
+    return note
+
+
 @register_step("finetune", _parse)
 def finetune_step(state: ModelState, config: FinetuneConfig, ctx: StepContext) -> ModelState:
     """Train the current model further (sparsity kept), restoring the best validation epoch."""
-    history = train(
-        state.module, ctx.data, config, progress=ctx.progress, keep_sparsity=config.keep_sparsity
-    )
-    note = (
-        f"fine-tuned {config.epochs} epochs; best validation accuracy "
-        f"{max(history.val_accuracy):.2f}% at epoch {history.best_epoch}"
-    )
-    return ModelState(state.module, state.backend, notes=[note])
+    if config.feature_extraction:
+        from slimkit.transfer.features import train_head
+
+        history = train_head(state.module, ctx.data, config, ctx.progress)
+        what = "trained the head on frozen features for"
+    else:
+        history = train(
+            state.module,
+            ctx.data,
+            config,
+            progress=ctx.progress,
+            keep_sparsity=config.keep_sparsity,
+        )
+        what = "fine-tuned"
+    return ModelState(state.module, state.backend, notes=[describe(history, what, config.epochs)])

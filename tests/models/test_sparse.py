@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 import slimkit
 from slimkit.models import build_model, save_model
 from slimkit.models.sources import ModelSpec
+from slimkit.models.sparse import compress_state, decode, decompress_state, encode
 from slimkit.pruning import MagnitudeConfig, prune
-from slimkit.pruning.storage import compress_state, decode, decompress_state, encode
 
 ARCH = {"source": "resnet-mini", "kwargs": {"num_classes": 10, "in_channels": 1}}
 

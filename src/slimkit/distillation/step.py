@@ -1,0 +1,42 @@
+"""The ``distill`` pipeline step: the current model teaches a student built from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slimkit.distillation.students import StudentConfig, build_student
+from slimkit.distillation.task import DistillTrainConfig, distill
+from slimkit.errors import StepError
+from slimkit.state import ModelState
+from slimkit.steps import StepContext, register_step
+from slimkit.training.step import describe
+
+
+class DistillStepConfig(DistillTrainConfig):
+    """The student to build, and how to train it from the current model."""
+
+    student: StudentConfig
+
+
+def _parse(data: dict[str, Any], where: str) -> DistillStepConfig:
+    return DistillStepConfig.from_dict(data, where)
+
+
+@register_step("distill", _parse)
+def distill_step(state: ModelState, config: DistillStepConfig, ctx: StepContext) -> ModelState:
+    """Distil the current model into a smaller student (soft targets, hints, attention)."""
+    if ctx.arch is None:
+        raise StepError("distill needs the teacher's architecture record to build a student.")
+    hints = {"num_classes": ctx.data.num_classes}
+    if ctx.data.in_channels is not None:
+        hints["in_channels"] = ctx.data.in_channels
+    student, arch = build_student(state.module, config.student, ctx.arch, hints)
+    history = distill(state.module, student, ctx.data, config, ctx.progress)
+    teacher_params = sum(p.numel() for p in state.module.parameters())
+    student_params = sum(p.numel() for p in student.parameters())
+    note = (
+        f"student with {student_params / teacher_params:.0%} of the teacher's parameters; "
+        f"T={config.temperature:g}, alpha={config.alpha:g}; "
+        + describe(history, "distilled", config.epochs)
+    )
+    return ModelState(student, state.backend, notes=[note], arch=arch)

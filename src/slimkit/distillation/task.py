@@ -1,0 +1,148 @@
+"""``distill``: train a student on a teacher's soft targets, hints and attention maps.
+
+The teacher runs in eval mode and never trains. Without hints, attention pairs or augmentation
+its logits are computed once over the training split and stored beside the inputs
+(``cache_teacher``), so each epoch costs only the student's forward and backward passes.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from slimkit.data.bundle import ArrayDataset, DataBundle
+from slimkit.distillation.features import (
+    AttentionPair,
+    HintPair,
+    attention_kl,
+    hint_loss,
+    hook_pairs,
+    projection,
+    use_eager_attention,
+)
+from slimkit.distillation.losses import kd_loss
+from slimkit.errors import StepError
+from slimkit.progress import SILENT, Progress
+from slimkit.training.trainer import TrainConfig, TrainHistory, train
+from slimkit.transfer.params import freeze
+
+
+class DistillTrainConfig(TrainConfig):
+    """Training settings plus the distillation terms and their weights."""
+
+    temperature: float = Field(4.0, gt=0.0, le=100.0)
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the soft-target term.")
+    hints: tuple[HintPair, ...] = ()
+    hint_weight: float = Field(1.0, ge=0.0)
+    attention: tuple[AttentionPair, ...] = ()
+    attention_weight: float = Field(1.0, ge=0.0)
+    cache_teacher: bool = True
+
+
+class _Distiller(nn.Module):
+    """The student and what trains beside it (hint projections); its forward is the student's
+    on the first ``n_inputs`` inputs (a cached teacher's logits may ride along after them)."""
+
+    def __init__(self, student: nn.Module, projections: nn.ModuleList, n_inputs: int) -> None:
+        super().__init__()
+        self.student = student
+        self.projections = projections
+        self.n_inputs = n_inputs
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.student(*inputs[: self.n_inputs])
+        return out
+
+
+@torch.inference_mode()
+def _with_teacher_logits(teacher: nn.Module, data: DataBundle) -> DataBundle:
+    logits = torch.cat([teacher(*x) for x, _ in data.train.batches(64)])
+    train_split = ArrayDataset((*data.train.inputs, logits.clone()), data.train.labels)
+    return DataBundle(
+        data.name, train_split, data.val, data.test, data.num_classes, data.input_names
+    )
+
+
+def _check_outputs(teacher: nn.Module, student: nn.Module, data: DataBundle) -> None:
+    sample = data.sample_inputs(2)
+    with torch.inference_mode():
+        t, s = teacher.eval()(*sample), student.eval()(*sample)
+    if t.shape != s.shape:
+        raise StepError(
+            f"The teacher outputs {tuple(t.shape[1:])} per example but the student "
+            f"{tuple(s.shape[1:])}: soft targets need the same classes. Build the student "
+            f"with num_classes: {t.shape[-1]}."
+        )
+
+
+def distill(
+    teacher: nn.Module,
+    student: nn.Module,
+    data: DataBundle,
+    config: DistillTrainConfig,
+    progress: Progress = SILENT,
+) -> TrainHistory:
+    """Train ``student`` in place from ``teacher`` (Hinton KD plus optional hints/attention).
+
+    >>> history = distill(teacher, student, bundle, DistillTrainConfig(epochs=5))  # doctest: +SKIP
+    """
+    _check_outputs(teacher, student, data)
+    n = len(data.input_names)
+    mask_at = (
+        data.input_names.index("attention_mask") if "attention_mask" in data.input_names else None
+    )
+    given = {name: p.requires_grad for name, p in student.named_parameters()}
+    freeze(student, config.freeze)
+    undo = [use_eager_attention(m) for m in (teacher, student)] if config.attention else []
+    t_cap, s_cap = hook_pairs(teacher, student, config.hints, config.attention)
+    try:
+        projections = nn.ModuleList()
+        if config.hints:
+            sample = data.sample_inputs(2)
+            with torch.no_grad():
+                teacher(*sample), student(*sample)
+            projections.extend(
+                projection(s_cap.outputs[i], t_cap.outputs[i]) for i in range(len(config.hints))
+            )
+        live = bool(config.hints or config.attention or config.augment)
+        cached = config.cache_teacher and not live
+        train_data = _with_teacher_logits(teacher, data) if cached else data
+
+        def loss(
+            logits: torch.Tensor, labels: torch.Tensor, inputs: tuple[torch.Tensor, ...]
+        ) -> torch.Tensor:
+            if cached:
+                soft = inputs[n]
+            else:
+                with torch.no_grad():
+                    soft = teacher.to(logits.device)(*inputs[:n])
+            total = kd_loss(logits, soft, labels, config.temperature, config.alpha)
+            for i, proj in enumerate(projections):
+                total = total + config.hint_weight * hint_loss(
+                    s_cap.outputs[i], t_cap.outputs[i], proj
+                )
+            mask = inputs[mask_at] if mask_at is not None else None
+            for j in range(len(config.hints), len(config.hints) + len(config.attention)):
+                total = total + config.attention_weight * attention_kl(
+                    s_cap.outputs[j], t_cap.outputs[j], mask
+                )
+            return total
+
+        wrapper = _Distiller(student, projections, n)
+        history = train(
+            wrapper,
+            train_data,
+            config.model_copy(update={"freeze": ()}),
+            progress=progress,
+            loss_fn=loss,
+        )
+    finally:
+        t_cap.remove()
+        s_cap.remove()
+        for restore in undo:
+            restore()
+        for name, p in student.named_parameters():
+            p.requires_grad_(given[name])
+    student.eval()
+    return history
