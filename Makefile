@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.slimkit-installed
 TORCH  := torch==2.13.0
 
-.PHONY: venv demo test test-fast bench lint format clean
+.PHONY: venv browser demo test test-fast bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/slimkit demo
 
-test: $(STAMP)
+# The report test renders report.html in headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the report test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
@@ -28,6 +35,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/demo.py --json bench-results/demo.json
+	$(BIN)/python benchmarks/training.py --json bench-results/training.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

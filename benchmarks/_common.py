@@ -54,19 +54,25 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def print_table(title: str, rows: list[dict[str, Any]], console: Console | None = None) -> None:
+def print_table(
+    title: str,
+    rows: list[dict[str, Any]],
+    console: Console | None = None,
+    columns: list[str] = COLUMNS,
+) -> None:
     table = Table(title=title, title_justify="left")
-    for c in COLUMNS:
-        table.add_column(c, justify="left" if c in ("workload", "method", "backend") else "right")
+    for c in columns:
+        left = c in ("workload", "experiment", "method", "backend")
+        table.add_column(c, justify="left" if left else "right")
     for r in rows:
-        table.add_row(*[_fmt(c, r[c]) for c in COLUMNS])
+        table.add_row(*[_fmt(c, r.get(c)) for c in columns])
     (console or Console(width=160)).print(table)
 
 
 def _fmt(column: str, value: Any) -> str:
     if value is None:
         return "-"
-    if column in ("speedup", "compression"):
+    if column in ("speedup", "compression", "teacher_speedup"):
         return f"{value:.2f}x"
     if column == "size_bytes":
         return f"{value:,}"

@@ -12,6 +12,7 @@ from slimkit.errors import RecipeError
 from slimkit.pruning import PRUNE_METHODS
 from slimkit.quantization import QUANT_MODES
 from slimkit.recipe import Recipe
+from slimkit.steps import STEPS
 from slimkit.training.step import FinetuneConfig
 
 RECIPES = Path(__file__).parents[1] / "src" / "slimkit" / "recipes"
@@ -58,6 +59,37 @@ def test_configs_round_trip_through_dict_and_yaml(name: str):
             assert value.items() <= got.items()
         else:
             assert got == (list(value) if isinstance(value, tuple) else value)
+
+
+# The training-side steps, with their nested configs, round-trip the same way.
+STEP_EXAMPLES = {
+    "finetune": {
+        "epochs": 2,
+        "precision": "bf16",
+        "regularize": {"bn_l1": 0.001, "group_lasso": 0.01},
+        "freeze": ["encoder.embeddings"],
+        "unfreeze": "gradual",
+        "layer_lr_decay": 0.8,
+        "feature_extraction": False,
+    },
+    "distill": {
+        "student": {"keep_layers": [2, 5]},
+        "temperature": 2.0,
+        "alpha": 1.0,
+        "hints": [{"teacher": "a", "student": "b"}],
+        "attention": [{"teacher": 5, "student": 1}],
+        "cache_teacher": False,
+    },
+    "transfer": {"checkpoint": "x.safetensors", "by_shape": False, "skip": ["head"]},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STEP_EXAMPLES))
+def test_training_step_configs_round_trip(kind: str):
+    parse = STEPS.get(kind).parse
+    config = parse(STEP_EXAMPLES[kind], kind)
+    again = parse(yaml.safe_load(yaml.safe_dump(config.to_dict())), kind)
+    assert again == config
 
 
 def test_recipe_round_trips_and_fills_defaults():

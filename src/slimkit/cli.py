@@ -328,6 +328,32 @@ def sensitivity(
     console.print(f"Wrote {out}/sensitivity.md, sensitivity.json, sensitivity.png")
 
 
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Comparison page for several runs (must not exist)."),
+    ] = None,
+) -> None:
+    """Re-render report.md and report.html of runs; with several, compare them side by side."""
+    from slimkit._io import write_text
+    from slimkit.errors import RunDirError
+    from slimkit.report import render_comparison, write_reports
+    from slimkit.results import load_results
+
+    loaded = [(run, load_results(run)) for run in runs]
+    for run, results in loaded:
+        write_reports(run, results)
+        console.print(f"rendered {run / 'report.html'}")
+    if len(loaded) > 1:
+        target = out or Path("comparison.html")
+        if target.exists():
+            raise RunDirError(f"{target} already exists; choose another --out.")
+        write_text(target, render_comparison([(str(r), res) for r, res in loaded]))
+        console.print(f"compared {len(loaded)} runs in {target}")
+
+
 class Listing(StrEnum):
     all = "all"
     models = "models"

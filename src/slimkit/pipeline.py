@@ -11,7 +11,9 @@ import copy
 import itertools
 import logging
 import os
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,14 +26,15 @@ from slimkit.data import DataBundle, load_data
 from slimkit.errors import ShapeMismatchError
 from slimkit.evaluation import Measurement, measure, time_interleaved
 from slimkit.models import arch_of, build_model, load_tokenizer_for
-from slimkit.progress import SILENT, Progress
-from slimkit.recipe import Recipe
-from slimkit.report.markdown import render_markdown
+from slimkit.progress import SILENT, Progress, Task
+from slimkit.recipe import Recipe, StepSpec
+from slimkit.report import write_reports
 from slimkit.results import build_results
 from slimkit.rundir import busy_warning, create_run_dir, environment
 from slimkit.state import ModelState
 from slimkit.steps import STEPS, StepContext
 from slimkit.training import cache, train
+from slimkit.training.step import describe
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +52,15 @@ def run(
 ) -> RunResult:
     """Run ``recipe`` into a new run directory and return its results.
 
+    Under ``torchrun`` / ``accelerate launch`` every process runs the recipe, so training is
+    data-parallel; only the main process (rank 0) measures and writes the run directory.
+
     >>> import slimkit
     >>> result = slimkit.run(slimkit.Recipe.load("recipes/demo.yaml"))  # doctest: +SKIP
     >>> result.results["summary"]["speedup"]  # doctest: +SKIP
     """
+    if int(os.environ.get("RANK", "0")) > 0:
+        return _follow(recipe)
     run_dir = create_run_dir(recipe.name, out)
     threads = recipe.evaluation.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -63,43 +71,33 @@ def run(
 
     start = time.perf_counter()
     base = prepare_baseline(recipe, progress)
-    model, data, arch = base.model, base.data, base.arch
     ev = recipe.evaluation
 
-    def measured(name: str, kind: str, state: ModelState, stem: Path, start: float) -> Measurement:
+    def measured(name: str, kind: str, done: Done) -> Measurement:
         m = measure(
             name,
             kind,
-            state,
-            data,
-            artifact_stem=stem,
-            arch=arch,
+            done.state,
+            base.data,
+            artifact_stem=done.stem,
+            arch=done.arch,
             batch_size=ev.batch_size,
             metrics=ev.metrics,
         )
-        m.wall_s, m.notes = time.perf_counter() - start, list(state.notes)
+        m.wall_s, m.notes = time.perf_counter() - done.start, list(done.state.notes)
         return m
 
-    state = ModelState(model, ev.backend, notes=base.notes)
-    records = [
-        measured("baseline", "baseline", state, run_dir / "artifacts" / "00-baseline", start)
-    ]
-    for i, step in enumerate(recipe.steps, 1):
-        stem = run_dir / "artifacts" / f"{i:02d}-{step.name}"
-        label = f"step {i}/{len(recipe.steps)}: {step.name}"
-        with progress.task(f"{label} ({step.kind})") as task:
-            start = time.perf_counter()
-            given = ModelState(copy.deepcopy(state.module), state.backend)
-            ctx = StepContext(data, stem, progress, recipe.seed, ev.batch_size, arch)
-            state = STEPS.get(step.kind).apply(given, step.config, ctx)
-            arch = state.arch or arch
-            records.append(measured(step.name, step.kind, state, stem, start))
-            task.update(f"{label}: accuracy {records[-1].accuracy:.2f}%")
+    state = ModelState(base.model, ev.backend, notes=base.notes)
+    first = Done(state, run_dir / "artifacts" / "00-baseline", base.arch, start)
+    records = [measured("baseline", "baseline", first)]
+    for step, done, task in apply_steps(recipe, base, state, run_dir / "artifacts", progress):
+        records.append(measured(step.name, step.kind, done))
+        task.update(f"{done.label}: accuracy {records[-1].accuracy:.2f}%")
 
     busy = busy_warning()
     time_interleaved(
         records,
-        data,
+        base.data,
         batch_size=ev.batch_size,
         warmup=ev.warmup,
         rounds=ev.rounds,
@@ -111,8 +109,59 @@ def run(
     busy = busy or busy_warning()
     results["warnings"] = [busy] if busy else []
     write_json(run_dir / "results.json", results)
-    write_text(run_dir / "report.md", render_markdown(results))
+    write_reports(run_dir, results)
     return RunResult(run_dir, results)
+
+
+@dataclass(frozen=True)
+class Done:
+    """A step's outcome: the new state, where its artifacts go, its arch, when it started."""
+
+    state: ModelState
+    stem: Path
+    arch: dict[str, Any]
+    start: float
+    label: str = "baseline"
+
+
+def apply_steps(
+    recipe: Recipe, base: Baseline, state: ModelState, root: Path, progress: Progress
+) -> Iterator[tuple[StepSpec, Done, Task]]:
+    """Apply the recipe's steps in order, each to a copy of the previous model.
+
+    Yields inside each step's progress task, so the caller can measure before it closes.
+    """
+    arch = base.arch
+    for i, step in enumerate(recipe.steps, 1):
+        stem = root / f"{i:02d}-{step.name}"
+        label = f"step {i}/{len(recipe.steps)}: {step.name}"
+        with progress.task(f"{label} ({step.kind})") as task:
+            start = time.perf_counter()
+            given = ModelState(copy.deepcopy(state.module), state.backend)
+            ctx = StepContext(
+                base.data,
+                stem,
+                progress,
+                recipe.seed,
+                recipe.evaluation.batch_size,
+                arch,
+                baseline=base.model,
+            )
+            state = STEPS.get(step.kind).apply(given, step.config, ctx)
+            arch = state.arch or arch
+            yield step, Done(state, stem, arch, start, label), task
+
+
+def _follow(recipe: Recipe) -> RunResult:
+    """A non-main process of a data-parallel launch: the same baseline and steps in step with
+    rank 0 (their training is collective), measuring nothing and writing no run directory."""
+    torch.manual_seed(recipe.seed)
+    base = prepare_baseline(recipe)
+    state = ModelState(base.model, recipe.evaluation.backend)
+    with tempfile.TemporaryDirectory(prefix="slimkit-follower-") as tmp:
+        for _ in apply_steps(recipe, base, state, Path(tmp), SILENT):
+            pass
+        return RunResult(Path(tmp), {})
 
 
 @dataclass(frozen=True)
@@ -189,10 +238,7 @@ def _baseline(
         history = train(model, data, config, progress=progress)
     if recipe.baseline.cache:
         cache.store(model, key, arch, history.to_dict())
-    return [
-        f"baseline trained {config.epochs} epochs; best validation accuracy "
-        f"{max(history.val_accuracy):.2f}% at epoch {history.best_epoch}"
-    ]
+    return [describe(history, "baseline trained", config.epochs)]
 
 
 # Interleaved medians of the same model differ by a few percent run to run on a shared machine;

@@ -13,6 +13,7 @@
         "batch_size", "backend",
         "params", "nonzero_params",         # parameter count; those not exactly zero
         "size_bytes",                       # size on disk of "artifact"
+        "bytes_by_layer_type",              # {"Conv2d": ..., "other": ...}: its stored tensors
         "macs",                             # multiply-accumulates per example
         "artifact",                         # path relative to the run directory
         "metrics", "wall_s", "notes"        # all metrics; step time; warnings and facts
@@ -48,6 +49,7 @@ def step_dict(m: Measurement, run_dir: Path) -> dict[str, Any]:
         "params": m.params,
         "nonzero_params": m.nonzero_params,
         "size_bytes": m.size_bytes,
+        "bytes_by_layer_type": m.bytes_by_layer_type,
         "macs": m.macs,
         "artifact": str(m.prepared.artifact.relative_to(run_dir)),
         "metrics": {k: round(v, 4) for k, v in m.metrics.items()},
@@ -79,3 +81,23 @@ def build_results(
         "summary": summarize(steps),
         "environment": env,
     }
+
+
+def load_results(run_dir: Path) -> dict[str, Any]:
+    """The ``results.json`` of a run directory, checked to be one."""
+    import json
+
+    from slimkit.errors import RunDirError
+
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise RunDirError(
+            f"{str(run_dir)!r} is not a slimkit run directory: it has no results.json."
+        )
+    try:
+        results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{path} is not valid JSON ({err}); was the run interrupted?") from None
+    if not isinstance(results, dict) or not {"steps", "summary", "recipe"} <= set(results):
+        raise RunDirError(f"{path} does not hold slimkit results (steps, summary, recipe).")
+    return results

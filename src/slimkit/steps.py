@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from slimkit.config import Config
 from slimkit.data.bundle import DataBundle
 from slimkit.progress import Progress
@@ -28,6 +30,7 @@ class StepContext:
     seed: int
     batch_size: int  # the batch size models are timed at (evaluation.batch_size)
     arch: dict[str, Any] | None = None  # how to rebuild the incoming model (its architecture)
+    baseline: nn.Module | None = None  # the run's baseline, e.g. a teacher; never modify it
 
 
 Apply = Callable[[ModelState, Any, StepContext], ModelState]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from slimkit.distillation.students import StudentConfig, build_student
@@ -12,10 +13,16 @@ from slimkit.steps import StepContext, register_step
 from slimkit.training.step import describe
 
 
+class Teacher(StrEnum):
+    CURRENT = "current"  # the incoming model teaches a student built from it
+    BASELINE = "baseline"  # the run's baseline teaches (e.g. a pruned model: student current)
+
+
 class DistillStepConfig(DistillTrainConfig):
-    """The student to build, and how to train it from the current model."""
+    """The student to build, who teaches it, and how to train it."""
 
     student: StudentConfig
+    teacher: Teacher = Teacher.CURRENT
 
 
 def _parse(data: dict[str, Any], where: str) -> DistillStepConfig:
@@ -30,9 +37,19 @@ def distill_step(state: ModelState, config: DistillStepConfig, ctx: StepContext)
     hints = {"num_classes": ctx.data.num_classes}
     if ctx.data.in_channels is not None:
         hints["in_channels"] = ctx.data.in_channels
+    teacher = state.module
+    if config.teacher is Teacher.BASELINE:
+        if ctx.baseline is None:
+            raise StepError("teacher: baseline needs the run's baseline model; none was given.")
+        teacher = ctx.baseline
     student, arch = build_student(state.module, config.student, ctx.arch, hints)
-    history = distill(state.module, student, ctx.data, config, ctx.progress)
-    teacher_params = sum(p.numel() for p in state.module.parameters())
+    if student is teacher:
+        raise StepError(
+            "The student is the teacher (student: {current: true} with teacher: current). "
+            "Use teacher: baseline to fine-tune the current model from the baseline."
+        )
+    history = distill(teacher, student, ctx.data, config, ctx.progress)
+    teacher_params = sum(p.numel() for p in teacher.parameters())
     student_params = sum(p.numel() for p in student.parameters())
     note = (
         f"student with {student_params / teacher_params:.0%} of the teacher's parameters; "

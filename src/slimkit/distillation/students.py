@@ -7,6 +7,8 @@
 - ``width: 0.5``: the teacher's architecture rebuilt with that share of its ``width`` (the
   built-in CNNs), freshly initialised: Hinton et al.'s small student.
 - ``model: {...}``: any model source, for a student of another family.
+- ``current: true``: the incoming model itself, e.g. a pruned network fine-tuned with the
+  baseline as its teacher (``teacher: baseline`` in the step).
 """
 
 from __future__ import annotations
@@ -25,20 +27,21 @@ from slimkit.models.surgery import keep_layers, layer_list
 
 
 class StudentConfig(Config):
-    """How to get the student; exactly one of the four ways."""
+    """How to get the student; exactly one of the five ways."""
 
     keep_every: int | None = Field(None, ge=1)
     keep_layers: tuple[int, ...] | None = None
     width: float | None = Field(None, gt=0.0, lt=1.0)
     model: ModelSpec | None = None
+    current: bool = False
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StudentConfig:
-        given = [k for k in ("keep_every", "keep_layers", "width", "model") if getattr(self, k)]
+        ways = ("keep_every", "keep_layers", "width", "model", "current")
+        given = [k for k in ways if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of keep_every, keep_layers, width, model "
-                f"(got {', '.join(given) or 'none'})"
+                f"give exactly one of {', '.join(ways)} (got {', '.join(given) or 'none'})"
             )
         return self
 
@@ -47,6 +50,8 @@ def build_student(
     teacher: nn.Module, config: StudentConfig, arch: dict[str, Any], hints: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The student and the ``arch`` record that rebuilds it."""
+    if config.current:
+        return teacher, arch
     if config.model is not None:
         return build_model(config.model, **hints), arch_of(config.model, hints)
     if config.width is not None:

@@ -15,7 +15,7 @@ from slimkit.data.bundle import DataBundle
 from slimkit.evaluation.latency import LatencyStats, measure_latency
 from slimkit.evaluation.macs import count_macs
 from slimkit.evaluation.metrics import METRICS, predict
-from slimkit.evaluation.size import count_nonzero, count_params
+from slimkit.evaluation.size import bytes_by_layer_type, count_nonzero, count_params
 from slimkit.progress import SILENT, Progress
 from slimkit.runtimes import Prepared, prepare
 from slimkit.state import ModelState
@@ -36,6 +36,7 @@ class Measurement:
     nonzero_params: int
     macs: int
     size_bytes: int
+    bytes_by_layer_type: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     latency: LatencyStats | None = None
@@ -77,6 +78,7 @@ def measure(
         nonzero_params=count_nonzero(state.module),
         macs=count_macs(state.module, data.sample_inputs(1)),
         size_bytes=prepared.artifact.stat().st_size,
+        bytes_by_layer_type=bytes_by_layer_type(state.module, prepared.artifact),
     )
 
 

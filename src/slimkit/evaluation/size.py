@@ -1,6 +1,9 @@
-"""Parameter counts and non-zeros: what a model holds, independent of how it is stored."""
+"""Parameter counts and non-zeros (what a model holds), and where an artifact's bytes go."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,3 +18,45 @@ def count_nonzero(model: nn.Module) -> int:
     """Number of parameters that are not exactly zero (tied parameters counted once)."""
     with torch.no_grad():
         return sum(int(torch.count_nonzero(p)) for p in model.parameters())
+
+
+def _artifact_tensors(path: Path) -> dict[str, int]:
+    """Bytes of each stored tensor of an artifact, by stored name ({} for opaque formats)."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return {k: _nbytes(f, k) for k in f.keys()}  # noqa: SIM118 (a handle, not a dict)
+    if path.suffix == ".onnx":
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        return {t.name: numpy_helper.to_array(t).nbytes for t in graph.initializer}
+    return {}
+
+
+def _nbytes(f: Any, key: str) -> int:
+    tensor = f.get_tensor(key)
+    return int(tensor.numel() * tensor.element_size())
+
+
+def bytes_by_layer_type(model: nn.Module, artifact: Path) -> dict[str, int]:
+    """The artifact's tensor bytes, summed by the type of layer each tensor belongs to.
+
+    A stored name is matched to the longest module path it starts with (``stem.0.weight`` and
+    ONNX Runtime's ``stem.0.weight_quantized`` both belong to ``stem.0``, a Conv2d); tensors
+    that name no module (constants the exporter made) count as ``other``.
+    """
+    types = {name: type(m).__name__ for name, m in model.named_modules() if name}
+    out: dict[str, int] = {}
+    for stored, size in _artifact_tensors(artifact).items():
+        parts = stored.replace("/", ".").split(".")
+        kind = "other"
+        for end in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:end])
+            if prefix in types:
+                kind = types[prefix]
+                break
+        out[kind] = out.get(kind, 0) + size
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
