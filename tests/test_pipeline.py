@@ -55,6 +55,7 @@ def test_full_run_writes_the_contract(blobs_npz: Path, fixtures_on_path: Path, t
         "artifacts",
         "environment.json",
         "recipe.yaml",
+        "report.html",
         "report.md",
         "results.json",
     ]

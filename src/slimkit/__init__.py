@@ -9,6 +9,7 @@ The public API, on one page:
   techniques as plain functions, one typed config each (``TrainConfig.regularize`` takes a
   ``RegularizeConfig``).
 - ``evaluate(model, data)``: the figures every step is measured by.
+- ``auto(recipe, AutoConfig(...))``: search all techniques for the best model within a budget.
 - ``list_models()``, ``list_datasets()``, ``list_steps()``: what is registered.
 """
 
@@ -43,6 +44,7 @@ from slimkit.quantization import quantize
 from slimkit.quantization import step as _quantize_step  # noqa: F401
 from slimkit.recipe import Recipe
 from slimkit.regularization import RegularizeConfig
+from slimkit.search import AutoConfig, auto
 from slimkit.training import TrainConfig, train
 from slimkit.training import step as _train_step  # noqa: F401
 from slimkit.transfer import step as _transfer_step  # noqa: F401
@@ -77,6 +79,7 @@ def list_steps(pattern: str = "*") -> list[str]:
 
 
 __all__ = [
+    "AutoConfig",
     "DataBundle",
     "DataLoadError",
     "DataSpec",
@@ -95,6 +98,7 @@ __all__ = [
     "TrainConfig",
     "UnsafeCheckpointError",
     "__version__",
+    "auto",
     "build_model",
     "distill",
     "evaluate",

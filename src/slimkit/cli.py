@@ -95,7 +95,8 @@ def _run_recipe(recipe_path: Path, out: Path | None) -> None:
     recipe = Recipe.load(recipe_path)
     with RichProgress(console) as progress:
         result = run(recipe, out, progress)
-    _print_results(result.results, result.run_dir)
+    if result.results:  # a data-parallel follower process measures and reports nothing
+        _print_results(result.results, result.run_dir)
 
 
 @app.command("run")
@@ -326,6 +327,68 @@ def sensitivity(
         table.add_row(*row, *([f"{allocation[c.layer]:.0%}"] if allocation else []))
     console.print(table)
     console.print(f"Wrote {out}/sensitivity.md, sensitivity.json, sensitivity.png")
+
+
+@app.command()
+def auto(
+    recipe: Annotated[
+        Path | None,
+        typer.Option("--recipe", help="Model, data, baseline and evaluation (steps ignored)."),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model source.")] = None,
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Data source.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 1,
+    max_accuracy_drop: Annotated[float, typer.Option(help="Accuracy budget, in points.")] = 1.0,
+    objective: Annotated[str, typer.Option(help="latency, size or macs.")] = "latency",
+    backend: Annotated[str, typer.Option(help="auto, torch or onnxruntime.")] = "auto",
+    trials: Annotated[
+        int, typer.Option(min=1, help="Trials in the study, all runs together.")
+    ] = 20,
+    time_budget: Annotated[
+        float | None, typer.Option(help="Minutes of searching (the final run comes after).")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: SQLite in the run dir).")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the search in this run directory.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (new or empty).")
+    ] = None,
+) -> None:
+    """Search pruning, distillation and quantization for the fastest model within a budget."""
+    from slimkit.errors import RecipeError
+    from slimkit.recipe import Recipe
+    from slimkit.search import AutoConfig
+    from slimkit.search import auto as run_auto
+
+    if recipe is not None:
+        base = Recipe.load(recipe)
+    elif model and data:
+        base = Recipe.from_dict(
+            {"name": "auto", "model": model, "data": data, "evaluation": {"batch_size": batch_size}}
+        )
+    elif resume is None:
+        raise RecipeError("Give --recipe, or --model and --data (or --resume RUN_DIR).")
+    else:
+        base = None
+    config = AutoConfig.from_dict(
+        {
+            "max_accuracy_drop": max_accuracy_drop,
+            "objective": objective,
+            "backend": backend,
+            "trials": trials,
+            "time_budget_min": time_budget,
+        },
+        "slimkit auto options",
+    )
+    with RichProgress(console) as progress:
+        result = run_auto(base, config, out, storage=storage, resume=resume, progress=progress)
+    _print_results(result.results, result.run_dir)
+    style = "green" if result.met_budget else "bold yellow"
+    console.print(f"[{style}]{result.message}[/]")
+    console.print(f"reproduce with: slimkit run {result.run_dir / 'best-recipe.yaml'}")
 
 
 @app.command()

@@ -61,7 +61,21 @@ def run(
     """
     if int(os.environ.get("RANK", "0")) > 0:
         return _follow(recipe)
-    run_dir = create_run_dir(recipe.name, out)
+    return execute(recipe, create_run_dir(recipe.name, out), progress)
+
+
+def execute(
+    recipe: Recipe,
+    run_dir: Path,
+    progress: Progress = SILENT,
+    base: Baseline | None = None,
+    extra: dict[str, Any] | None = None,
+) -> RunResult:
+    """Run ``recipe`` into the existing ``run_dir``: :func:`run` without creating the folder.
+
+    ``base`` reuses a baseline already prepared for this recipe; ``extra`` adds sections to
+    results.json (a search adds its trials).
+    """
     threads = recipe.evaluation.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(recipe.seed)
@@ -70,7 +84,7 @@ def run(
     write_json(run_dir / "environment.json", env)
 
     start = time.perf_counter()
-    base = prepare_baseline(recipe, progress)
+    base = base or prepare_baseline(recipe, progress)
     ev = recipe.evaluation
 
     def measured(name: str, kind: str, done: Done) -> Measurement:
@@ -108,6 +122,7 @@ def run(
     results = build_results(recipe.to_dict(), records, run_dir, env)
     busy = busy or busy_warning()
     results["warnings"] = [busy] if busy else []
+    results.update(extra or {})
     write_json(run_dir / "results.json", results)
     write_reports(run_dir, results)
     return RunResult(run_dir, results)
@@ -124,6 +139,22 @@ class Done:
     label: str = "baseline"
 
 
+def step_context(
+    recipe: Recipe, base: Baseline, stem: Path, arch: dict[str, Any], progress: Progress
+) -> StepContext:
+    """What a step of ``recipe`` gets besides the model."""
+    ev = recipe.evaluation
+    return StepContext(
+        base.data, stem, progress, recipe.seed, ev.batch_size, arch, baseline=base.model
+    )
+
+
+def apply_step(step: StepSpec, state: ModelState, ctx: StepContext) -> ModelState:
+    """Apply one step to a copy of ``state``'s model (the input state is left as it was)."""
+    given = ModelState(copy.deepcopy(state.module), state.backend)
+    return STEPS.get(step.kind).apply(given, step.config, ctx)
+
+
 def apply_steps(
     recipe: Recipe, base: Baseline, state: ModelState, root: Path, progress: Progress
 ) -> Iterator[tuple[StepSpec, Done, Task]]:
@@ -137,17 +168,7 @@ def apply_steps(
         label = f"step {i}/{len(recipe.steps)}: {step.name}"
         with progress.task(f"{label} ({step.kind})") as task:
             start = time.perf_counter()
-            given = ModelState(copy.deepcopy(state.module), state.backend)
-            ctx = StepContext(
-                base.data,
-                stem,
-                progress,
-                recipe.seed,
-                recipe.evaluation.batch_size,
-                arch,
-                baseline=base.model,
-            )
-            state = STEPS.get(step.kind).apply(given, step.config, ctx)
+            state = apply_step(step, state, step_context(recipe, base, stem, arch, progress))
             arch = state.arch or arch
             yield step, Done(state, stem, arch, start, label), task
 

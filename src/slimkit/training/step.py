@@ -23,12 +23,12 @@ def _parse(data: dict[str, Any], where: str) -> FinetuneConfig:
 
 def describe(history: TrainHistory, what: str, epochs: int) -> str:
     """One note line on a training phase: epochs, best validation accuracy, induced sparsity."""
+    ran = len(history.loss)
+    count = f"{ran} epochs" if ran == epochs else f"{ran} of {epochs} epochs (stopped early)"
     note = (
-        f"{what} {len(history.loss)} of {epochs} epochs; best validation accuracy "
+        f"{what} {count}; best validation accuracy "
         f"{max(history.val_accuracy):.2f}% at epoch {history.best_epoch}"
     )
-    if history.stopped_early:
-        note += " (stopped early)"
     if history.sparsity:
         shares = ", ".join(f"{k.replace('_', ' ')} {v:.1f}%" for k, v in history.sparsity.items())
         note += f"; near-zero after regularization: {shares}"

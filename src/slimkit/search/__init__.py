@@ -1,0 +1,6 @@
+"""``slimkit auto``: a joint search over pruning, distillation and quantization."""
+
+from slimkit.search.auto import AutoConfig, AutoResult, BackendChoice, Objective, auto
+from slimkit.search.pareto import pareto_front
+
+__all__ = ["AutoConfig", "AutoResult", "BackendChoice", "Objective", "auto", "pareto_front"]

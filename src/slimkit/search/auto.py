@@ -1,0 +1,443 @@
+"""``slimkit auto``: search pruning, distillation and quantization jointly for the fastest (or
+smallest) model within an accuracy budget, measured on the runtime that will serve it.
+
+1. The baseline is prepared and measured once; per-layer sensitivity is measured once (it
+   decides which layers a trial may keep whole, and goes into the report).
+2. Optuna (TPE with the accuracy budget as a constraint) draws recipe steps from the model
+   family's search space. Each step is applied and measured like a pipeline step, its latency
+   timed interleaved with the model before it; a compressing step that does not pay for itself
+   on the serving runtime (slower, or no gain on the objective) is rolled back and noted. A
+   trial whose trained model is already below the budget is pruned before quantization.
+3. Trials live in an Optuna RDB (SQLite in the run directory by default, any URL with
+   ``storage``), so a search resumes, and several machines can share one study.
+4. The best trial within budget becomes ``best-recipe.yaml`` and is run by the ordinary
+   pipeline into the run directory, so its figures, artifacts and report are a plain run's.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from pydantic import Field
+
+from slimkit._io import write_json, write_text
+from slimkit.config import Config
+from slimkit.errors import RecipeError, RunDirError, SlimkitError
+from slimkit.evaluation import Measurement, measure, time_interleaved
+from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.progress import SILENT, Progress
+from slimkit.pruning.sensitivity import layer_sensitivity
+from slimkit.recipe import Recipe
+from slimkit.rundir import create_run_dir
+from slimkit.search.pareto import pareto_front
+from slimkit.search.space import SPACES, SpaceInputs, family
+from slimkit.state import ModelState
+
+# A step is faster than its input only beyond the run-to-run noise of interleaved timing.
+NOISE = 1.05
+COMPRESSING = ("prune", "quantize", "distill")
+TRAINING = ("finetune", "distill")
+STUDY = "slimkit-auto"
+
+
+class Objective(StrEnum):
+    LATENCY = "latency"  # p50 on the serving runtime, at the recipe's evaluation batch size
+    SIZE = "size"  # bytes on disk of what the runtime loads
+    MACS = "macs"
+
+
+class BackendChoice(StrEnum):
+    AUTO = "auto"  # try ONNX Runtime and torchao (compiled) and keep what measures best
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+
+
+_QUANT_BACKENDS = {
+    BackendChoice.AUTO: ("onnxruntime", "torchao"),
+    BackendChoice.TORCH: ("torchao",),
+    BackendChoice.ONNXRUNTIME: ("onnxruntime",),
+}
+_QUANT_MODE = {"cnn": "static-int8", "transformer": "dynamic-int8"}
+
+
+class AutoConfig(Config):
+    """What to optimise, within which accuracy budget, for how long."""
+
+    max_accuracy_drop: float = Field(1.0, ge=0.0, le=100.0, description="Points of accuracy.")
+    objective: Objective = Objective.LATENCY
+    backend: BackendChoice = BackendChoice.AUTO
+    trials: int = Field(20, ge=1, le=100_000)
+    time_budget_min: float | None = Field(None, gt=0.0)
+    finetune_epochs: int | None = Field(None, ge=1, description="Default: 40% of the baseline's.")
+    sensitivity_samples: int = Field(256, ge=16)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AutoResult:
+    """Where the search landed, its results (with a ``search`` section), and the verdict."""
+
+    run_dir: Path
+    results: dict[str, Any]
+    met_budget: bool
+    message: str
+
+
+def auto(
+    recipe: Recipe | None,
+    config: AutoConfig,
+    out: str | Path | None = None,
+    *,
+    storage: str | None = None,
+    resume: Path | None = None,
+    progress: Progress = SILENT,
+) -> AutoResult:
+    """Search for the best model within ``config``'s budget; see the module docstring.
+
+    ``recipe`` gives the model, data, baseline and evaluation (its steps are ignored). With
+    ``resume`` (a run directory of an earlier search) the study continues where it stopped.
+
+    >>> demo = Recipe.load("recipes/demo.yaml")  # doctest: +SKIP
+    >>> result = slimkit.auto(demo, AutoConfig(trials=30))  # doctest: +SKIP
+    """
+    import optuna
+
+    from slimkit.pipeline import execute, prepare_baseline
+
+    if resume is not None:
+        run_dir = Path(resume)
+        recipe, config, storage = _load_search(run_dir, storage, config)
+    elif recipe is None:
+        raise RecipeError(
+            "slimkit auto needs a recipe (model, data, baseline) or a search to resume."
+        )
+    else:
+        run_dir = create_run_dir(f"auto-{recipe.name}", out)
+        storage = storage or f"sqlite:///{(run_dir / 'search' / 'search.db').resolve()}"
+        (run_dir / "search").mkdir()
+        write_text(
+            run_dir / "search" / "auto.yaml",
+            yaml.safe_dump(
+                {"recipe": recipe.to_dict(), "config": config.to_dict(), "storage": storage},
+                sort_keys=False,
+            ),
+        )
+    base = prepare_baseline(recipe, progress)
+    ev = recipe.evaluation
+    with tempfile.TemporaryDirectory(prefix="slimkit-auto-") as tmp:
+        base_record = measure(
+            "baseline",
+            "baseline",
+            ModelState(base.model, ev.backend),
+            base.data,
+            artifact_stem=Path(tmp) / "baseline",
+            arch=base.arch,
+            batch_size=ev.batch_size,
+            metrics=ev.metrics,
+        )
+        floor = base_record.accuracy - config.max_accuracy_drop
+        with progress.task("per-layer sensitivity"):
+            curves = _sensitivity(base, config.sensitivity_samples)
+        kind = family(base.model)
+        sensitive = tuple(
+            c["layer"]
+            for c in sorted(curves, key=lambda c: -max(c["drop"].values()))
+            if kind != "cnn" or isinstance(base.model.get_submodule(c["layer"]), torch.nn.Conv2d)
+        )
+        inputs = SpaceInputs(
+            finetune=_finetune(recipe, config),
+            quantize=(
+                "none",
+                *(f"{_QUANT_MODE[kind]}@{b}" for b in _QUANT_BACKENDS[config.backend]),
+            ),
+            sensitive=sensitive,
+        )
+        space = SPACES.get(kind)
+        sampler = optuna.samplers.TPESampler(
+            seed=config.seed, constraints_func=lambda t: [t.user_attrs.get("constraint", 0.0)]
+        )
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=STUDY,
+            direction="minimize",
+            sampler=sampler,
+            load_if_exists=True,
+        )
+        done = sum(t.state.is_finished() for t in study.trials)
+        trial_runner = _TrialRunner(recipe, base, base_record, config, floor, space, inputs)
+        if config.trials > done:
+            with progress.task(
+                f"searching ({config.trials - done} trials)", total=config.trials - done
+            ) as task:
+                study.optimize(
+                    trial_runner,
+                    n_trials=config.trials - done,
+                    timeout=config.time_budget_min * 60 if config.time_budget_min else None,
+                    catch=(SlimkitError,),
+                    callbacks=[lambda _s, _t: task.advance()],
+                )
+    trials = trial_table(study)
+    chosen, met, message = choose(trials, config, base_record.accuracy)
+    best = Recipe.from_dict(
+        {
+            **recipe.to_dict(),
+            "name": f"{recipe.name}-auto",
+            "steps": chosen["steps"] if chosen else [],
+        }
+    )
+    write_text(run_dir / "best-recipe.yaml", best.to_yaml())
+    search = {
+        "objective": config.objective.value,
+        "max_accuracy_drop": config.max_accuracy_drop,
+        "accuracy_floor": floor,
+        "met_budget": met,
+        "message": message,
+        "chosen_trial": chosen["number"] if chosen else None,
+        "storage": storage if not storage.startswith("sqlite:///") else "search/search.db",
+        "trials": trials,
+        "sensitivity": {c["layer"]: c["drop"] for c in curves},
+    }
+    write_json(run_dir / "search" / "trials.json", search)
+    result = execute(best, run_dir, progress, base=base, extra={"search": search})
+    return AutoResult(run_dir, result.results, met, message)
+
+
+def _load_search(
+    run_dir: Path, storage: str | None, config: AutoConfig
+) -> tuple[Recipe, AutoConfig, str]:
+    """The recipe and storage of the search in ``run_dir``; its settings, with ``trials`` and
+    the time budget taken from ``config`` (a resumed search may run longer)."""
+    saved = run_dir / "search" / "auto.yaml"
+    if not saved.is_file():
+        raise RunDirError(
+            f"{str(run_dir)!r} holds no search to resume (no search/auto.yaml). "
+            "Give the run directory an earlier slimkit auto wrote."
+        )
+    data = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    recipe = Recipe.from_dict(data["recipe"], str(saved))
+    saved_config = AutoConfig.from_dict(data["config"], str(saved))
+    resumed = saved_config.model_copy(
+        update={"trials": config.trials, "time_budget_min": config.time_budget_min}
+    )
+    return recipe, resumed, storage or data["storage"]
+
+
+def _finetune(recipe: Recipe, config: AutoConfig) -> dict[str, Any]:
+    """Recovery training: the baseline's settings with fewer epochs."""
+    train = recipe.baseline.train
+    settings = train.to_dict() if train is not None else {"lr": 1e-3}
+    epochs = config.finetune_epochs or max(1, round(settings.get("epochs", 5) * 0.4))
+    return {**settings, "epochs": epochs}
+
+
+def _sensitivity(base: Any, samples: int) -> list[dict[str, Any]]:
+    """Accuracy drop with one Conv2d/Linear at a time magnitude-pruned, on validation data."""
+    val = base.data.val.subset(torch.arange(min(samples, len(base.data.val))))
+
+    def evaluate(model: torch.nn.Module) -> float:
+        with torch.inference_mode():
+            return accuracy(*predict(lambda x: model(*x), val.batches(64)))
+
+    curves = layer_sensitivity(base.model, evaluate, ratios=(0.5, 0.8))
+    return [{"layer": c.layer, "drop": {str(r): c.drop(r) for r in c.metric}} for c in curves]
+
+
+class _TrialRunner:
+    """Applies and measures one trial's steps; the callable Optuna optimises."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        base: Any,
+        base_record: Measurement,
+        config: AutoConfig,
+        floor: float,
+        space: Any,
+        inputs: SpaceInputs,
+    ) -> None:
+        self.recipe, self.base, self.base_record = recipe, base, base_record
+        self.config, self.floor, self.space, self.inputs = config, floor, space, inputs
+
+    def __call__(self, trial: Any) -> float:
+        steps = self.space(trial, self.inputs)
+        try:
+            with tempfile.TemporaryDirectory(prefix="slimkit-trial-") as tmp:
+                return self._run(trial, steps, Path(tmp))
+        except SlimkitError as err:
+            trial.set_user_attr("notes", [f"failed: {err}"])
+            raise
+
+    def _time(self, records: list[Measurement]) -> None:
+        ev = self.recipe.evaluation
+        time_interleaved(
+            records,
+            self.base.data,
+            batch_size=ev.batch_size,
+            warmup=ev.warmup,
+            rounds=ev.rounds,
+            per_round=ev.per_round,
+        )
+
+    def _run(self, trial: Any, steps: list[dict[str, Any]], root: Path) -> float:
+        import optuna
+
+        from slimkit.pipeline import apply_step, step_context
+
+        candidate = Recipe.from_dict({**self.recipe.to_dict(), "steps": steps})
+        ev = self.recipe.evaluation
+        state, arch, prev = (
+            ModelState(self.base.model, ev.backend),
+            self.base.arch,
+            self.base_record,
+        )
+        kept: list[dict[str, Any]] = []
+        notes: list[str] = []
+        for i, spec in enumerate(candidate.steps, 1):
+            ctx = step_context(candidate, self.base, root / f"{i:02d}-{spec.name}", arch, SILENT)
+            new = apply_step(spec, state, ctx)
+            m = measure(
+                spec.name,
+                spec.kind,
+                new,
+                self.base.data,
+                artifact_stem=ctx.artifact_stem,
+                arch=new.arch or arch,
+                batch_size=ev.batch_size,
+                metrics=ev.metrics,
+            )
+            self._time([self.base_record, prev, m] if prev is not self.base_record else [prev, m])
+            if spec.kind in COMPRESSING and not self._pays(m, prev):
+                notes.append(f"rolled back {spec.name}: {self._describe(m, prev)}")
+                continue
+            kept.append(spec.to_dict())
+            state, arch, prev = new, new.arch or arch, m
+            if spec.kind in TRAINING and m.accuracy < self.floor:
+                self._record(trial, kept, prev, notes)
+                raise optuna.TrialPruned(
+                    f"accuracy {m.accuracy:.2f}% after {spec.name} is below the budget's "
+                    f"{self.floor:.2f}%"
+                )
+        if prev is self.base_record:
+            self._time([self.base_record])
+        return self._record(trial, kept, prev, notes)
+
+    def _pays(self, m: Measurement, prev: Measurement) -> bool:
+        assert m.latency is not None and prev.latency is not None
+        slower = m.latency.p50 > prev.latency.p50 * NOISE
+        if self.config.objective is Objective.LATENCY:
+            return m.latency.p50 * NOISE < prev.latency.p50
+        if self.config.objective is Objective.SIZE:
+            return not slower and m.size_bytes < prev.size_bytes
+        return not slower and m.macs < prev.macs
+
+    @staticmethod
+    def _describe(m: Measurement, prev: Measurement) -> str:
+        assert m.latency is not None and prev.latency is not None
+        return (
+            f"{m.latency.p50:.4g} vs {prev.latency.p50:.4g} ms, "
+            f"{m.size_bytes:,} vs {prev.size_bytes:,} bytes on {m.state.backend}"
+        )
+
+    def _record(
+        self, trial: Any, kept: list[dict[str, Any]], last: Measurement, notes: list[str]
+    ) -> float:
+        base = self.base_record
+        assert last.latency is not None and base.latency is not None
+        ratios = {
+            Objective.LATENCY: last.latency.p50 / base.latency.p50,
+            Objective.SIZE: last.size_bytes / base.size_bytes,
+            Objective.MACS: last.macs / max(base.macs, 1),
+        }
+        drop = base.accuracy - last.accuracy
+        for key, value in {
+            "steps": kept,
+            "accuracy": last.accuracy,
+            "accuracy_drop": drop,
+            "latency_ms": last.latency.p50,
+            "speedup": base.latency.p50 / last.latency.p50,
+            "size_bytes": last.size_bytes,
+            "compression": base.size_bytes / last.size_bytes,
+            "macs": last.macs,
+            "backend": last.state.backend,
+            "notes": notes,
+            "constraint": drop - self.config.max_accuracy_drop,
+        }.items():
+            trial.set_user_attr(key, value)
+        return ratios[self.config.objective]
+
+
+def trial_table(study: Any) -> list[dict[str, Any]]:
+    """Every trial as a plain record, Pareto membership marked (accuracy up, latency and size
+    down, over the trials that finished)."""
+    rows = []
+    for t in study.trials:
+        attrs = dict(t.user_attrs)
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "params": dict(t.params),
+                "objective": t.value if t.value is not None else None,
+                **attrs,
+            }
+        )
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    points = [(-r["accuracy"], 1.0 / r["speedup"], r["size_bytes"]) for r in complete]
+    for r, on_front in zip(complete, pareto_front(points), strict=True):
+        r["pareto"] = on_front
+    return rows
+
+
+def choose(
+    trials: list[dict[str, Any]], config: AutoConfig, base_accuracy: float
+) -> tuple[dict[str, Any] | None, bool, str]:
+    """The best finished trial within budget; else the most accurate one, and why."""
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    feasible = [t for t in complete if t["constraint"] <= 1e-9]
+    if feasible:
+        best = min(feasible, key=lambda t: (t["objective"], -t["accuracy"]))
+        return (
+            best,
+            True,
+            (
+                f"trial {best['number']}: {best['speedup']:.2f}x faster, "
+                f"{best['compression']:.2f}x smaller, {best['accuracy_drop']:.2f} points lost "
+                f"(budget {config.max_accuracy_drop:g}), of {len(complete)} finished trials"
+            ),
+        )
+    if not complete:
+        return (
+            None,
+            False,
+            (
+                f"No trial finished ({len(trials)} started); the baseline is reported as is. "
+                "Raise --trials or --time-budget."
+            ),
+        )
+    best = max(complete, key=lambda t: t["accuracy"])
+    return (
+        best,
+        False,
+        (
+            f"No trial kept accuracy within {config.max_accuracy_drop:g} points of the baseline "
+            f"({base_accuracy:.2f}%); the most accurate, trial {best['number']}, lost "
+            f"{best['accuracy_drop']:.2f}. Raise --max-accuracy-drop, or --trials / --time-budget."
+        ),
+    )
+
+
+def load_trials(run_dir: Path) -> dict[str, Any]:
+    """The search section a finished search wrote (``search/trials.json``)."""
+    path = run_dir / "search" / "trials.json"
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} has no search/trials.json: not a finished slimkit auto run.")
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data

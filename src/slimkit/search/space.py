@@ -1,0 +1,111 @@
+"""What ``slimkit auto`` may try: recipe steps drawn from an Optuna trial, per model family.
+
+A search space turns a trial into plain recipe steps (the same YAML a user writes), so the
+chosen trial *is* a recipe that ``slimkit run`` reproduces. Families differ in what shrinks
+them: channels for convolutional nets; layers, heads and FFN neurons for transformers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from slimkit.registry import Registry
+
+Steps = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SpaceInputs:
+    """What a space needs besides the trial: training settings, backends, sensitive layers."""
+
+    finetune: dict[str, Any]  # TrainConfig fields for recovery training
+    quantize: tuple[str, ...]  # "mode@backend" options, "none" included
+    sensitive: tuple[str, ...]  # layers, most sensitive first
+
+
+Space = Callable[[Any, SpaceInputs], Steps]
+SPACES: Registry[Space] = Registry("search space")
+
+
+def family(model: nn.Module) -> str:
+    """``transformer`` for models with a stack of transformer layers, else ``cnn``."""
+    from slimkit.errors import StepError
+    from slimkit.models.surgery import layer_list
+
+    try:
+        layer_list(model)
+        return "transformer"
+    except StepError:
+        return "cnn"
+
+
+def _recover(trial: Any, inputs: SpaceInputs, prefix: str) -> dict[str, Any]:
+    """Fine-tuning after a structural change, distilled from the baseline or from labels."""
+    if trial.suggest_categorical(f"{prefix}_kd", [True, False]):
+        return {
+            "distill": {
+                "teacher": "baseline",
+                "student": {"current": True},
+                "temperature": 2.0,
+                "alpha": 0.5,
+                **inputs.finetune,
+            }
+        }
+    return {"finetune": dict(inputs.finetune)}
+
+
+def _quantize(trial: Any, inputs: SpaceInputs) -> Steps:
+    choice = trial.suggest_categorical("quantize", list(inputs.quantize))
+    if choice == "none":
+        return []
+    mode, _, backend = choice.partition("@")
+    return [{"quantize": {"mode": mode, "backend": backend}}]
+
+
+@SPACES.register("cnn")
+def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
+    """Channel pruning (ratio, criterion, sensitive layers kept whole), recovery, quantization."""
+    steps: Steps = []
+    ratio = trial.suggest_categorical("channels", [0.0, 0.25, 0.5, 0.625, 0.75])
+    if ratio:
+        keep = trial.suggest_int("keep_sensitive", 0, min(2, len(inputs.sensitive)))
+        prune: dict[str, Any] = {
+            "method": "channels",
+            "ratio": ratio,
+            "importance": trial.suggest_categorical("importance", ["l2", "bn-scale"]),
+        }
+        if keep:
+            prune["ignore"] = list(inputs.sensitive[:keep])
+        steps += [{"prune": prune}, _recover(trial, inputs, "channels")]
+    return steps + _quantize(trial, inputs)
+
+
+@SPACES.register("transformer")
+def transformer(trial: Any, inputs: SpaceInputs) -> Steps:
+    """Layer dropping by distillation, heads and FFN pruning with recovery, quantization."""
+    steps: Steps = []
+    keep_every = trial.suggest_categorical("keep_every", [1, 2, 3])
+    if keep_every > 1:
+        steps.append(
+            {
+                "distill": {
+                    "student": {"keep_every": keep_every},
+                    "temperature": 2.0,
+                    "alpha": 0.5,
+                    **inputs.finetune,
+                }
+            }
+        )
+    heads = trial.suggest_categorical("heads", [0.0, 0.25, 0.5])
+    ffn = trial.suggest_categorical("ffn", [0.0, 0.25, 0.5])
+    if heads:
+        steps.append({"prune": {"method": "heads", "ratio": heads}})
+    if ffn:
+        steps.append({"prune": {"method": "ffn", "ratio": ffn}})
+    if heads or ffn:
+        steps.append(_recover(trial, inputs, "structure"))
+    return steps + _quantize(trial, inputs)

@@ -1,0 +1,103 @@
+"""slimkit auto on a tiny model: the Pareto front, the chosen recipe, storage and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from tests.test_pipeline import tiny_recipe
+
+import slimkit
+from slimkit.search import AutoConfig, auto, pareto_front
+from slimkit.search.auto import STUDY, choose
+
+
+def test_pareto_front_of_given_points():
+    # (accuracy lost, latency, size): lower is better on each axis
+    points = [(0.1, 5.0, 100), (0.5, 2.0, 100), (0.5, 2.0, 120), (1.0, 1.0, 50), (0.1, 6.0, 90)]
+    assert pareto_front(points) == [True, True, False, True, True]
+    assert pareto_front([(1, 1), (1, 1)]) == [True, True]  # equal points dominate neither
+
+
+def _trial(number: int, drop: float, objective: float, budget: float = 1.0) -> dict:
+    return {
+        "number": number,
+        "state": "COMPLETE",
+        "accuracy": 99.0 - drop,
+        "accuracy_drop": drop,
+        "objective": objective,
+        "constraint": drop - budget,
+        "speedup": 1 / objective,
+        "compression": 2.0,
+    }
+
+
+def test_choice_is_the_best_objective_within_budget():
+    trials = [_trial(0, 0.2, 0.5), _trial(1, 2.0, 0.1), _trial(2, 0.9, 0.3)]
+    chosen, met, message = choose(trials, AutoConfig(max_accuracy_drop=1.0), 99.0)
+    assert chosen["number"] == 2 and met and message.startswith("trial 2: 3.33x faster")
+
+
+def test_an_impossible_budget_ends_with_the_most_accurate_trial_and_says_so():
+    trials = [_trial(0, 0.8, 0.5, 0.1), _trial(1, 2.0, 0.1, 0.1)]
+    chosen, met, message = choose(trials, AutoConfig(max_accuracy_drop=0.1), 99.0)
+    assert chosen["number"] == 0 and not met
+    assert "No trial kept accuracy within 0.1 points" in message and "lost 0.80" in message
+
+
+@pytest.fixture
+def base_recipe(blobs_npz: Path, fixtures_on_path: Path) -> slimkit.Recipe:
+    recipe = tiny_recipe(blobs_npz, steps=[])
+    recipe["baseline"]["train"]["epochs"] = 6
+    recipe["steps"] = [{"finetune": {"epochs": 1}}]  # ignored by auto
+    return slimkit.Recipe.from_dict(recipe)
+
+
+def test_search_writes_a_study_a_front_and_a_recipe_that_reproduces_the_choice(
+    base_recipe: slimkit.Recipe, tmp_path: Path
+):
+    config = AutoConfig(max_accuracy_drop=2.0, trials=4, finetune_epochs=2, backend="onnxruntime")
+    result = auto(base_recipe, config, tmp_path / "search")
+    run_dir = result.run_dir
+    search = result.results["search"]
+    assert len(search["trials"]) == 4 and (run_dir / "search" / "search.db").is_file()
+    finished = [t for t in search["trials"] if t["state"] == "COMPLETE"]
+    assert finished and any(t["pareto"] for t in finished)
+    # the front is exactly the non-dominated finished trials
+    points = [(-t["accuracy"], 1 / t["speedup"], t["size_bytes"]) for t in finished]
+    assert [t["pareto"] for t in finished] == pareto_front(points)
+    chosen = next(t for t in search["trials"] if t["number"] == search["chosen_trial"])
+    assert result.met_budget and chosen["accuracy_drop"] <= 2.0
+    # the run directory is a plain run of the chosen recipe, and the report shows the search
+    best = yaml.safe_load((run_dir / "best-recipe.yaml").read_text())
+    assert best["steps"] == json.loads(json.dumps(chosen["steps"]))
+    final = result.results["steps"][-1]
+    assert final["accuracy"] == pytest.approx(chosen["accuracy"], abs=2.0)
+    assert final["size_bytes"] == pytest.approx(chosen["size_bytes"], rel=0.02)
+    html = (run_dir / "report.html").read_text()
+    assert 'data-plot="pareto"' in html and 'data-plot="sensitivity"' in html
+    again = slimkit.run(slimkit.Recipe.load(run_dir / "best-recipe.yaml"), out=tmp_path / "again")
+    assert again.results["steps"][-1]["size_bytes"] == pytest.approx(final["size_bytes"], rel=0.02)
+    assert again.results["steps"][-1]["accuracy"] == pytest.approx(final["accuracy"], abs=2.0)
+
+
+def test_an_interrupted_search_resumes_without_losing_trials(
+    base_recipe: slimkit.Recipe, tmp_path: Path
+):
+    config = AutoConfig(trials=2, finetune_epochs=1, backend="onnxruntime")
+    first = auto(base_recipe, config, tmp_path / "search")
+    storage = f"sqlite:///{first.run_dir / 'search' / 'search.db'}"
+    before = optuna.load_study(study_name=STUDY, storage=storage).trials
+    resumed = auto(None, config.model_copy(update={"trials": 3}), resume=first.run_dir)
+    after = optuna.load_study(study_name=STUDY, storage=storage).trials
+    assert len(before) == 2 and len(after) == 3
+    assert [t.params for t in after[:2]] == [t.params for t in before]
+    assert len(resumed.results["search"]["trials"]) == 3
+
+
+def test_auto_cli_without_a_recipe_or_model_says_what_to_give(cli):
+    result = cli("auto", "--trials", "1")
+    assert result.code == 2 and "Give --recipe, or --model and --data" in result.err
