@@ -23,22 +23,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _common import COLUMNS as BASE_COLUMNS
 from _common import finish, median_p50, parser, print_table, row, shipped_baseline
 from slimkit._console import quiet_libraries
 
-COLUMNS = [
-    "workload",
-    "method",
-    "backend",
-    "accuracy",
-    "accuracy_drop",
-    "latency_ms",
-    "speedup",
-    "size_bytes",
-    "compression",
-    "efficiency_pct",
-    "wall_s",
-]
+COLUMNS = [*BASE_COLUMNS[:-1], "efficiency_pct", "wall_s"]
 PLANS = {"W1": "demo.yaml", "W2": "minilm-bbc.yaml"}
 
 

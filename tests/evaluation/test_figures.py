@@ -101,3 +101,20 @@ def test_size_on_disk_is_the_artifact_file(tmp_path: Path):
     assert tensor_bytes < figures["size_bytes"] < tensor_bytes + 4096
     assert figures["params"] == count_params(net) and figures["batch_size"] == 2
     assert figures["macs"] == count_macs(net, data.sample_inputs(1))
+
+
+def test_nonzero_counts_torchao_quantized_weights_by_what_they_represent():
+    import copy
+
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    from slimkit.evaluation.size import count_nonzero, count_params
+
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 4))
+    with torch.no_grad():
+        net[0].weight[:, :32] = 0
+    quantized = copy.deepcopy(net)
+    quantize_(quantized, Int8DynamicActivationInt8WeightConfig())
+    assert count_params(quantized) == count_params(net) == 64 * 64 + 64 + 64 * 4 + 4
+    # the pruned half stays zero; int8 rounding may zero a few more small weights
+    assert count_nonzero(net) - 16 <= count_nonzero(quantized) <= count_nonzero(net)

@@ -17,7 +17,16 @@ def count_params(model: nn.Module) -> int:
 def count_nonzero(model: nn.Module) -> int:
     """Number of parameters that are not exactly zero (tied parameters counted once)."""
     with torch.no_grad():
-        return sum(int(torch.count_nonzero(p)) for p in model.parameters())
+        return sum(_nonzero(p) for p in model.parameters())
+
+
+def _nonzero(p: torch.Tensor) -> int:
+    if type(p) in (torch.Tensor, nn.Parameter):
+        return int(torch.count_nonzero(p))
+    # A quantized tensor subclass (torchao's Int8Tensor, ...) implements few aten ops; count
+    # what it represents.
+    dense = p.dequantize() if hasattr(p, "dequantize") else None
+    return int(torch.count_nonzero(dense)) if isinstance(dense, torch.Tensor) else p.numel()
 
 
 def _artifact_tensors(path: Path) -> dict[str, int]:

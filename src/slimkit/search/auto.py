@@ -29,7 +29,7 @@ from pydantic import Field
 
 from slimkit._io import write_json, write_text
 from slimkit.config import Config
-from slimkit.errors import RecipeError, RunDirError, SlimkitError
+from slimkit.errors import RecipeError, RunDirError
 from slimkit.evaluation import Measurement, measure, time_interleaved
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.progress import SILENT, Progress
@@ -181,7 +181,7 @@ def auto(
                     trial_runner,
                     n_trials=config.trials - done,
                     timeout=config.time_budget_min * 60 if config.time_budget_min else None,
-                    catch=(SlimkitError,),
+                    catch=(Exception,),  # recorded as FAIL with its note; the search goes on
                     callbacks=[lambda _s, _t: task.advance()],
                 )
     trials = trial_table(study)
@@ -271,8 +271,8 @@ class _TrialRunner:
         try:
             with tempfile.TemporaryDirectory(prefix="slimkit-trial-") as tmp:
                 return self._run(trial, steps, Path(tmp))
-        except SlimkitError as err:
-            trial.set_user_attr("notes", [f"failed: {err}"])
+        except Exception as err:  # one failing combination must not end a long search
+            trial.set_user_attr("notes", [f"failed: {type(err).__name__}: {err}"])
             raise
 
     def _time(self, records: list[Measurement]) -> None:
