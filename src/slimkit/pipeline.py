@@ -88,16 +88,7 @@ def execute(
     ev = recipe.evaluation
 
     def measured(name: str, kind: str, done: Done) -> Measurement:
-        m = measure(
-            name,
-            kind,
-            done.state,
-            base.data,
-            artifact_stem=done.stem,
-            arch=done.arch,
-            batch_size=ev.batch_size,
-            metrics=ev.metrics,
-        )
+        m = measure_as(recipe, base.data, name, kind, done.state, done.stem, done.arch)
         m.wall_s, m.notes = time.perf_counter() - done.start, list(done.state.notes)
         return m
 
@@ -109,15 +100,7 @@ def execute(
         task.update(f"{done.label}: accuracy {records[-1].accuracy:.2f}%")
 
     busy = busy_warning()
-    time_interleaved(
-        records,
-        base.data,
-        batch_size=ev.batch_size,
-        warmup=ev.warmup,
-        rounds=ev.rounds,
-        per_round=ev.per_round,
-        progress=progress,
-    )
+    time_as(recipe, records, base.data, progress)
     _note_regressions(records)
     results = build_results(recipe.to_dict(), records, run_dir, env)
     busy = busy or busy_warning()
@@ -137,6 +120,45 @@ class Done:
     arch: dict[str, Any]
     start: float
     label: str = "baseline"
+
+
+def measure_as(
+    recipe: Recipe,
+    data: DataBundle,
+    name: str,
+    kind: str,
+    state: ModelState,
+    stem: Path,
+    arch: dict[str, Any],
+) -> Measurement:
+    """Measure ``state`` (all but latency) the way ``recipe``'s evaluation settings say."""
+    ev = recipe.evaluation
+    return measure(
+        name,
+        kind,
+        state,
+        data,
+        artifact_stem=stem,
+        arch=arch,
+        batch_size=ev.batch_size,
+        metrics=ev.metrics,
+    )
+
+
+def time_as(
+    recipe: Recipe, records: list[Measurement], data: DataBundle, progress: Progress = SILENT
+) -> None:
+    """Time ``records`` interleaved with ``recipe``'s evaluation settings."""
+    ev = recipe.evaluation
+    time_interleaved(
+        records,
+        data,
+        batch_size=ev.batch_size,
+        warmup=ev.warmup,
+        rounds=ev.rounds,
+        per_round=ev.per_round,
+        progress=progress,
+    )
 
 
 def step_context(

@@ -25,7 +25,7 @@ from slimkit.distillation.losses import kd_loss
 from slimkit.errors import StepError
 from slimkit.progress import SILENT, Progress
 from slimkit.training.trainer import TrainConfig, TrainHistory, train
-from slimkit.transfer.params import freeze
+from slimkit.transfer.params import frozen
 
 
 class DistillTrainConfig(TrainConfig):
@@ -92,8 +92,6 @@ def distill(
     mask_at = (
         data.input_names.index("attention_mask") if "attention_mask" in data.input_names else None
     )
-    given = {name: p.requires_grad for name, p in student.named_parameters()}
-    freeze(student, config.freeze)
     undo = [use_eager_attention(m) for m in (teacher, student)] if config.attention else []
     t_cap, s_cap = hook_pairs(teacher, student, config.hints, config.attention)
     try:
@@ -129,20 +127,19 @@ def distill(
                 )
             return total
 
-        wrapper = _Distiller(student, projections, n)
-        history = train(
-            wrapper,
-            train_data,
-            config.model_copy(update={"freeze": ()}),
-            progress=progress,
-            loss_fn=loss,
-        )
+        # freeze: names the student's layers, so it applies to the student, not the wrapper
+        with frozen(student, config.freeze):
+            history = train(
+                _Distiller(student, projections, n),
+                train_data,
+                config.model_copy(update={"freeze": ()}),
+                progress=progress,
+                loss_fn=loss,
+            )
     finally:
         t_cap.remove()
         s_cap.remove()
         for restore in undo:
             restore()
-        for name, p in student.named_parameters():
-            p.requires_grad_(given[name])
     student.eval()
     return history

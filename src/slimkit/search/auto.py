@@ -16,7 +16,6 @@ smallest) model within an accuracy budget, measured on the runtime that will ser
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,8 +29,17 @@ from pydantic import Field
 from slimkit._io import write_json, write_text
 from slimkit.config import Config
 from slimkit.errors import RecipeError, RunDirError
-from slimkit.evaluation import Measurement, measure, time_interleaved
+from slimkit.evaluation import Measurement
 from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.pipeline import (
+    SLOWER_MARGIN,
+    apply_step,
+    execute,
+    measure_as,
+    prepare_baseline,
+    step_context,
+    time_as,
+)
 from slimkit.progress import SILENT, Progress
 from slimkit.pruning.sensitivity import layer_sensitivity
 from slimkit.recipe import Recipe
@@ -40,8 +48,6 @@ from slimkit.search.pareto import pareto_front
 from slimkit.search.space import SPACES, SpaceInputs, family
 from slimkit.state import ModelState
 
-# A step is faster than its input only beyond the run-to-run noise of interleaved timing.
-NOISE = 1.05
 COMPRESSING = ("prune", "quantize", "distill")
 TRAINING = ("finetune", "distill")
 STUDY = "slimkit-auto"
@@ -109,8 +115,6 @@ def auto(
     """
     import optuna
 
-    from slimkit.pipeline import execute, prepare_baseline
-
     if resume is not None:
         run_dir = Path(resume)
         recipe, config, storage = _load_search(run_dir, storage, config)
@@ -130,17 +134,16 @@ def auto(
             ),
         )
     base = prepare_baseline(recipe, progress)
-    ev = recipe.evaluation
     with tempfile.TemporaryDirectory(prefix="slimkit-auto-") as tmp:
-        base_record = measure(
-            "baseline",
-            "baseline",
-            ModelState(base.model, ev.backend),
+        baseline_state = ModelState(base.model, recipe.evaluation.backend)
+        base_record = measure_as(
+            recipe,
             base.data,
-            artifact_stem=Path(tmp) / "baseline",
-            arch=base.arch,
-            batch_size=ev.batch_size,
-            metrics=ev.metrics,
+            "baseline",
+            "baseline",
+            baseline_state,
+            Path(tmp) / "baseline",
+            base.arch,
         )
         floor = base_record.accuracy - config.max_accuracy_drop
         with progress.task("per-layer sensitivity"):
@@ -275,21 +278,8 @@ class _TrialRunner:
             trial.set_user_attr("notes", [f"failed: {type(err).__name__}: {err}"])
             raise
 
-    def _time(self, records: list[Measurement]) -> None:
-        ev = self.recipe.evaluation
-        time_interleaved(
-            records,
-            self.base.data,
-            batch_size=ev.batch_size,
-            warmup=ev.warmup,
-            rounds=ev.rounds,
-            per_round=ev.per_round,
-        )
-
     def _run(self, trial: Any, steps: list[dict[str, Any]], root: Path) -> float:
         import optuna
-
-        from slimkit.pipeline import apply_step, step_context
 
         candidate = Recipe.from_dict({**self.recipe.to_dict(), "steps": steps})
         ev = self.recipe.evaluation
@@ -303,22 +293,23 @@ class _TrialRunner:
         for i, spec in enumerate(candidate.steps, 1):
             ctx = step_context(candidate, self.base, root / f"{i:02d}-{spec.name}", arch, SILENT)
             new = apply_step(spec, state, ctx)
-            m = measure(
+            arch_after = new.arch or arch
+            m = measure_as(
+                candidate,
+                self.base.data,
                 spec.name,
                 spec.kind,
                 new,
-                self.base.data,
-                artifact_stem=ctx.artifact_stem,
-                arch=new.arch or arch,
-                batch_size=ev.batch_size,
-                metrics=ev.metrics,
+                ctx.artifact_stem,
+                arch_after,
             )
-            self._time([self.base_record, prev, m] if prev is not self.base_record else [prev, m])
+            records = [self.base_record, prev, m] if prev is not self.base_record else [prev, m]
+            time_as(candidate, records, self.base.data)
             if spec.kind in COMPRESSING and not self._pays(m, prev):
                 notes.append(f"rolled back {spec.name}: {self._describe(m, prev)}")
                 continue
             kept.append(spec.to_dict())
-            state, arch, prev = new, new.arch or arch, m
+            state, arch, prev = new, arch_after, m
             if spec.kind in TRAINING and m.accuracy < self.floor:
                 self._record(trial, kept, prev, notes)
                 raise optuna.TrialPruned(
@@ -326,14 +317,14 @@ class _TrialRunner:
                     f"{self.floor:.2f}%"
                 )
         if prev is self.base_record:
-            self._time([self.base_record])
+            time_as(candidate, [self.base_record], self.base.data)
         return self._record(trial, kept, prev, notes)
 
     def _pays(self, m: Measurement, prev: Measurement) -> bool:
         assert m.latency is not None and prev.latency is not None
-        slower = m.latency.p50 > prev.latency.p50 * NOISE
+        slower = m.latency.p50 > prev.latency.p50 * SLOWER_MARGIN
         if self.config.objective is Objective.LATENCY:
-            return m.latency.p50 * NOISE < prev.latency.p50
+            return m.latency.p50 * SLOWER_MARGIN < prev.latency.p50
         if self.config.objective is Objective.SIZE:
             return not slower and m.size_bytes < prev.size_bytes
         return not slower and m.macs < prev.macs
@@ -432,12 +423,3 @@ def choose(
             f"{best['accuracy_drop']:.2f}. Raise --max-accuracy-drop, or --trials / --time-budget."
         ),
     )
-
-
-def load_trials(run_dir: Path) -> dict[str, Any]:
-    """The search section a finished search wrote (``search/trials.json``)."""
-    path = run_dir / "search" / "trials.json"
-    if not path.is_file():
-        raise RunDirError(f"{run_dir} has no search/trials.json: not a finished slimkit auto run.")
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data

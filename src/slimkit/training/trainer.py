@@ -34,7 +34,7 @@ from slimkit.training import checkpoint
 from slimkit.training.augment import AUGMENTS
 from slimkit.transfer.params import (
     depth_groups,
-    freeze,
+    frozen,
     layerwise_lrs,
     require_trainable,
     unfrozen_at,
@@ -240,10 +240,33 @@ def train(
     >>> from slimkit.training import TrainConfig, train
     >>> history = train(net, bundle, TrainConfig(epochs=2, lr=3e-3))  # doctest: +SKIP
     """
+    with frozen(model, config.freeze):
+        return _fit(
+            model,
+            data,
+            config,
+            progress=progress,
+            keep_sparsity=keep_sparsity,
+            loss_fn=loss_fn,
+            on_step=on_step,
+            checkpoint_dir=checkpoint_dir,
+        )
+
+
+def _fit(
+    model: nn.Module,
+    data: DataBundle,
+    config: TrainConfig,
+    *,
+    progress: Progress,
+    keep_sparsity: bool,
+    loss_fn: LossFn | None,
+    on_step: Callable[[int, int], None] | None,
+    checkpoint_dir: Path | None,
+) -> TrainHistory:
+    """:func:`train`'s loop, with ``config.freeze`` already applied."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    given = {n: p.requires_grad for n, p in model.named_parameters()}
-    freeze(model, config.freeze)
     require_trainable(model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     blocks = [[n for n, _ in block] for block in depth_groups(model)]
@@ -352,8 +375,6 @@ def train(
             )
         if history.stopped_early:
             break
-    for name, p in params.items():
-        p.requires_grad_(given[name])  # freezing was for this training only
     if best_state is not None:
         inner.load_state_dict(best_state)
     if config.regularize.active:

@@ -8,7 +8,8 @@ Ruder 2018), or gives lower blocks smaller learning rates (discriminative / laye
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from torch import nn
 
@@ -38,15 +39,24 @@ def depth_groups(model: nn.Module) -> list[list[tuple[str, nn.Parameter]]]:
     return list(groups.values())
 
 
-def freeze(model: nn.Module, patterns: Sequence[str]) -> list[str]:
-    """Turn off gradients for the parameters of the layers ``patterns`` select; return names."""
+def freeze(model: nn.Module, patterns: Sequence[str]) -> None:
+    """Turn off gradients for the parameters of the layers ``patterns`` select."""
     check_names_exist(model, patterns, "freeze")
-    frozen = []
-    for layer_name, module in select(model, list(patterns)):
-        for pname, param in module.named_parameters():
-            param.requires_grad_(False)
-            frozen.append(f"{layer_name}.{pname}" if layer_name else pname)
-    return frozen
+    for _, module in select(model, list(patterns)):
+        module.requires_grad_(False)
+
+
+@contextmanager
+def frozen(model: nn.Module, patterns: Sequence[str]) -> Iterator[None]:
+    """Freeze the layers ``patterns`` select for a block of training, then restore every
+    parameter's flag as it was, also when the training fails."""
+    given = {name: p.requires_grad for name, p in model.named_parameters()}
+    freeze(model, patterns)
+    try:
+        yield
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(given[name])
 
 
 def require_trainable(model: nn.Module) -> None:
