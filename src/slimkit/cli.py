@@ -5,8 +5,10 @@ Every error slimkit raises on purpose is printed as one paragraph with exit stat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,14 +41,49 @@ WeightsOpt = Annotated[
     typer.Option("--weights", "-w", help="Weights to load: .safetensors or a checkpoint."),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Batch size for timing.")]
+TrustCheckpointOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-checkpoint",
+        help="Allow a weights checkpoint that needs full unpickling. Unpickling runs any code "
+        "the file names: only for files you trust.",
+    ),
+]
+TrustRemoteCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Let a Hugging Face directory run the Python code it ships: only if you trust it.",
+    ),
+]
 
 
-def _model_and_data(model: str, data: str, weights: Path | None) -> tuple[Any, Any, dict[str, Any]]:
+@dataclass(frozen=True)
+class Trust:
+    """The user's explicit opt-ins to loading that can run code from a file."""
+
+    checkpoint: bool = False
+    remote_code: bool = False
+
+    def apply(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """``spec`` (a model mapping) with the opt-ins the user gave switched on."""
+        return {
+            **spec,
+            **({"trust_checkpoint": True} if self.checkpoint else {}),
+            **({"trust_remote_code": True} if self.remote_code else {}),
+        }
+
+
+def _model_and_data(
+    model: str, data: str, weights: Path | None, trust: Trust
+) -> tuple[Any, Any, dict[str, Any]]:
     from slimkit.data import load_data
     from slimkit.models import ModelSpec, arch_of, build_model, load_tokenizer_for
     from slimkit.pipeline import check_fits
 
-    spec = ModelSpec.parse({"source": model, "weights": str(weights) if weights else None})
+    spec = ModelSpec.parse(
+        trust.apply({"source": model, "weights": str(weights) if weights else None})
+    )
     bundle = load_data(data, load_tokenizer_for(spec))
     hints = {
         k: v
@@ -88,11 +125,13 @@ def _points(drop: float) -> str:
     return f"{abs(drop):.2f} points {'lost' if drop > 0 else 'gained' if drop < 0 else 'changed'}"
 
 
-def _run_recipe(recipe_path: Path, out: Path | None) -> None:
+def _run_recipe(recipe_path: Path, out: Path | None, trust: Trust = Trust()) -> None:
     from slimkit.pipeline import run
     from slimkit.recipe import Recipe
 
     recipe = Recipe.load(recipe_path)
+    if trust != Trust():
+        recipe = dataclasses.replace(recipe, model=recipe.model.model_copy(update=trust.apply({})))
     with RichProgress(console) as progress:
         result = run(recipe, out, progress)
     if result.results:  # a data-parallel follower process measures and reports nothing
@@ -101,13 +140,37 @@ def _run_recipe(recipe_path: Path, out: Path | None) -> None:
 
 @app.command("run")
 def run_cmd(
-    recipe: Annotated[Path, typer.Argument(help="YAML recipe file.")],
+    recipe: Annotated[
+        Path | None, typer.Argument(help="YAML recipe file (not with --resume).")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory (new or empty).")
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Finish the interrupted run in this directory, reusing finished steps."),
+    ] = None,
+    trust_checkpoint: TrustCheckpointOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Run a recipe: baseline, then each step, measured side by side."""
-    _run_recipe(recipe, out)
+    from slimkit.errors import RecipeError
+
+    if resume is not None:
+        if recipe is not None or out is not None:
+            raise RecipeError(
+                "--resume continues a run with the recipe it saved; give the run directory "
+                "alone (slimkit run --resume RUN_DIR), without a recipe or --out."
+            )
+        from slimkit.pipeline import resume as resume_run
+
+        with RichProgress(console) as progress:
+            result = resume_run(resume, progress)
+        _print_results(result.results, result.run_dir)
+        return
+    if recipe is None:
+        raise RecipeError("Give a recipe file (slimkit run RECIPE.yaml) or --resume RUN_DIR.")
+    _run_recipe(recipe, out, Trust(trust_checkpoint, trust_remote_code))
 
 
 @app.command()
@@ -138,12 +201,16 @@ def eval_cmd(
         Backend, typer.Option(help="Runtime to serve the model on.")
     ] = Backend.eager,
     batch_size: BatchOpt = 1,
+    trust_checkpoint: TrustCheckpointOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Measure one model: accuracy, parameters, non-zeros, size, MACs, latency."""
     from slimkit.evaluation import evaluate
 
     with RichProgress(console) as progress, progress.task("loading and measuring"):
-        net, bundle, arch = _model_and_data(model, data, weights)
+        net, bundle, arch = _model_and_data(
+            model, data, weights, Trust(trust_checkpoint, trust_remote_code)
+        )
         figures = evaluate(net, bundle, backend=backend.value, batch_size=batch_size, arch=arch)
     table = Table(title=f"{model} on {data}", title_justify="left")
     table.add_column("figure")
@@ -171,6 +238,8 @@ def bench(
     ] = None,
     batch_size: BatchOpt = 1,
     rounds: Annotated[int, typer.Option(min=1, help="Interleaved timing rounds.")] = 20,
+    trust_checkpoint: TrustCheckpointOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Time one model on several runtimes, interleaved in one process."""
     import tempfile
@@ -182,7 +251,9 @@ def bench(
     backends = list(dict.fromkeys(backend or [Backend.eager, Backend.onnxruntime]))
     with RichProgress(console) as progress, tempfile.TemporaryDirectory() as tmp:
         with progress.task("loading model and data"):
-            net, bundle, arch = _model_and_data(model, data, weights)
+            net, bundle, arch = _model_and_data(
+                model, data, weights, Trust(trust_checkpoint, trust_remote_code)
+            )
         ms = [
             measure(
                 b.value,
@@ -227,6 +298,8 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write (must not exist).")],
     weights: WeightsOpt = None,
     format: Annotated[Format, typer.Option(help="onnx (verified) or safetensors.")] = Format.onnx,
+    trust_checkpoint: TrustCheckpointOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Export a model to ONNX (checked against PyTorch) or safetensors with its architecture."""
     from slimkit.errors import ExportError
@@ -237,7 +310,9 @@ def export(
             f"{out} already exists; slimkit never overwrites a file. Choose another --out."
         )
     with RichProgress(console) as progress, progress.task(f"exporting to {format.value}"):
-        net, bundle, arch = _model_and_data(model, data, weights)
+        net, bundle, arch = _model_and_data(
+            model, data, weights, Trust(trust_checkpoint, trust_remote_code)
+        )
         if format is Format.onnx:
             export_onnx(net, bundle.sample_inputs(2), bundle.input_names, out)
         else:
@@ -268,6 +343,8 @@ def sensitivity(
         Path,
         typer.Option("--out", "-o", help="Folder for the table, JSON and plot (new or empty)."),
     ] = Path("sensitivity"),
+    trust_checkpoint: TrustCheckpointOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Prune each layer alone at several sparsities and measure it: table, JSON and plot."""
     from slimkit._io import write_json, write_text
@@ -280,7 +357,9 @@ def sensitivity(
     levels = _ratios(ratios)
     with RichProgress(console) as progress:
         with progress.task("loading model and data"):
-            net, bundle, _ = _model_and_data(model, data, weights)
+            net, bundle, _ = _model_and_data(
+                model, data, weights, Trust(trust_checkpoint, trust_remote_code)
+            )
         layers = sens.prunable_layers(net)
         with progress.task("pruning each layer alone", total=len(layers)) as task:
             curves = sens.layer_sensitivity(
@@ -459,15 +538,18 @@ def list_cmd(what: Annotated[Listing, typer.Argument(help="What to list.")] = Li
 def main() -> None:
     """Console entry point: library errors become one paragraph and exit status 2."""
     quiet_libraries()
-    from slimkit.errors import SlimkitError
+    from slimkit.errors import RunInterrupted, SlimkitError
 
     try:
         app()
+    except RunInterrupted as err:
+        errors.print(f"[bold yellow]{err}[/]", highlight=False, soft_wrap=True)
+        sys.exit(130)
     except SlimkitError as err:
         errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        errors.print("[bold red]interrupted[/]")
+        errors.print("[bold yellow]Interrupted.[/]")
         sys.exit(130)
 
 

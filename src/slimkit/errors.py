@@ -41,3 +41,14 @@ class ExportError(SlimkitError):
 
 class RunDirError(SlimkitError):
     """The run directory cannot be created (it exists, or is not writable)."""
+
+
+class RunInterrupted(SlimkitError):
+    """A run was stopped (Ctrl-C) before it finished; its directory can be resumed."""
+
+    def __init__(self, run_dir: object) -> None:
+        super().__init__(
+            f"Interrupted; the run so far is kept in {run_dir}. "
+            f"Continue it with: slimkit run --resume {run_dir}"
+        )
+        self.run_dir = run_dir

@@ -23,13 +23,14 @@ from torch import nn
 
 from slimkit._io import write_json, write_text
 from slimkit.data import DataBundle, load_data
-from slimkit.errors import ShapeMismatchError
+from slimkit.errors import RunDirError, RunInterrupted, ShapeMismatchError
 from slimkit.evaluation import Measurement, measure, time_interleaved
 from slimkit.models import arch_of, build_model, load_tokenizer_for
 from slimkit.progress import SILENT, Progress, Task
 from slimkit.recipe import Recipe, StepSpec
 from slimkit.report import write_reports
 from slimkit.results import build_results
+from slimkit.resume import StepStore, chain_key
 from slimkit.rundir import busy_warning, create_run_dir, environment
 from slimkit.state import ModelState
 from slimkit.steps import STEPS, StepContext
@@ -61,7 +62,36 @@ def run(
     """
     if int(os.environ.get("RANK", "0")) > 0:
         return _follow(recipe)
-    return execute(recipe, create_run_dir(recipe.name, out), progress)
+    run_dir = create_run_dir(recipe.name, out)
+    try:
+        return execute(recipe, run_dir, progress)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run_dir) from None
+
+
+def resume(run_dir: str | os.PathLike[str], progress: Progress = SILENT) -> RunResult:
+    """Finish a run that was interrupted (Ctrl-C, a kill, a crash) in its own directory.
+
+    The recipe is the one the run saved. Steps that finished are reused from the run's
+    checkpoints when their content key and file hashes match; the interrupted step restarts,
+    from its last training epoch where it trains; the rest run as usual.
+    """
+    path = Path(run_dir)
+    if not (path / "recipe.yaml").is_file():
+        raise RunDirError(
+            f"{str(path)!r} is not a slimkit run directory (it has no recipe.yaml); "
+            "--resume takes the directory an interrupted `slimkit run` printed."
+        )
+    if (path / "results.json").is_file():
+        raise RunDirError(
+            f"The run in {str(path)!r} already finished: its results are in results.json. "
+            "Start a new run instead of resuming it."
+        )
+    recipe = Recipe.load(path / "recipe.yaml")
+    try:
+        return execute(recipe, path, progress, resumed=True)
+    except KeyboardInterrupt:
+        raise RunInterrupted(path) from None
 
 
 def execute(
@@ -70,21 +100,25 @@ def execute(
     progress: Progress = SILENT,
     base: Baseline | None = None,
     extra: dict[str, Any] | None = None,
+    resumed: bool = False,
 ) -> RunResult:
     """Run ``recipe`` into the existing ``run_dir``: :func:`run` without creating the folder.
 
     ``base`` reuses a baseline already prepared for this recipe; ``extra`` adds sections to
-    results.json (a search adds its trials).
+    results.json (a search adds its trials). Each finished step is kept in the run's
+    checkpoints until results.json is written; ``resumed`` reuses the ones already there.
     """
     threads = recipe.evaluation.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(recipe.seed)
-    write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    if not resumed:
+        write_text(run_dir / "recipe.yaml", recipe.to_yaml())
     env = environment(threads)
     write_json(run_dir / "environment.json", env)
+    store = StepStore(run_dir)
 
     start = time.perf_counter()
-    base = base or prepare_baseline(recipe, progress)
+    base = base or prepare_baseline(recipe, progress, store)
     ev = recipe.evaluation
 
     def measured(name: str, kind: str, done: Done) -> Measurement:
@@ -95,7 +129,9 @@ def execute(
     state = ModelState(base.model, ev.backend, notes=base.notes)
     first = Done(state, run_dir / "artifacts" / "00-baseline", base.arch, start)
     records = [measured("baseline", "baseline", first)]
-    for step, done, task in apply_steps(recipe, base, state, run_dir / "artifacts", progress):
+    reused: list[str] = []
+    steps = apply_steps(recipe, base, state, run_dir / "artifacts", progress, store, reused)
+    for step, done, task in steps:
         records.append(measured(step.name, step.kind, done))
         task.update(f"{done.label}: accuracy {records[-1].accuracy:.2f}%")
 
@@ -105,8 +141,11 @@ def execute(
     results = build_results(recipe.to_dict(), records, run_dir, env)
     busy = busy or busy_warning()
     results["warnings"] = [busy] if busy else []
+    if resumed:
+        results["resumed"] = {"reused_steps": reused}
     results.update(extra or {})
     write_json(run_dir / "results.json", results)
+    store.clear()
     write_reports(run_dir, results)
     return RunResult(run_dir, results)
 
@@ -162,12 +201,24 @@ def time_as(
 
 
 def step_context(
-    recipe: Recipe, base: Baseline, stem: Path, arch: dict[str, Any], progress: Progress
+    recipe: Recipe,
+    base: Baseline,
+    stem: Path,
+    arch: dict[str, Any],
+    progress: Progress,
+    checkpoint_dir: Path | None = None,
 ) -> StepContext:
     """What a step of ``recipe`` gets besides the model."""
     ev = recipe.evaluation
     return StepContext(
-        base.data, stem, progress, recipe.seed, ev.batch_size, arch, baseline=base.model
+        base.data,
+        stem,
+        progress,
+        recipe.seed,
+        ev.batch_size,
+        arch,
+        baseline=base.model,
+        checkpoint_dir=checkpoint_dir,
     )
 
 
@@ -178,20 +229,40 @@ def apply_step(step: StepSpec, state: ModelState, ctx: StepContext) -> ModelStat
 
 
 def apply_steps(
-    recipe: Recipe, base: Baseline, state: ModelState, root: Path, progress: Progress
+    recipe: Recipe,
+    base: Baseline,
+    state: ModelState,
+    root: Path,
+    progress: Progress,
+    store: StepStore | None = None,
+    reused: list[str] | None = None,
 ) -> Iterator[tuple[StepSpec, Done, Task]]:
     """Apply the recipe's steps in order, each to a copy of the previous model.
 
-    Yields inside each step's progress task, so the caller can measure before it closes.
+    Yields inside each step's progress task, so the caller can measure before it closes. With
+    a ``store``, each finished step is kept there, and a step it already holds under the same
+    key is reused (its name appended to ``reused``) instead of applied again.
     """
-    arch = base.arch
+    arch, model_key = base.arch, base.key
     for i, step in enumerate(recipe.steps, 1):
         stem = root / f"{i:02d}-{step.name}"
         label = f"step {i}/{len(recipe.steps)}: {step.name}"
+        key = chain_key(model_key, step.to_dict())
         with progress.task(f"{label} ({step.kind})") as task:
             start = time.perf_counter()
-            state = apply_step(step, state, step_context(recipe, base, stem, arch, progress))
-            arch = state.arch or arch
+            kept = store.load(stem.name, key) if store is not None else None
+            if kept is not None:
+                state, arch, start = kept.state, kept.arch, start - kept.wall_s
+                if reused is not None:
+                    reused.append(step.name)
+            else:
+                where = store.training_dir(stem.name, key) if store is not None else None
+                ctx = step_context(recipe, base, stem, arch, progress, where)
+                state = apply_step(step, state, ctx)
+                arch = state.arch or arch
+                if store is not None:
+                    kept = store.save(stem.name, key, state, arch, time.perf_counter() - start)
+            model_key = chain_key(key, {"model": kept.digest}) if kept is not None else key
             yield step, Done(state, stem, arch, start, label), task
 
 
@@ -215,12 +286,16 @@ class Baseline:
     data: DataBundle
     arch: dict[str, Any]
     notes: list[str]
+    key: str  # what produced it: the root of the steps' content keys
 
 
-def prepare_baseline(recipe: Recipe, progress: Progress = SILENT) -> Baseline:
+def prepare_baseline(
+    recipe: Recipe, progress: Progress = SILENT, store: StepStore | None = None
+) -> Baseline:
     """Load the recipe's data and model, check they fit, and train or reuse the baseline.
 
     Benchmarks and searches start from here too, so every tool measures the same baseline.
+    With a ``store``, a baseline trained by this run is kept there (and reused on resume).
     """
     with progress.task("loading model and data") as task:
         data = load_data(recipe.data, load_tokenizer_for(recipe.model))
@@ -233,8 +308,20 @@ def prepare_baseline(recipe: Recipe, progress: Progress = SILENT) -> Baseline:
         check_fits(model, data, recipe.model.source)
         arch = arch_of(recipe.model, hints)
         task.advance()
-    notes = _baseline(model, arch, recipe, data, progress)
-    return Baseline(model.eval(), data, arch, notes)
+    head = recipe.to_dict()
+    key = chain_key("", {k: v for k, v in head.items() if k not in ("name", "steps")})
+    name = "00-baseline"
+    kept = store.load(name, key) if store is not None and recipe.baseline.train else None
+    if kept is None:
+        start = time.perf_counter()
+        where = store.training_dir(name, key) if store is not None else None
+        notes = _baseline(model, arch, recipe, data, progress, where)
+        if store is None or not recipe.baseline.train:
+            return Baseline(model.eval(), data, arch, notes, key)
+        state = ModelState(model, recipe.evaluation.backend, notes=notes)
+        kept = store.save(name, key, state, arch, time.perf_counter() - start)
+    model_key = chain_key(key, {"model": kept.digest})
+    return Baseline(kept.state.module.eval(), data, arch, kept.state.notes, model_key)
 
 
 def check_fits(model: nn.Module, data: DataBundle, source: str) -> None:
@@ -262,7 +349,12 @@ def check_fits(model: nn.Module, data: DataBundle, source: str) -> None:
 
 
 def _baseline(
-    model: nn.Module, arch: dict[str, Any], recipe: Recipe, data: DataBundle, progress: Progress
+    model: nn.Module,
+    arch: dict[str, Any],
+    recipe: Recipe,
+    data: DataBundle,
+    progress: Progress,
+    checkpoint_dir: Path | None,
 ) -> list[str]:
     config = recipe.baseline.train
     if config is None:
@@ -278,7 +370,7 @@ def _baseline(
             model.eval()
             return [f"baseline reused from cache {key} (trained {len(cached['loss'])} epochs)"]
     with progress.task("training baseline"):
-        history = train(model, data, config, progress=progress)
+        history = train(model, data, config, progress=progress, checkpoint_dir=checkpoint_dir)
     if recipe.baseline.cache:
         cache.store(model, key, arch, history.to_dict())
     return [describe(history, "baseline trained", config.epochs)]

@@ -31,6 +31,8 @@ class StepContext:
     batch_size: int  # the batch size models are timed at (evaluation.batch_size)
     arch: dict[str, Any] | None = None  # how to rebuild the incoming model (its architecture)
     baseline: nn.Module | None = None  # the run's baseline, e.g. a teacher; never modify it
+    # where a training step keeps its epoch checkpoint, so an interrupted run resumes mid-step
+    checkpoint_dir: Path | None = None
 
 
 Apply = Callable[[ModelState, Any, StepContext], ModelState]

@@ -48,7 +48,7 @@ def distill_step(state: ModelState, config: DistillStepConfig, ctx: StepContext)
             "The student is the teacher (student: {current: true} with teacher: current). "
             "Use teacher: baseline to fine-tune the current model from the baseline."
         )
-    history = distill(teacher, student, ctx.data, config, ctx.progress)
+    history = distill(teacher, student, ctx.data, config, ctx.progress, ctx.checkpoint_dir)
     teacher_params = sum(p.numel() for p in teacher.parameters())
     student_params = sum(p.numel() for p in student.parameters())
     note = (

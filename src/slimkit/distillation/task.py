@@ -7,6 +7,8 @@ its logits are computed once over the training split and stored beside the input
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from pydantic import Field
 from torch import nn
@@ -82,8 +84,11 @@ def distill(
     data: DataBundle,
     config: DistillTrainConfig,
     progress: Progress = SILENT,
+    checkpoint_dir: Path | None = None,
 ) -> TrainHistory:
     """Train ``student`` in place from ``teacher`` (Hinton KD plus optional hints/attention).
+
+    ``checkpoint_dir`` is the trainer's: an epoch checkpoint there is resumed from.
 
     >>> history = distill(teacher, student, bundle, DistillTrainConfig(epochs=5))  # doctest: +SKIP
     """
@@ -135,6 +140,7 @@ def distill(
                 config.model_copy(update={"freeze": ()}),
                 progress=progress,
                 loss_fn=loss,
+                checkpoint_dir=checkpoint_dir,
             )
     finally:
         t_cap.remove()

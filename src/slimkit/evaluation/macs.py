@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from slimkit.runtimes.base import in_dtype, param_dtype
+
 
 def _sdpa_cpu(
     query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any
@@ -28,6 +30,7 @@ _EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _
 def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     """MACs of ``model(*inputs)`` per example (``inputs`` may hold any batch size)."""
     batch = int(inputs[0].shape[0])
+    inputs = in_dtype(inputs, param_dtype(model))  # a half-precision model takes half inputs
     with (
         torch.inference_mode(),
         FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter,

@@ -181,12 +181,12 @@ def _read_safetensors(path: Path, metadata: dict[str, str]) -> dict[str, torch.T
     return decompress_state(state, metadata)
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path, trust: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file (sparse storage expanded) or a PyTorch checkpoint
-    (read with ``weights_only=True``), by name."""
+    (read with ``weights_only=True`` unless ``trust``), by name."""
     if path.suffix == ".safetensors":
         return _read_safetensors(path, read_metadata(path))
-    return load_checkpoint_state(path)
+    return load_checkpoint_state(path, trust)
 
 
 def load_weights_into(model: nn.Module, path: Path) -> None:
@@ -257,26 +257,35 @@ def _few(items: list[str], n: int = 4) -> str:
     return shown + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
-def load_checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+def load_checkpoint_state(path: Path, trust: bool = False) -> dict[str, torch.Tensor]:
     """Tensors of a PyTorch checkpoint, read with ``weights_only=True`` (no code runs).
 
-    Accepts a bare state dict or the common ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers.
+    Accepts a bare state dict, the common ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers
+    and, only with ``trust``, a checkpoint that needs full unpickling (a whole pickled module,
+    custom classes): unpickling runs whatever code the file names, so it is the user's explicit
+    opt-in (``--trust-checkpoint``) for a file they trust.
     """
     from slimkit.errors import UnsafeCheckpointError
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
+        if not trust and ("weights_only" in str(err) or "Unsupported global" in str(err)):
             raise UnsafeCheckpointError(
-                f"{path} is not a plain weights checkpoint: loading it would unpickle "
-                "arbitrary Python objects, which can run code. Save a state_dict "
-                "(torch.save(model.state_dict(), ...)) or safetensors instead."
+                f"{path} is not a plain weights checkpoint: loading it would unpickle arbitrary "
+                "Python objects, and unpickling can run any code the file names. slimkit refused "
+                "to load it. If you trust where it came from, pass --trust-checkpoint (recipe: "
+                "model.trust_checkpoint: true); better, re-save it as a state_dict "
+                "(torch.save(model.state_dict(), ...)) or as safetensors."
             ) from None
-        raise ModelLoadError(f"{path} is not a readable PyTorch checkpoint: {err}") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"{path} is not a readable PyTorch checkpoint: {first}") from None
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
     for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict | nn.Module):
+            inner = obj[key]
+            obj = inner.state_dict() if isinstance(inner, nn.Module) else inner
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelLoadError(f"{path} holds no state dict of tensors.")
     return obj

@@ -32,11 +32,18 @@ from slimkit.models.registry import MODELS
 
 
 class ModelSpec(Config):
-    """Where a model comes from: ``source``, factory ``kwargs`` and optional ``weights``."""
+    """Where a model comes from: ``source``, factory ``kwargs`` and optional ``weights``.
+
+    Loading never runs code from a file unless the user opts in: ``trust_checkpoint`` allows a
+    ``weights:`` checkpoint that needs full unpickling, ``trust_remote_code`` lets a Hugging Face
+    directory run the modelling code it ships. Turn either on only for files you trust.
+    """
 
     source: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = None
+    trust_checkpoint: bool = False
+    trust_remote_code: bool = False
 
     @field_validator("source")
     @classmethod
@@ -85,6 +92,7 @@ def _build_hf(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
         _existing(spec.source[3:]),
         int(kwargs.get("num_classes", 2)),
         kwargs.get("pretrained", True),
+        trust_remote_code=spec.trust_remote_code,
     )
 
 
@@ -235,17 +243,21 @@ def build_model(spec: ModelSpec, **hints: Any) -> nn.Module:
     """
     model = _form_for(spec.source).build(spec, hints)
     if spec.weights is not None:
-        load_weights(model, spec.weights)
+        load_weights(model, spec.weights, trust=spec.trust_checkpoint)
     return model.eval()
 
 
-def load_weights(model: nn.Module, weights: str | Path) -> None:
-    """Load a ``.safetensors`` file or a PyTorch checkpoint (``weights_only``) into ``model``."""
+def load_weights(model: nn.Module, weights: str | Path, trust: bool = False) -> None:
+    """Load a ``.safetensors`` file or a PyTorch checkpoint into ``model``.
+
+    Checkpoints are read with ``weights_only=True`` unless ``trust`` (see
+    :func:`slimkit.models.persist.load_checkpoint_state`).
+    """
     path = _existing(str(weights))
     if path.suffix == ".safetensors":
         persist.load_weights_into(model, path)
     else:
-        persist.apply_state_dict(model, persist.load_checkpoint_state(path), path)
+        persist.apply_state_dict(model, persist.load_checkpoint_state(path, trust), path)
 
 
 def tokenizer_dir(spec: ModelSpec) -> Path | None:
@@ -256,7 +268,9 @@ def tokenizer_dir(spec: ModelSpec) -> Path | None:
 def load_tokenizer_for(spec: ModelSpec) -> Any:
     """The Hugging Face tokenizer of a text model, or None."""
     path = tokenizer_dir(spec)
-    return text.load_tokenizer(path) if path is not None else None
+    if path is None:
+        return None
+    return text.load_tokenizer(path, trust_remote_code=spec.trust_remote_code)
 
 
 def arch_of(spec: ModelSpec, hints: dict[str, Any]) -> dict[str, Any]:

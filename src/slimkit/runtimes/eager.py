@@ -11,7 +11,15 @@ import torch
 from slimkit.data.bundle import Inputs
 from slimkit.errors import StepError
 from slimkit.models.persist import save_model
-from slimkit.runtimes.base import RUNTIMES, Engine, Prepared, Runtime, ServeContext
+from slimkit.runtimes.base import (
+    RUNTIMES,
+    Engine,
+    Prepared,
+    Runtime,
+    ServeContext,
+    in_dtype,
+    param_dtype,
+)
 from slimkit.state import ModelState
 
 
@@ -34,21 +42,16 @@ def _serve(module: Callable[..., torch.Tensor], dtype: torch.dtype) -> Engine:
     """Feed float inputs in the model's own precision (fp16/bf16 models) and return fp32 logits."""
 
     def engine(inputs: Inputs) -> torch.Tensor:
-        cast = tuple(x.to(dtype) if x.is_floating_point() else x for x in inputs)
-        return module(*cast).float()
+        return module(*in_dtype(inputs, dtype)).float()
 
     return engine
-
-
-def _param_dtype(module: torch.nn.Module) -> torch.dtype:
-    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
 
 
 def _eager(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     artifact = _torch_artifact(state, stem, ctx)
     module = state.module
     module.eval()  # not chained: exported graphs' eval() does not return the module
-    return Prepared(_serve(module, _param_dtype(module)), artifact)
+    return Prepared(_serve(module, param_dtype(module)), artifact)
 
 
 def _compiled(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
@@ -56,7 +59,7 @@ def _compiled(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     # dynamic=False: one graph per batch shape, specialised like a serving deployment would be.
     state.module.eval()
     compiled = torch.compile(state.module, dynamic=False)
-    return Prepared(_serve(compiled, _param_dtype(state.module)), artifact)
+    return Prepared(_serve(compiled, param_dtype(state.module)), artifact)
 
 
 RUNTIMES.add(

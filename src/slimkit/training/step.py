@@ -32,6 +32,8 @@ def describe(history: TrainHistory, what: str, epochs: int) -> str:
     if history.sparsity:
         shares = ", ".join(f"{k.replace('_', ' ')} {v:.1f}%" for k, v in history.sparsity.items())
         note += f"; near-zero after regularization: {shares}"
+    if history.resumed_after:
+        note += f"; resumed from the epoch-{history.resumed_after} checkpoint of an interrupted run"
     return note
 
 
@@ -50,6 +52,7 @@ def finetune_step(state: ModelState, config: FinetuneConfig, ctx: StepContext) -
             config,
             progress=ctx.progress,
             keep_sparsity=config.keep_sparsity,
+            checkpoint_dir=ctx.checkpoint_dir,
         )
         what = "fine-tuned"
     return ModelState(state.module, state.backend, notes=[describe(history, what, config.epochs)])

@@ -110,6 +110,7 @@ class TrainHistory:
     """Per-epoch loss and validation accuracy; ``best_epoch`` is 1-based.
 
     ``sparsity`` is what the regularizer induced (see :func:`induced_sparsity`), when one ran.
+    ``resumed_after`` is the epoch an interrupted run's checkpoint had reached (0: fresh).
     """
 
     loss: list[float] = field(default_factory=list)
@@ -117,6 +118,7 @@ class TrainHistory:
     best_epoch: int = 0
     stopped_early: bool = False
     sparsity: dict[str, float] = field(default_factory=dict)
+    resumed_after: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -125,6 +127,7 @@ class TrainHistory:
             "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early,
             "sparsity": self.sparsity,
+            "resumed_after": self.resumed_after,
         }
 
 
@@ -293,7 +296,7 @@ def _fit(
         inner.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
-        history = TrainHistory(**saved["history"])
+        history = TrainHistory(**{**saved["history"], "resumed_after": saved["epoch"]})
         best_state, best_acc, stale = saved["best_state"], saved["best_acc"], saved["stale"]
         step, first_epoch = saved["step"], saved["epoch"] + 1
         torch.set_rng_state(saved["rng"])

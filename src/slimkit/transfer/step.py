@@ -15,11 +15,15 @@ from slimkit.transfer.matching import transfer_weights
 
 
 class TransferConfig(Config):
-    """Which checkpoint, whether to match leftovers by shape, and layers to leave alone."""
+    """Which checkpoint, whether to match leftovers by shape, and layers to leave alone.
+
+    ``trust_checkpoint`` allows a checkpoint that needs full unpickling (it can run code).
+    """
 
     checkpoint: str
     by_shape: bool = True
     skip: tuple[str, ...] = ()
+    trust_checkpoint: bool = False
 
 
 def _parse(data: dict[str, Any], where: str) -> TransferConfig:
@@ -33,7 +37,11 @@ def transfer_step(state: ModelState, config: TransferConfig, ctx: StepContext) -
     if not path.is_file():
         raise ModelLoadError(f"Transfer checkpoint {str(path)!r} does not exist.")
     report = transfer_weights(
-        state.module, read_tensors(path), config.by_shape, config.skip, origin=str(path)
+        state.module,
+        read_tensors(path, config.trust_checkpoint),
+        config.by_shape,
+        config.skip,
+        origin=str(path),
     )
     write_json(
         ctx.artifact_stem.with_name(ctx.artifact_stem.name + ".transfer.json"), report.to_dict()
