@@ -314,7 +314,9 @@ def export(
             model, data, weights, Trust(trust_checkpoint, trust_remote_code)
         )
         if format is Format.onnx:
-            export_onnx(net, bundle.sample_inputs(2), bundle.input_names, out)
+            export_onnx(
+                net, bundle.sample_inputs(2), bundle.input_names, out, bundle.held_out_inputs()
+            )
         else:
             save_model(net, out, arch)
     console.print(f"Wrote {out} ({out.stat().st_size:,} bytes).")

@@ -88,6 +88,7 @@ class StepStore:
         else:
             model_file = save_model(state.module, folder / "model.safetensors", arch)
         files = [model_file] + ([state.artifact] if state.artifact is not None else [])
+        digests = {self._rel(f): content_sha256(f) for f in dict.fromkeys(files)}
         record = {
             "key": key,
             "model": self._rel(model_file),
@@ -96,12 +97,12 @@ class StepStore:
             "notes": state.notes,
             "arch": arch,
             "wall_s": wall_s,
-            "sha256": {self._rel(f): content_sha256(f) for f in dict.fromkeys(files)},
+            "sha256": digests,
         }
         write_json(folder / _RECORD, record)
         for stale in folder.glob("train-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        return Snapshot(state, arch, wall_s, record["sha256"][record["model"]])
+        return Snapshot(state, arch, wall_s, digests[self._rel(model_file)])
 
     def load(self, name: str, key: str) -> Snapshot | None:
         """Step ``name``'s kept result if it was produced under ``key`` and is intact."""

@@ -81,6 +81,15 @@ class DataBundle:
         index = torch.arange(batch_size) % len(self.test)
         return tuple(x[index] for x in self.test.inputs)
 
+    def held_out_inputs(self, batch_size: int = 16) -> Inputs:
+        """Inputs for verifying an export: validation examples, never the traced test ones.
+
+        Without a validation split, the last test examples (``sample_inputs`` takes the first).
+        """
+        split = self.val if len(self.val) else self.test
+        index = (len(split) - 1 - torch.arange(batch_size)) % len(split)
+        return tuple(x[index] for x in split.inputs)
+
     @property
     def in_channels(self) -> int | None:
         """Channel count of image inputs (N, C, H, W), else None."""

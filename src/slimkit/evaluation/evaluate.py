@@ -65,6 +65,7 @@ def measure(
         sample_inputs=data.sample_inputs(batch_size),
         threads=torch.get_num_threads(),
         arch=arch,
+        check_inputs=data.held_out_inputs(),
     )
     logits, labels = predict(prepared.engine, data.test.batches(EVAL_BATCH))
     scores = {m: METRICS.get(m)(logits, labels) for m in ("accuracy", *metrics)}

@@ -76,8 +76,12 @@ def quantize(
     out_path: str | Path,
     calibration: Iterable[tuple[torch.Tensor, ...]] | None = None,
     train_loop: Callable[[nn.Module], None] | None = None,
+    check_inputs: tuple[torch.Tensor, ...] | None = None,
 ) -> QuantizedModel:
     """Quantize ``model`` as ``config`` says.
+
+    ``example_inputs`` are traced; an exported graph is verified on ``check_inputs`` (held-out
+    examples, default ``example_inputs``) at the tolerance of the mode's precision.
 
     ONNX and PT2E backends write their artifact next to ``out_path`` and leave ``model``
     untouched; ``quantize_`` backends quantize ``model`` in place. ``calibration`` yields input
@@ -104,6 +108,7 @@ def quantize(
         out_path=Path(out_path),
         calibration=calibration,
         train_loop=train_loop,
+        check_inputs=check_inputs,
     )
 
 

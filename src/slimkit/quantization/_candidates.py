@@ -45,6 +45,7 @@ def build(
         config,
         example_inputs=data.sample_inputs(8),
         input_names=data.input_names,
+        check_inputs=data.held_out_inputs(),
         out_path=out_path,
         calibration=calibration,
         train_loop=train_loop,

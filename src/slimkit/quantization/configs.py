@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -44,6 +44,7 @@ class QuantizeConfig(Config):
     chooses within.
     """
 
+    precision: ClassVar[str]  # numeric format of the result: the tolerance exports are verified at
     mode: str
     backend: QuantBackend = QuantBackend.ONNXRUNTIME
     max_accuracy_drop: float = Field(1.0, ge=0.0, le=100.0)
@@ -64,6 +65,7 @@ class StaticInt8Config(QuantizeConfig):
     """Post-training int8: weights per-channel symmetric, activation ranges from calibration."""
 
     mode: Literal["static-int8"] = "static-int8"
+    precision: ClassVar[str] = "int8"  # the tolerance its exported graph is verified at
     calibration_samples: int = Field(512, ge=1, le=1_000_000)
     estimator: Estimator = Estimator.MINMAX
     percentile: float = Field(99.999, gt=90.0, le=100.0)
@@ -103,6 +105,7 @@ class QatConfig(QuantizeConfig):
     """Quantization-aware training: fine-tune with fake int8, then convert to a real int8 model."""
 
     mode: Literal["qat"] = "qat"
+    precision: ClassVar[str] = "int8"  # the tolerance its exported graph is verified at
     backend: QuantBackend = QuantBackend.TORCHAO
     train: TrainConfig = TrainConfig(epochs=1, lr=1e-4)
     weight_bits: int = Field(8, ge=2, le=8)
@@ -118,6 +121,7 @@ class DynamicInt8Config(QuantizeConfig):
     """
 
     mode: Literal["dynamic-int8"] = "dynamic-int8"
+    precision: ClassVar[str] = "int8"  # the tolerance its exported graph is verified at
     per_channel: bool = False
 
 
@@ -139,6 +143,7 @@ class WeightOnlyInt8Config(WeightOnlyConfig):
     """int8 Linear weights with group-wise scales (onnxruntime) or per-row scales (torchao)."""
 
     mode: Literal["weight-only-int8"] = "weight-only-int8"
+    precision: ClassVar[str] = "int8"  # the tolerance its exported graph is verified at
 
 
 @QUANT_MODES.register("weight-only-int4")
@@ -146,6 +151,7 @@ class WeightOnlyInt4Config(WeightOnlyConfig):
     """4-bit Linear weights, two per byte, group-wise scales (ONNX Runtime MatMulNBits)."""
 
     mode: Literal["weight-only-int4"] = "weight-only-int4"
+    precision: ClassVar[str] = "int4"  # the tolerance its exported graph is verified at
 
 
 class HalfConfig(QuantizeConfig):
@@ -166,6 +172,7 @@ class Fp16Config(HalfConfig):
     """float16 weights and compute (CPUs without fp16 arithmetic emulate it: measure)."""
 
     mode: Literal["fp16"] = "fp16"
+    precision: ClassVar[str] = "fp16"  # the tolerance its exported graph is verified at
 
 
 @QUANT_MODES.register("bf16")
@@ -173,3 +180,4 @@ class Bf16Config(HalfConfig):
     """bfloat16 weights and compute (fast on CPUs with AVX512-BF16 or AMX)."""
 
     mode: Literal["bf16"] = "bf16"
+    precision: ClassVar[str] = "bf16"  # the tolerance its exported graph is verified at

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from torch import nn
 
+from slimkit.export.onnx import Agreement
+
 
 @dataclass
 class QuantizedModel:
@@ -16,6 +18,7 @@ class QuantizedModel:
     for ONNX backends it stays the float source. ``artifact`` is the file the runtime loads when
     the handler wrote one (ONNX graph, ``.pt2`` exported program).
     ``float_layers`` names the weight layers the backend left in float: never silently.
+    ``agreement`` is how closely an exported graph follows the float model on held-out inputs.
     """
 
     module: nn.Module
@@ -23,3 +26,4 @@ class QuantizedModel:
     quantized_layers: int
     float_layers: list[str] = field(default_factory=list)
     artifact: Path | None = None
+    agreement: Agreement | None = None

@@ -69,6 +69,7 @@ def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -
             config,
             example_inputs=ctx.data.sample_inputs(8),
             input_names=ctx.data.input_names,
+            check_inputs=ctx.data.held_out_inputs(),
             out_path=out_path,
             calibration=calibration,
             train_loop=train_loop,
@@ -86,6 +87,8 @@ def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -
         )
         if len(log) > 1:  # more than the starting point: the budget was missed at first
             notes.append("recovery: " + "; ".join(log))
+    if result.agreement is not None:  # the kept graph must approximate the float model
+        result.agreement.check(config.precision)
     quantized = ModelState(result.module, result.runtime, artifact=result.artifact)
     float_state = ModelState(float_model, result.runtime)
     quantized.notes = [*notes, _coverage_note(result), _speed_note(float_state, quantized, ctx)]

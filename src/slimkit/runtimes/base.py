@@ -27,12 +27,14 @@ class Prepared:
 
 @dataclass(frozen=True)
 class ServeContext:
-    """What a runtime needs besides the model: example inputs, threads, the architecture record."""
+    """What a runtime needs besides the model: example inputs, threads, the architecture record,
+    and held-out inputs to verify an exported artifact on."""
 
     input_names: tuple[str, ...]
     sample_inputs: Inputs
     threads: int
     arch: dict[str, Any]
+    check_inputs: Inputs | None = None
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,10 @@ def prepare(
     sample_inputs: Inputs,
     threads: int,
     arch: dict[str, Any],
+    check_inputs: Inputs | None = None,
 ) -> Prepared:
     """Serve ``state`` on its runtime, writing its artifact next to ``artifact_stem``."""
     if state.backend not in RUNTIMES:
         raise StepError(RUNTIMES.unknown_message(state.backend))
-    context = ServeContext(input_names, sample_inputs, threads, arch)
+    context = ServeContext(input_names, sample_inputs, threads, arch, check_inputs)
     return RUNTIMES.get(state.backend).prepare(state, artifact_stem, context)

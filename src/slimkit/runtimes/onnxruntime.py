@@ -29,7 +29,7 @@ def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
         if state.artifact.resolve() != artifact.resolve():
             shutil.copyfile(state.artifact, artifact)
     else:
-        export_onnx(state.module, ctx.sample_inputs, ctx.input_names, artifact)
+        export_onnx(state.module, ctx.sample_inputs, ctx.input_names, artifact, ctx.check_inputs)
     sess = session(artifact, ctx.threads)
     names = ctx.input_names
 
