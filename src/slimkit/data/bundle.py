@@ -1,8 +1,10 @@
-"""In-memory data sets and the bundle of splits every step reads from.
+"""Data sets and the bundle of splits every step reads from.
 
 An item is ``(inputs, label)`` where ``inputs`` is a tuple of tensors: ``(pixels,)`` for
 vision, ``(input_ids, attention_mask)`` for text. The tuple's names (``input_names``) become the
-ONNX graph's input names, so the same batch feeds PyTorch and ONNX Runtime.
+ONNX graph's input names, so the same batch feeds PyTorch and ONNX Runtime. A column is a
+tensor in memory or :class:`~slimkit.data.arrays.DiskRows` read from disk batch by batch; both
+index the same way and give tensors.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from slimkit.data.arrays import DiskRows
 from slimkit.errors import DataLoadError
 
 Inputs = tuple[torch.Tensor, ...]
 Batch = tuple[Inputs, torch.Tensor]
+Column = torch.Tensor | DiskRows
 
 
 class ArrayDataset(Dataset[Batch]):
-    """Aligned input tensors and integer labels, indexed together."""
+    """Aligned input columns and integer labels, indexed together."""
 
-    def __init__(self, inputs: Inputs, labels: torch.Tensor) -> None:
+    def __init__(self, inputs: tuple[Column, ...], labels: torch.Tensor) -> None:
         if any(len(x) != len(labels) for x in inputs):
             raise DataLoadError(
                 f"Inputs and labels differ in length: {[len(x) for x in inputs]} vs {len(labels)}."
@@ -38,7 +42,11 @@ class ArrayDataset(Dataset[Batch]):
         return tuple(x[i] for x in self.inputs), self.labels[i]
 
     def subset(self, index: torch.Tensor) -> ArrayDataset:
-        return ArrayDataset(tuple(x[index] for x in self.inputs), self.labels[index])
+        """The examples at ``index``; columns on disk stay there (only the index is kept)."""
+        columns = tuple(
+            x.subset(index) if isinstance(x, DiskRows) else x[index] for x in self.inputs
+        )
+        return ArrayDataset(columns, self.labels[index])
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         """Consecutive batches without a DataLoader: cheap for evaluation and calibration."""

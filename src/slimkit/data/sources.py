@@ -9,15 +9,16 @@ Accepted forms (``slimkit list`` prints them):
 - ``imagefolder:DIR``: ``DIR/<class>/<image>`` files, one folder per class;
 - ``csv:FILE`` / ``jsonl:FILE`` (or by extension): a text column and a label column.
 
-Everything is loaded into memory once and split with a fixed seed, so the calibration subset and
-evaluation split of a run come from the same, reproducible source.
+Splits are drawn with a fixed seed, so the calibration subset and evaluation split of a run come
+from the same, reproducible source. Arrays and images from the user's disk stay there
+(:mod:`slimkit.data.arrays`): memory holds a batch at a time, not the data set. Text tables
+are tokenised into memory.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ import torch
 from pydantic import Field
 
 from slimkit.config import Config
-from slimkit.data.bundle import ArrayDataset, DataBundle, split_indices
+from slimkit.data.arrays import DiskRows, image_rows, npz_arrays
+from slimkit.data.bundle import ArrayDataset, Column, DataBundle, split_indices
 from slimkit.errors import DataLoadError
 from slimkit.registry import Registry
 
@@ -59,7 +61,7 @@ class DataSpec(Config):
 class Examples:
     """What a source reads before splitting: inputs, integer labels and their names."""
 
-    inputs: tuple[torch.Tensor, ...]
+    inputs: tuple[Column, ...]
     labels: np.ndarray
     input_names: tuple[str, ...]
     class_names: tuple[str, ...] | None = None
@@ -121,11 +123,7 @@ def _bbc_news(spec: DataSpec, tokenizer: Any) -> Examples:
 
 def _read_npz(spec: DataSpec, path: Path | None, tokenizer: Any) -> Examples:
     assert path is not None
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataLoadError(f"{path} is not a readable .npz file: {err}") from None
+    arrays = npz_arrays(path)
     if {"x", "y"} <= arrays.keys():
         return _array_examples(arrays["x"], arrays["y"], path)
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
@@ -141,23 +139,25 @@ def _read_npz(spec: DataSpec, path: Path | None, tokenizer: Any) -> Examples:
 def _array_examples(x: np.ndarray, y: np.ndarray, path: Path) -> Examples:
     if x.dtype.kind not in "fiub":
         raise DataLoadError(f"{path}: inputs must be numeric, got dtype {x.dtype}.")
-    if len(x) == 0:
+    if x.ndim == 0 or len(x) == 0:
         raise DataLoadError(f"{path}: the data set is empty.")
     if len(x) != len(y):
         raise DataLoadError(f"{path}: {len(x)} inputs but {len(y)} labels.")
-    data = torch.from_numpy(np.ascontiguousarray(x)).float()
-    if x.dtype == np.uint8:
-        data = data / 255.0
-    if not torch.isfinite(data).all():
+    rows = DiskRows(lambda r: x[r], np.arange(len(x)), tuple(x.shape[1:]), x.dtype)
+    return Examples((_finite(rows, path),), _int_labels(np.asarray(y), path), ("inputs",))
+
+
+def _finite(rows: DiskRows, path: Path) -> DiskRows:
+    if not rows.all_finite():
         raise DataLoadError(f"{path}: inputs contain NaN or Inf values; clean them first.")
-    if data.dim() == 3:  # (N, H, W) images get a channel axis
-        data = data.unsqueeze(1)
-    return Examples((data,), _int_labels(y, path), ("inputs",))
+    return rows
 
 
 def _int_labels(y: np.ndarray, where: Path) -> np.ndarray:
     if y.ndim != 1:
         raise DataLoadError(f"{where}: labels must be a 1-D array of class indices, got {y.shape}.")
+    if y.dtype.kind not in "fiub":
+        raise DataLoadError(f"{where}: labels must be integers, got dtype {y.dtype}.")
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             raise DataLoadError(f"{where}: labels must be whole class indices 0..K-1.")
@@ -170,32 +170,35 @@ def _int_labels(y: np.ndarray, where: Path) -> np.ndarray:
 
 
 def _read_imagefolder(spec: DataSpec, path: Path | None, tokenizer: Any) -> Examples:
+    """Check every image's header and integrity now; decode each only when a batch needs it."""
     from PIL import Image, UnidentifiedImageError
 
     assert path is not None
     classes = sorted(p for p in path.iterdir() if p.is_dir())
     if not classes:
         raise DataLoadError(f"{path} has no class folders; expected {path}/<class>/<image>.")
-    images: list[np.ndarray] = []
+    files: list[Path] = []
     labels: list[int] = []
+    kinds: set[tuple[str, tuple[int, int]]] = set()
     for label, folder in enumerate(classes):
         for f in sorted(p for p in folder.iterdir() if p.is_file()):
             try:
                 with Image.open(f) as img:
-                    images.append(
-                        np.asarray(img.convert("RGB" if img.mode in ("RGB", "RGBA", "P") else "L"))
-                    )
-            except (UnidentifiedImageError, OSError) as err:
+                    kinds.add(("RGB" if img.mode in ("RGB", "RGBA", "P") else "L", img.size))
+                    img.verify()  # reads the whole file without keeping the pixels
+            except (UnidentifiedImageError, OSError, SyntaxError) as err:
                 raise DataLoadError(f"{f} is not a readable image: {err}") from None
+            files.append(f)
             labels.append(label)
-    shapes = {im.shape for im in images}
-    if len(shapes) != 1:
-        raise DataLoadError(f"Images in {path} differ in size or mode: {sorted(shapes)[:4]}.")
-    x = np.stack(images)
-    if x.ndim == 4:
-        x = x.transpose(0, 3, 1, 2)
-    ex = _array_examples(x.astype(np.uint8), np.array(labels), path)
-    return Examples(ex.inputs, ex.labels, ("pixels",), tuple(c.name for c in classes))
+    if not files:
+        raise DataLoadError(f"The class folders in {path} hold no images.")
+    if len(kinds) != 1:
+        shown = sorted(f"{m} {w}x{h}" for m, (w, h) in kinds)[:4]
+        raise DataLoadError(f"Images in {path} differ in size or mode: {shown}.")
+    mode, (width, height) = kinds.pop()
+    shape = (3, height, width) if mode == "RGB" else (height, width)
+    rows = DiskRows(image_rows(files, mode), np.arange(len(files)), shape, np.dtype(np.uint8))
+    return Examples((rows,), np.array(labels), ("pixels",), tuple(c.name for c in classes))
 
 
 def _read_table(spec: DataSpec, path: Path | None, tokenizer: Any) -> Examples:
