@@ -40,7 +40,9 @@ WeightsOpt = Annotated[
     Path | None,
     typer.Option("--weights", "-w", help="Weights to load: .safetensors or a checkpoint."),
 ]
-BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Batch size for timing.")]
+BatchOpt = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, max=65_536, help="Batch size for timing.")
+]
 TrustCheckpointOpt = Annotated[
     bool,
     typer.Option(
@@ -418,7 +420,7 @@ def auto(
     ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model source.")] = None,
     data: Annotated[str | None, typer.Option("--data", "-d", help="Data source.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 1,
+    batch_size: BatchOpt = 1,
     max_accuracy_drop: Annotated[float, typer.Option(help="Accuracy budget, in points.")] = 1.0,
     objective: Annotated[str, typer.Option(help="latency, size or macs.")] = "latency",
     backend: Annotated[str, typer.Option(help="auto, torch or onnxruntime.")] = "auto",

@@ -317,6 +317,11 @@ def load_data(spec: DataSpec | str, tokenizer: Any = None) -> DataBundle:
     ex = _read(spec, tokenizer)
     labels = ex.labels if ex.test is None else np.concatenate([ex.labels, ex.test.labels])
     num_classes = int(labels.max()) + 1
+    if num_classes > len(labels):
+        raise DataLoadError(
+            f"{spec.source}: label {num_classes - 1} is out of range for {len(labels)} examples; "
+            "labels must be class indices 0..K-1. Map each class to its index first."
+        )
     if ex.class_names is not None and num_classes > len(ex.class_names):
         raise DataLoadError(f"{spec.source}: label {num_classes - 1} has no class name.")
     if num_classes < 2:

@@ -222,6 +222,16 @@ def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: Pat
     ]
     tied = _tied_aliases(model)
     missing = [k for k in missing if tied.get(k) not in state]
+    broken = [
+        k
+        for k, t in state.items()
+        if _is_plain(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    if broken:
+        raise ModelLoadError(
+            f"The weights in {path} contain NaN or Inf values ({_few(broken)}): the model that "
+            "saved them diverged or the file is damaged. Use weights from before the divergence."
+        )
     if missing or unexpected or shape:
         parts = []
         if missing:
@@ -270,7 +280,7 @@ def load_checkpoint_state(path: Path, trust: bool = False) -> dict[str, torch.Te
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        if not trust and ("weights_only" in str(err) or "Unsupported global" in str(err)):
+        if not trust and _names_code(path):
             raise UnsafeCheckpointError(
                 f"{path} is not a plain weights checkpoint: loading it would unpickle arbitrary "
                 "Python objects, and unpickling can run any code the file names. slimkit refused "
@@ -289,3 +299,26 @@ def load_checkpoint_state(path: Path, trust: bool = False) -> dict[str, torch.Te
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelLoadError(f"{path} holds no state dict of tensors.")
     return obj
+
+
+_CODE_OPS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+
+
+def _names_code(path: Path) -> bool:
+    """Whether ``path`` is a well-formed pickle (bare, or a torch.save archive's ``data.pkl``)
+    that names Python callables: loadable, but only by running them. Read statically with
+    :mod:`pickletools`; nothing in the file is executed. Garbage is not such a file."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                data = archive.read(member)
+        else:
+            data = path.read_bytes()
+        ops = {op.name for op, _, _ in pickletools.genops(data)}
+    except Exception:  # not a pickle at all: truncated, random bytes, another format
+        return False
+    return bool(ops & _CODE_OPS)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
+from slimkit._io import atomic_path
 from slimkit.errors import StepError
 from slimkit.pruning import MagnitudeConfig, prune
 
@@ -128,6 +129,7 @@ def plot(curves: Sequence[LayerSensitivity], path: Path, metric_name: str = "acc
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from slimkit._io import copy_file
 from slimkit.data.bundle import Inputs
 from slimkit.errors import StepError
 from slimkit.models.persist import save_model
@@ -34,7 +34,7 @@ def _torch_artifact(state: ModelState, stem: Path, ctx: ServeContext) -> Path:
         )
     target = stem.with_suffix(".pt2")
     if state.artifact.resolve() != target.resolve():
-        shutil.copyfile(state.artifact, target)
+        copy_file(state.artifact, target)
     return target
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import onnxruntime as ort
 import torch
 
+from slimkit._io import copy_file
 from slimkit.export.onnx import export_onnx
 from slimkit.runtimes.base import RUNTIMES, Prepared, Runtime, ServeContext
 from slimkit.state import ModelState
@@ -27,7 +27,7 @@ def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     artifact = stem.with_suffix(".onnx")
     if state.artifact is not None:
         if state.artifact.resolve() != artifact.resolve():
-            shutil.copyfile(state.artifact, artifact)
+            copy_file(state.artifact, artifact)
     else:
         export_onnx(state.module, ctx.sample_inputs, ctx.input_names, artifact, ctx.check_inputs)
     sess = session(artifact, ctx.threads)
