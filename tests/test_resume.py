@@ -28,29 +28,46 @@ def _figures(results: dict) -> list[dict]:
     return [{k: s[k] for k in ("name", *COMPARED)} for s in results["steps"]]
 
 
-def test_a_run_killed_mid_step_resumes_to_the_uninterrupted_results(
-    blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path, cli
-):
-    recipe = tiny_recipe(blobs_npz)
-    recipe["baseline"]["cache"] = False
-    recipe["steps"][1]["finetune"]["epochs"] = 40
-    path = tmp_path / "recipe.yaml"
+def _start_and_wait_for_an_epoch(recipe: dict, tmp_path: Path, name: str) -> subprocess.Popen:
+    """Start ``slimkit run`` in a child process; return once the finetune step has finished an
+    epoch (its epoch checkpoint exists), i.e. in the middle of that step."""
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "PYTHONPATH": str(FIXTURES), "OMP_NUM_THREADS": "1"}
-    killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "slimkit", "run", str(path), "--out", str(killed)],
+        [sys.executable, "-m", "slimkit", "run", str(path), "--out", str(tmp_path / name)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Children of a shell's background job start with SIGINT ignored; a user's terminal
+        # delivers it, so restore the default and let Python raise KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    step = killed / "checkpoints" / "02-finetune"
+    step = tmp_path / name / "checkpoints" / "02-finetune"
     deadline = time.monotonic() + 300
     while not any(step.glob("train-*/last.ckpt")) and proc.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.005)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    return proc
+
+
+def _slow_recipe(blobs_npz: Path) -> dict:
+    recipe = tiny_recipe(blobs_npz)
+    recipe["baseline"]["cache"] = False
+    recipe["steps"][1]["finetune"]["epochs"] = 40
+    return recipe
+
+
+def test_a_run_killed_mid_step_resumes_to_the_uninterrupted_results(
+    blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path, cli
+):
+    recipe = _slow_recipe(blobs_npz)
+    proc = _start_and_wait_for_an_epoch(recipe, tmp_path, "killed")
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
+    killed = tmp_path / "killed"
     assert not (killed / "results.json").exists()  # it really died mid-run
 
     out = cli("run", "--resume", str(killed))
@@ -67,6 +84,19 @@ def test_a_run_killed_mid_step_resumes_to_the_uninterrupted_results(
     a = load_file(killed / "artifacts" / "02-finetune.safetensors")
     b = load_file(tmp_path / "reference" / "artifacts" / "02-finetune.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_ctrl_c_stops_with_one_line_naming_the_resume_command(
+    blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path
+):
+    proc = _start_and_wait_for_an_epoch(_slow_recipe(blobs_npz), tmp_path, "stopped")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].endswith(f"slimkit run --resume {tmp_path / 'stopped'}")
+    assert any((tmp_path / "stopped" / "checkpoints").glob("02-finetune/train-*/last.ckpt"))
 
 
 @pytest.mark.parametrize(
