@@ -104,7 +104,7 @@ class Agreement:
     max_diff: float  # largest |ONNX output - PyTorch output|
     scale: float  # largest |PyTorch output|
 
-    def check(self, precision: str) -> None:
+    def check(self, precision: str, what: str = "ONNX model") -> None:
         """Raise :class:`ExportError`, naming the largest difference, beyond the tolerance."""
         tolerance = TOLERANCES[precision]
         bound = tolerance.bound(self.scale)
@@ -116,7 +116,7 @@ class Agreement:
                 "ladder runs (per-channel weights, other range estimators, float layers)."
             )
             raise ExportError(
-                f"The {precision} ONNX model's outputs differ from PyTorch's by up to "
+                f"The {precision} {what}'s outputs differ from PyTorch's by up to "
                 f"{self.max_diff:.4g} on held-out inputs (largest output {self.scale:.4g}; "
                 f"{precision} tolerance {tolerance.abs:g} + {tolerance.rel:g} x {self.scale:.4g}"
                 f" = {bound:.4g}): the graph does not compute this model faithfully.{hint}"

@@ -26,6 +26,7 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, 
 
 from slimkit._io import atomic_path
 from slimkit.errors import StepError
+from slimkit.export.onnx import Agreement
 from slimkit.quantization.calibration import check_calibration
 from slimkit.quantization.configs import Estimator, QatConfig, QuantizeConfig, StaticInt8Config
 from slimkit.quantization.coverage import conv_linear_coverage, ignored_layers
@@ -87,15 +88,28 @@ def _drop_unused_attributes(module: torch.fx.GraphModule) -> None:
 
 
 def _save_program(
-    module: torch.fx.GraphModule, example_inputs: tuple[torch.Tensor, ...], out_path: Path
+    module: torch.fx.GraphModule,
+    example_inputs: tuple[torch.Tensor, ...],
+    out_path: Path,
+    check_inputs: tuple[torch.Tensor, ...] | None,
 ) -> Path:
+    """Export ``module`` to a ``.pt2`` program, read it back and check it computes ``module``
+    on ``check_inputs`` (held-out examples) before it is renamed into place."""
     program = torch.export.export(
         module, example_inputs, dynamic_shapes=_dynamic_batch(example_inputs)
     )
     target = out_path.with_suffix(".pt2")
-    # torch.export.save wants a .pt2 name; hand it the open temporary file instead.
-    with atomic_path(target) as tmp, tmp.open("wb") as f:
-        torch.export.save(program, f)
+    inputs = check_inputs or example_inputs
+    with atomic_path(target) as tmp:
+        # torch.export.save wants a .pt2 name; hand it the open temporary file instead.
+        with tmp.open("wb") as f:
+            torch.export.save(program, f)
+        with tmp.open("rb") as f:
+            loaded = torch.export.load(f).module()
+        with torch.inference_mode():
+            got, want = loaded(*inputs), module(*inputs)
+        diff = float((got - want).abs().max())
+        Agreement(diff, float(want.abs().max())).check("fp32", "exported .pt2 program")
     return target
 
 
@@ -123,6 +137,7 @@ def static_int8_pt2e(
     example_inputs: tuple[torch.Tensor, ...],
     out_path: Path,
     calibration: Iterable[tuple[torch.Tensor, ...]] | None = None,
+    check_inputs: tuple[torch.Tensor, ...] | None = None,
     **_: Any,
 ) -> QuantizedModel:
     """Post-training static int8: calibrate observers on ``calibration`` batches, convert."""
@@ -138,7 +153,9 @@ def static_int8_pt2e(
             prepared(*batch)
     converted = convert_pt2e(prepared)
     _drop_unused_attributes(converted)
-    return _result(converted, coverage, _save_program(converted, example_inputs, out_path))
+    return _result(
+        converted, coverage, _save_program(converted, example_inputs, out_path, check_inputs)
+    )
 
 
 def qat_pt2e(
@@ -148,6 +165,7 @@ def qat_pt2e(
     example_inputs: tuple[torch.Tensor, ...],
     out_path: Path,
     train_loop: Callable[[nn.Module], None] | None = None,
+    check_inputs: tuple[torch.Tensor, ...] | None = None,
     **_: Any,
 ) -> QuantizedModel:
     """Quantization-aware training: fine-tune with fake quantization, then convert to int8."""
@@ -165,4 +183,6 @@ def qat_pt2e(
     converted = convert_pt2e(graph)
     _drop_unused_attributes(converted)
     model.eval()
-    return _result(converted, coverage, _save_program(converted, example_inputs, out_path))
+    return _result(
+        converted, coverage, _save_program(converted, example_inputs, out_path, check_inputs)
+    )
