@@ -54,3 +54,26 @@ def test_evaluating_a_large_file_holds_batches_not_the_data_set(tmp_path: Path):
     assert grown < 0.25 * size, (
         f"memory grew by {grown / 1e6:.0f} MB for a {size / 1e6:.0f} MB file"
     )
+
+
+@pytest.mark.skipif(not STATUS.exists(), reason="reads anonymous memory from /proc")
+def test_a_large_text_table_is_tokenised_to_disk_not_memory(tmp_path: Path):
+    from slimkit.models import ModelSpec, load_tokenizer_for
+
+    rows = 100_000
+    path = tmp_path / "large.csv"
+    with path.open("w", encoding="utf-8") as f:
+        f.write("text,label\n")
+        for i in range(rows):
+            f.write(f"report number {i} on the {'markets' if i % 2 else 'match'} today,{i % 2}\n")
+    tokenizer = load_tokenizer_for(ModelSpec.parse("minilm-l6"))
+    as_tensors = rows * 128 * 8 * 2  # ids and mask as int64 tensors: 205 MB
+    before = _anon_bytes()
+
+    bundle = load_data(f"csv:{path}", tokenizer)
+    first = next(bundle.test.batches(4))[0]
+
+    grown = _anon_bytes() - before
+    assert len(bundle.train) + len(bundle.val) + len(bundle.test) == rows
+    assert first[0].dtype == torch.long and int(first[0][0, 0]) == 101  # [CLS]
+    assert grown < 0.25 * as_tensors, f"memory grew by {grown / 1e6:.0f} MB"

@@ -2,9 +2,9 @@
 
 A data set loaded from a user's file can be larger than memory. ``.npz`` members are memory-mapped
 (a compressed member is first inflated to an anonymous temporary file, then mapped), image folders
-are decoded one file at a time, and a :class:`DiskRows` holds only the row index of its split. So
-evaluation, calibration and training read one batch at a time, and memory stays bounded by the
-batch, not the data set.
+are decoded one file at a time, text tables are tokenised a chunk at a time into mapped scratch
+files, and a :class:`DiskRows` holds only the row index of its split. So evaluation, calibration
+and training read one batch at a time, and memory stays bounded by the batch, not the data set.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 import struct
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -28,19 +28,34 @@ _CHUNK = 4096  # rows per read when a whole array must be scanned (finite check)
 
 
 class DiskRows:
-    """Rows ``index`` of an array that lives on disk, as float32 tensors when indexed.
+    """Rows ``index`` of an array that lives on disk, as tensors when indexed.
 
-    ``read(rows)`` returns raw rows (any numeric dtype); uint8 rows are scaled to [0, 1]; a
-    ``(H, W)`` row gets a channel axis, so images are always ``(C, H, W)``.
+    ``read(rows)`` returns raw rows (any numeric dtype). As float32 inputs (the default), uint8
+    rows are scaled to [0, 1] and a ``(H, W)`` row gets a channel axis, so images are always
+    ``(C, H, W)``; ``tokens`` rows (ids, masks) come back as int64, as they are.
     """
 
     def __init__(
-        self, read: RowReader, index: np.ndarray, row_shape: tuple[int, ...], dtype: np.dtype
+        self,
+        read: RowReader,
+        index: np.ndarray,
+        row_shape: tuple[int, ...],
+        dtype: np.dtype,
+        tokens: bool = False,
     ) -> None:
         self._read = read
         self._index = index
         self._dtype = np.dtype(dtype)
-        self._row_shape = (1, *row_shape) if len(row_shape) == 2 else row_shape
+        self._tokens = tokens
+        image = len(row_shape) == 2 and not tokens
+        self._row_shape = (1, *row_shape) if image else row_shape
+
+    @classmethod
+    def of_array(cls, array: np.ndarray, tokens: bool = False) -> DiskRows:
+        """Every row of ``array`` (typically memory-mapped)."""
+        return cls(
+            lambda rows: array[rows], np.arange(len(array)), array.shape[1:], array.dtype, tokens
+        )
 
     def __len__(self) -> int:
         return len(self._index)
@@ -54,7 +69,8 @@ class DiskRows:
 
     def subset(self, index: torch.Tensor | np.ndarray) -> DiskRows:
         """The rows at ``index`` (positions in this view), still on disk."""
-        return DiskRows(self._read, self._index[np.asarray(index)], self._row_shape, self._dtype)
+        rows = self._index[np.asarray(index)]
+        return DiskRows(self._read, rows, self._row_shape, self._dtype, self._tokens)
 
     def __getitem__(self, key: int | slice | torch.Tensor | np.ndarray) -> torch.Tensor:
         if isinstance(key, int | np.integer):
@@ -63,6 +79,8 @@ class DiskRows:
         return self._convert(self._read(rows))
 
     def _convert(self, raw: np.ndarray) -> torch.Tensor:
+        if self._tokens:
+            return torch.from_numpy(np.ascontiguousarray(raw, dtype=np.int64))
         out = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
         if self._dtype == np.uint8:
             out = out / 255.0
@@ -145,3 +163,27 @@ def image_rows(files: list[Path], mode: str) -> RowReader:
         return np.stack(images)
 
     return read
+
+
+def token_columns(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], length: int
+) -> tuple[DiskRows, DiskRows]:
+    """Token ids and attention masks, chunk by chunk (each ``(rows, length)``), written to
+    unlinked scratch files and mapped: a corpus is never held in memory as tensors."""
+    with (
+        tempfile.TemporaryFile(prefix="slimkit-ids-") as ids,
+        tempfile.TemporaryFile(prefix="slimkit-mask-") as mask,
+    ):
+        rows = 0
+        for chunk_ids, chunk_mask in chunks:
+            ids.write(np.ascontiguousarray(chunk_ids, dtype=np.int32).tobytes())
+            mask.write(np.ascontiguousarray(chunk_mask, dtype=np.int32).tobytes())
+            rows += len(chunk_ids)
+        if rows == 0:
+            raise DataLoadError("no rows to tokenise")
+        columns = []
+        for f in (ids, mask):
+            f.flush()
+            mapped = np.memmap(f, dtype=np.int32, mode="r", shape=(rows, length))
+            columns.append(DiskRows.of_array(mapped, tokens=True))
+    return columns[0], columns[1]

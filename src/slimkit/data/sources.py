@@ -11,15 +11,15 @@ Accepted forms (``slimkit list`` prints them):
 
 Splits are drawn with a fixed seed, so the calibration subset and evaluation split of a run come
 from the same, reproducible source. Arrays and images from the user's disk stay there
-(:mod:`slimkit.data.arrays`): memory holds a batch at a time, not the data set. Text tables
-are tokenised into memory.
+(:mod:`slimkit.data.arrays`), and text tables are tokenised a chunk at a time onto disk: memory
+holds a batch at a time, not the data set.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import torch
 from pydantic import Field
 
 from slimkit.config import Config
-from slimkit.data.arrays import DiskRows, image_rows, npz_arrays
+from slimkit.data.arrays import DiskRows, image_rows, npz_arrays, token_columns
 from slimkit.data.bundle import ArrayDataset, Column, DataBundle, split_indices
 from slimkit.errors import DataLoadError
 from slimkit.registry import Registry
@@ -143,7 +143,7 @@ def _array_examples(x: np.ndarray, y: np.ndarray, path: Path) -> Examples:
         raise DataLoadError(f"{path}: the data set is empty.")
     if len(x) != len(y):
         raise DataLoadError(f"{path}: {len(x)} inputs but {len(y)} labels.")
-    rows = DiskRows(lambda r: x[r], np.arange(len(x)), tuple(x.shape[1:]), x.dtype)
+    rows = DiskRows.of_array(x)
     return Examples((_finite(rows, path),), _int_labels(np.asarray(y), path), ("inputs",))
 
 
@@ -201,51 +201,79 @@ def _read_imagefolder(spec: DataSpec, path: Path | None, tokenizer: Any) -> Exam
     return Examples((rows,), np.array(labels), ("pixels",), tuple(c.name for c in classes))
 
 
+_TOKENISE_ROWS = 1024  # rows tokenised at once while a table is streamed to disk
+
+
 def _read_table(spec: DataSpec, path: Path | None, tokenizer: Any) -> Examples:
+    """Stream a CSV / JSON-lines table: rows are tokenised a chunk at a time onto disk."""
     assert path is not None
-    rows = _jsonl_rows(path) if path.suffix == ".jsonl" else _csv_rows(path)
-    if not rows:
-        raise DataLoadError(f"{path} holds no rows.")
+    labels_seen: list[str] = []
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        texts: list[str] = []
+        rows = _jsonl_rows(path) if path.suffix == ".jsonl" else _csv_rows(path)
+        for n, row in enumerate(rows):
+            if n == 0:
+                _check_columns(row, spec, path)
+            texts.append(str(row[spec.text_column]))
+            labels_seen.append(str(row[spec.label_column]))
+            if len(texts) == _TOKENISE_ROWS:
+                yield _tokenise(texts, spec, tokenizer)
+                texts = []
+        if not labels_seen:
+            raise DataLoadError(f"{path} holds no rows.")
+        if texts:
+            yield _tokenise(texts, spec, tokenizer)
+
+    columns = token_columns(chunks(), spec.max_length)
+    names = tuple(
+        sorted(set(labels_seen), key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else s))
+    )
+    index = {name: i for i, name in enumerate(names)}
+    labels = np.array([index[v] for v in labels_seen], dtype=np.int64)
+    return Examples(columns, labels, ("input_ids", "attention_mask"), names)
+
+
+def _check_columns(row: dict[str, Any], spec: DataSpec, path: Path) -> None:
     for key in (spec.text_column, spec.label_column):
-        if key not in rows[0]:
+        if key not in row:
             raise DataLoadError(
-                f"{path} has no column {key!r}; its columns are {sorted(rows[0])}. "
+                f"{path} has no column {key!r}; its columns are {sorted(row)}. "
                 "Set data.text_column / data.label_column."
             )
-    texts = [str(r[spec.text_column]) for r in rows]
-    raw = [str(r[spec.label_column]) for r in rows]
-    names = tuple(sorted(set(raw), key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else s)))
-    labels = np.array([names.index(v) for v in raw], dtype=np.int64)
-    return _text_examples(texts, labels, names, spec, tokenizer)
 
 
-def _csv_rows(path: Path) -> list[dict[str, Any]]:
+def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
     try:
         with path.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+            yield from csv.DictReader(f)
     except UnicodeDecodeError as err:
         raise DataLoadError(f"{path} is not UTF-8 text: {err}. Re-save it as UTF-8.") from None
+    except csv.Error as err:
+        raise DataLoadError(f"{path} is not valid CSV: {err}.") from None
 
 
-def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
+def _jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataLoadError(f"{path} line {n} is not valid JSON: {err.msg}.") from None
+                if not isinstance(row, dict):
+                    raise DataLoadError(f"{path} line {n} is not a JSON object with columns.")
+                yield row
     except UnicodeDecodeError as err:
         raise DataLoadError(f"{path} is not UTF-8 text: {err}. Re-save it as UTF-8.") from None
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise DataLoadError(f"{path} line {n} is not valid JSON: {err.msg}.") from None
-    return rows
 
 
-def _text_examples(
-    texts: Sequence[str], labels: np.ndarray, names: tuple[str, ...], spec: DataSpec, tokenizer: Any
-) -> Examples:
+def _tokenise(
+    texts: Sequence[str], spec: DataSpec, tokenizer: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention masks of ``texts``, padded/truncated to ``spec.max_length``."""
     if tokenizer is None:
         raise DataLoadError(
             f"{spec.source} is text; it needs a text model with a tokenizer "
@@ -256,9 +284,16 @@ def _text_examples(
         truncation=True,
         max_length=spec.max_length,
         padding="max_length",
-        return_tensors="pt",
+        return_tensors="np",
     )
-    inputs = (enc["input_ids"].long(), enc["attention_mask"].long())
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def _text_examples(
+    texts: Sequence[str], labels: np.ndarray, names: tuple[str, ...], spec: DataSpec, tokenizer: Any
+) -> Examples:
+    ids, mask = _tokenise(texts, spec, tokenizer)
+    inputs = (torch.from_numpy(ids).long(), torch.from_numpy(mask).long())
     return Examples(inputs, labels, ("input_ids", "attention_mask"), names)
 
 
