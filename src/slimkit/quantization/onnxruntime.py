@@ -34,6 +34,7 @@ from torch import nn
 
 from slimkit._io import atomic_path
 from slimkit.errors import StepError
+from slimkit.export.compact import compact_onnx
 from slimkit.export.onnx import compare_onnx, export_onnx, strip_metadata
 from slimkit.quantization.calibration import check_calibration
 from slimkit.quantization.configs import (
@@ -91,7 +92,9 @@ def _write(
     of its precision, after any recovery has had its chance to close the gap.
     """
     with tempfile.TemporaryDirectory(prefix="slimkit-q-") as tmp:
-        exported = export_onnx(model, example_inputs, input_names, Path(tmp) / "float.onnx")
+        float_onnx = Path(tmp) / "float.onnx"
+        # Uncompacted: coverage and exclusion lists find layers by their PyTorch names.
+        exported = export_onnx(model, example_inputs, input_names, float_onnx, compact=False)
         total = onnx_weight_layers(exported)
         if total == 0:
             raise StepError("The model has no Conv, Gemm or MatMul layer with weights to quantize.")
@@ -104,9 +107,10 @@ def _write(
         with atomic_path(out_path) as target, contextlib.redirect_stdout(io.StringIO()):
             quantize(prepared, target, exclude)
             strip_metadata(target)
+            float_layers = onnx_float_layers(target)
+            compact_onnx(target, (name for name, _ in model.named_modules()))
             agreement = compare_onnx(target, model, check_inputs or example_inputs, input_names)
             log.info("quantized graph runs; max |logit diff| vs float %.4f", agreement.max_diff)
-            float_layers = onnx_float_layers(target)
     return QuantizedModel(
         model, "onnxruntime", total - len(float_layers), float_layers, out_path, agreement
     )
