@@ -32,6 +32,7 @@ EXAMPLES = {
     "n:m": {"method": "n:m", "n": 1, "m": 4, "targets": ["Linear", "Conv2d"]},
     "heads": {"method": "heads", "ratio": 0.25, "importance": "l1"},
     "ffn": {"method": "ffn", "ratio": 0.4, "round_to": 64},
+    "vocab": {"method": "vocab", "min_count": 2, "unk_token": 100},
     "static-int8": {"mode": "static-int8", "estimator": "percentile", "percentile": 99.9},
     "dynamic-int8": {"mode": "dynamic-int8", "per_channel": True, "backend": "torchao"},
     "weight-only-int8": {"mode": "weight-only-int8", "group_size": 64, "backend": "torchao"},

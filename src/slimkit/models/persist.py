@@ -21,6 +21,7 @@ from torch import nn
 
 from slimkit._io import atomic_path
 from slimkit.errors import ModelLoadError
+from slimkit.models.embedding import RemappedEmbedding
 from slimkit.models.sparse import compress_state, decompress_state
 
 FORMAT_VERSION = "1"
@@ -56,7 +57,15 @@ _LAYER_ARGS: dict[type[nn.Module], Callable[[Any], dict[str, Any]]] = {
         "embedding_dim": m.embedding_dim,
         "padding_idx": m.padding_idx,
     },
+    RemappedEmbedding: lambda m: {
+        "vocab_size": m.remap.numel(),
+        "num_embeddings": m.embedding.num_embeddings,
+        "embedding_dim": m.embedding.embedding_dim,
+        "padding_idx": m.embedding.padding_idx,
+    },
 }
+# Layers a pruning method puts in place of another type (a trimmed vocabulary's embedding).
+_REPLACES: dict[type[nn.Module], type[nn.Module]] = {RemappedEmbedding: nn.Embedding}
 
 
 def _bn_args(m: nn.modules.batchnorm._BatchNorm) -> dict[str, Any]:
@@ -157,12 +166,13 @@ def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -
                 "it was saved from a different network."
             ) from None
         layer_type = by_type.get(entry["type"])
-        if layer_type is None or type(current) is not layer_type:
+        replaced = layer_type is not None and _REPLACES.get(layer_type) is type(current)
+        if layer_type is None or (type(current) is not layer_type and not replaced):
             raise ModelLoadError(
                 f"Layer {name!r} is {type(current).__name__} in the architecture but "
                 f"{entry['type']} in the saved model."
             )
-        if _LAYER_ARGS[layer_type](current) != entry["args"]:
+        if replaced or _LAYER_ARGS[layer_type](current) != entry["args"]:
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, layer_type(**entry["args"]))

@@ -29,10 +29,12 @@ from slimkit.pruning.configs import (
     PruneConfig,
     RandomConfig,
     Scope,
+    VocabConfig,
 )
 from slimkit.pruning.structured import channel_prune
 from slimkit.pruning.transformer import prune_ffn, prune_heads
 from slimkit.pruning.unstructured import magnitude_prune, nm_prune
+from slimkit.pruning.vocab import trim_vocab
 
 
 def _unstructured(handler: Callable[[nn.Module, Any], nn.Module]) -> Callable[..., nn.Module]:
@@ -47,6 +49,9 @@ _HANDLERS: dict[type[PruneConfig], Callable[..., nn.Module]] = {
     HeadsConfig: _unstructured(prune_heads),
     FfnConfig: _unstructured(prune_ffn),
     ChannelConfig: channel_prune,
+    VocabConfig: lambda model, config, example_inputs, batches, between: trim_vocab(
+        model, config, batches or ()
+    ),
 }
 
 
@@ -79,6 +84,8 @@ def prune(
         )
     if example_inputs is None and isinstance(config, ChannelConfig):
         raise StepError("Channel pruning traces the model: pass example_inputs=(batch,).")
+    if batches is None and isinstance(config, VocabConfig):
+        raise StepError("Vocabulary trimming counts tokens: pass batches of training data.")
     check_names_exist(model, config.ignore, f"{config.method} pruning's ignore")
     for field in ("targets", "overrides"):
         check_names_exist(
@@ -108,6 +115,7 @@ __all__ = [
     "PruneConfig",
     "RandomConfig",
     "Scope",
+    "VocabConfig",
     "parse_prune_config",
     "prune",
 ]

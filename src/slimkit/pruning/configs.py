@@ -160,3 +160,16 @@ class FfnConfig(HeadsConfig):
 
     method: Literal["ffn"] = "ffn"  # type: ignore[assignment]
     round_to: int | None = Field(None, ge=1, description="Keep neuron counts multiples of this.")
+
+
+@PRUNE_METHODS.register("vocab")
+class VocabConfig(PruneConfig):
+    """Structured, text models: keep only the token embeddings the training data uses.
+
+    Token ids seen fewer than ``min_count`` times in the training split are mapped to
+    ``unk_token`` (the step reads it from the model's tokenizer) and their rows are removed.
+    """
+
+    method: Literal["vocab"] = "vocab"
+    min_count: int = Field(1, ge=1, le=1_000_000)
+    unk_token: int | None = Field(None, ge=0, description="Default: the tokenizer's [UNK] id.")

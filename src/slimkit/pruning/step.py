@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
+from slimkit.errors import StepError
 from slimkit.evaluation.metrics import accuracy, predict
-from slimkit.pruning import ChannelConfig, MagnitudeConfig, PruneConfig, parse_prune_config, prune
+from slimkit.models.embedding import RemappedEmbedding
+from slimkit.pruning import (
+    ChannelConfig,
+    MagnitudeConfig,
+    PruneConfig,
+    VocabConfig,
+    parse_prune_config,
+    prune,
+)
 from slimkit.pruning.configs import Scope
 from slimkit.pruning.schedules import gradual_prune
 from slimkit.pruning.sensitivity import allocate, layer_sensitivity, prunable_layers
+from slimkit.pruning.vocab import token_counts, token_embeddings
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, register_step
 from slimkit.training.trainer import train
@@ -36,11 +47,48 @@ def prune_step(state: ModelState, config: PruneConfig, ctx: StepContext) -> Mode
             f"{history.val_accuracy[-1]:.2f}%"
         )
         return ModelState(state.module, state.backend, notes=[*notes, note])
-    batches = ctx.data.train.batches(64) if isinstance(config, ChannelConfig) else None
+    if isinstance(config, VocabConfig) and config.unk_token is None:
+        config = config.model_copy(update={"unk_token": _unk_token(ctx)})
+    counted = isinstance(config, ChannelConfig | VocabConfig)
+    batches = ctx.data.train.batches(64) if counted else None
     module = prune(
         state.module, config, ctx.data.sample_inputs(1), batches=batches, between=between
     )
+    if isinstance(config, VocabConfig):
+        notes.append(_vocab_note(state.module, module, config, ctx))
     return ModelState(module, state.backend, notes=notes)
+
+
+def _unk_token(ctx: StepContext) -> int:
+    """The [UNK] id of the model's tokenizer, found through its architecture record."""
+    from slimkit.models import ModelSpec, load_tokenizer_for
+
+    source = (ctx.arch or {}).get("source")
+    tokenizer = load_tokenizer_for(ModelSpec.parse(source)) if source else None
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        raise StepError(
+            "method: vocab maps unseen tokens to [UNK], and this model's tokenizer has no "
+            "unk_token_id; set unk_token: ID in the step."
+        )
+    return int(unk)
+
+
+def _vocab_note(before: nn.Module, after: nn.Module, config: VocabConfig, ctx: StepContext) -> str:
+    """How much of the table was kept, and how often held-out text now reads [UNK]."""
+    _, table = token_embeddings(before)
+    vocab = table.num_embeddings
+    remapped = next(m for m in after.modules() if isinstance(m, RemappedEmbedding))
+    assert config.unk_token is not None
+    counts = token_counts(ctx.data.val.batches(256), vocab)
+    remap = remapped.remap.long()
+    unseen = (remap == remap[config.unk_token]) & (torch.arange(vocab) != config.unk_token)
+    share = float(counts[unseen].sum()) / max(1, int(counts.sum()))
+    return (
+        f"vocabulary trimmed to {remapped.embedding.num_embeddings:,} of {vocab:,} tokens "
+        f"(seen at least {config.min_count}x in training); {share:.2%} of validation tokens "
+        "now read [UNK]"
+    )
 
 
 def _allocate_by_sensitivity(

@@ -2,7 +2,8 @@
 
 A search space turns a trial into plain recipe steps (the same YAML a user writes), so the
 chosen trial *is* a recipe that ``slimkit run`` reproduces. Families differ in what shrinks
-them: channels for convolutional nets; layers, heads and FFN neurons for transformers.
+them: channels for convolutional nets; vocabulary, layers, heads and FFN neurons for
+transformers.
 """
 
 from __future__ import annotations
@@ -86,8 +87,13 @@ def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
 
 @SPACES.register("transformer")
 def transformer(trial: Any, inputs: SpaceInputs) -> Steps:
-    """Layer dropping by distillation, heads and FFN pruning with recovery, quantization."""
+    """Vocabulary trimming, layer dropping by distillation, heads and FFN pruning with
+    recovery, quantization."""
     steps: Steps = []
+    # The token table is half of MiniLM; trimming it to the task's tokens cost W2 nothing.
+    min_count = trial.suggest_categorical("vocab_min_count", [0, 1, 3])
+    if min_count:
+        steps.append({"prune": {"method": "vocab", "min_count": min_count}})
     keep_every = trial.suggest_categorical("keep_every", [1, 2, 3])
     if keep_every > 1:
         steps.append(

@@ -1,0 +1,77 @@
+"""Vocabulary trimming: drop the embedding rows of tokens a task never uses.
+
+MiniLM's 30,522 x 384 token table is half of its weights; a topic classifier trained on news
+sees a fraction of those tokens. ``trim_vocab`` keeps the rows of the ids the training data
+uses (at least ``min_count`` times) and puts a :class:`RemappedEmbedding` in place of the table:
+an int32 lookup from the tokenizer's ids to the kept rows, unseen ids landing on ``[UNK]``. The
+tokenizer stays as it is, and the model saves and reloads through the layer manifest like any
+pruned layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from slimkit.data.bundle import Batch
+from slimkit.errors import StepError
+from slimkit.models.embedding import RemappedEmbedding
+from slimkit.pruning.configs import VocabConfig
+
+
+def token_embeddings(model: nn.Module) -> tuple[str, nn.Embedding]:
+    """The name and module of the token-id embedding of a Hugging Face encoder in ``model``."""
+    for name, module in model.named_modules():
+        if name.endswith("word_embeddings") and isinstance(module, nn.Embedding):
+            return name, module
+    raise StepError(
+        "method: vocab needs a text model with a token embedding table (word_embeddings); "
+        "this model has none, or its vocabulary is already trimmed."
+    )
+
+
+def token_counts(batches: Iterable[Batch], vocab_size: int) -> torch.Tensor:
+    """How often each token id occurs in ``batches`` (attended positions only)."""
+    counts = torch.zeros(vocab_size, dtype=torch.long)
+    for inputs, _ in batches:
+        ids, mask = inputs[0], inputs[1] if len(inputs) > 1 else None
+        used = ids[mask.bool()] if mask is not None else ids.flatten()
+        counts += torch.bincount(used.long().flatten(), minlength=vocab_size)[:vocab_size]
+    return counts
+
+
+def trim_vocab(model: nn.Module, config: VocabConfig, batches: Iterable[Batch]) -> nn.Module:
+    """Keep the embedding rows of the tokens ``batches`` use; remap the rest to ``[UNK]``."""
+    if config.unk_token is None:
+        raise StepError(
+            "method: vocab maps unseen tokens to [UNK]: give unk_token (the tokenizer's "
+            "unk_token_id), or use the prune step, which reads it from the model's tokenizer."
+        )
+    name, table = token_embeddings(model)
+    vocab = table.num_embeddings
+    if config.unk_token >= vocab:
+        raise StepError(f"unk_token {config.unk_token} is outside the vocabulary of {vocab}.")
+    counts = token_counts(batches, vocab)
+    keep = (counts >= config.min_count).nonzero().flatten()
+    specials = [config.unk_token] + ([table.padding_idx] if table.padding_idx is not None else [])
+    keep = torch.unique(torch.cat([keep, torch.tensor(specials)]))
+    trimmed = RemappedEmbedding(
+        vocab,
+        len(keep),
+        table.embedding_dim,
+        padding_idx=None
+        if table.padding_idx is None
+        else int((keep == table.padding_idx).nonzero()),
+    )
+    with torch.no_grad():
+        trimmed.embedding.weight.copy_(table.weight[keep])
+        position = torch.full(
+            (vocab,), int((keep == config.unk_token).nonzero()), dtype=torch.int32
+        )
+        position[keep] = torch.arange(len(keep), dtype=torch.int32)
+        trimmed.remap.copy_(position)
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, trimmed)
+    return model
