@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from tests.test_pipeline import tiny_recipe
 
@@ -101,3 +102,30 @@ def test_an_interrupted_search_resumes_without_losing_trials(
 def test_auto_cli_without_a_recipe_or_model_says_what_to_give(cli):
     result = cli("auto", "--trials", "1")
     assert result.code == 2 and "Give --recipe, or --model and --data" in result.err
+
+
+@pytest.mark.parametrize(
+    ("objective", "p50", "size", "macs", "kept"),
+    [
+        ("latency", 0.5, 100, 100, True),  # faster
+        ("latency", 1.0, 50, 100, True),  # as fast, half the size (vocabulary trimming)
+        ("latency", 1.0, 99, 50, False),  # as fast, no smaller: fewer MACs alone do not pay
+        ("latency", 1.5, 10, 10, False),  # slower
+        ("size", 1.0, 50, 100, True),
+        ("size", 1.5, 50, 100, False),
+        ("macs", 1.0, 100, 50, True),
+        ("macs", 1.0, 50, 100, False),
+    ],
+)
+def test_a_step_pays_when_it_gains_without_slowing(objective, p50, size, macs, kept):
+    from slimkit.evaluation import LatencyStats, Measurement
+    from slimkit.search.auto import Objective, pays
+    from slimkit.state import ModelState
+
+    def measured(p50: float, size: int, macs: int) -> Measurement:
+        m = Measurement("m", "m", ModelState(torch.nn.Identity()), None, {}, 1, 1, macs, size)  # type: ignore[arg-type]
+        m.latency = LatencyStats(p50, p50, 1, 1)
+        return m
+
+    before = measured(1.0, 100, 100)
+    assert pays(Objective(objective), measured(p50, size, macs), before) is kept

@@ -6,7 +6,9 @@ smallest) model within an accuracy budget, measured on the runtime that will ser
 2. Optuna (TPE with the accuracy budget as a constraint) draws recipe steps from the model
    family's search space. Each step is applied and measured like a pipeline step, its latency
    timed interleaved with the model before it; a compressing step that does not pay for itself
-   on the serving runtime (slower, or no gain on the objective) is rolled back and noted. A
+   on the serving runtime (slower, or no gain on the objective; for latency, a step that is
+   as fast and smaller also pays, since size is the other half of the result) is rolled back
+   and noted. A
    trial whose trained model is already below the budget is pruned before quantization.
 3. Trials live in an Optuna RDB (SQLite in the run directory by default, any URL with
    ``storage``), so a search resumes, and several machines can share one study.
@@ -253,6 +255,22 @@ def _sensitivity(base: Any, samples: int) -> list[dict[str, Any]]:
     return [{"layer": c.layer, "drop": {str(r): c.drop(r) for r in c.metric}} for c in curves]
 
 
+def pays(objective: Objective, m: Measurement, prev: Measurement) -> bool:
+    """Whether a compressing step that turned ``prev`` into ``m`` is worth keeping.
+
+    It must not be slower (beyond timing noise) and must gain on the objective; under
+    ``latency`` a step that is as fast and at least 5% smaller pays too.
+    """
+    assert m.latency is not None and prev.latency is not None
+    slower = m.latency.p50 > prev.latency.p50 * SLOWER_MARGIN
+    if objective is Objective.LATENCY:
+        faster = m.latency.p50 * SLOWER_MARGIN < prev.latency.p50
+        return faster or (not slower and m.size_bytes * SLOWER_MARGIN < prev.size_bytes)
+    if objective is Objective.SIZE:
+        return not slower and m.size_bytes < prev.size_bytes
+    return not slower and m.macs < prev.macs
+
+
 class _TrialRunner:
     """Applies and measures one trial's steps; the callable Optuna optimises."""
 
@@ -305,7 +323,7 @@ class _TrialRunner:
             )
             records = [self.base_record, prev, m] if prev is not self.base_record else [prev, m]
             time_as(candidate, records, self.base.data)
-            if spec.kind in COMPRESSING and not self._pays(m, prev):
+            if spec.kind in COMPRESSING and not pays(self.config.objective, m, prev):
                 notes.append(f"rolled back {spec.name}: {self._describe(m, prev)}")
                 continue
             kept.append(spec.to_dict())
@@ -319,15 +337,6 @@ class _TrialRunner:
         if prev is self.base_record:
             time_as(candidate, [self.base_record], self.base.data)
         return self._record(trial, kept, prev, notes)
-
-    def _pays(self, m: Measurement, prev: Measurement) -> bool:
-        assert m.latency is not None and prev.latency is not None
-        slower = m.latency.p50 > prev.latency.p50 * SLOWER_MARGIN
-        if self.config.objective is Objective.LATENCY:
-            return m.latency.p50 * SLOWER_MARGIN < prev.latency.p50
-        if self.config.objective is Objective.SIZE:
-            return not slower and m.size_bytes < prev.size_bytes
-        return not slower and m.macs < prev.macs
 
     @staticmethod
     def _describe(m: Measurement, prev: Measurement) -> str:
