@@ -4,7 +4,7 @@ On a small int8 model the graph's bookkeeping is a tenth of the file: every node
 name like ``layers.0.conv1.weight_bias_DequantizeLinear``, every intermediate value a name as
 long, and symmetric int8 weights and int32 biases store all-zero zero points that ONNX assumes
 anyway. On W1 static int8 (ONNX Runtime QDQ) this and dropping the exporter's graph signature
-(:func:`~slimkit.export.onnx.strip_metadata`) take the file from 103,051 bytes to 87,998, of
+(:func:`~slimkit.export.onnx.tidy_onnx`) take the file from 103,051 bytes to 87,998, of
 which 79,856 are tensor data.
 
 What is kept: graph inputs and outputs by name, and for each stored tensor the PyTorch module it
@@ -14,7 +14,6 @@ Everything that reads names (coverage, exclusion lists) runs before compaction.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -33,10 +32,8 @@ def _short(i: int) -> str:
             return out
 
 
-def compact_onnx(path: str | os.PathLike[str], module_names: Iterable[str]) -> None:
-    """Rename values and nodes of the graph at ``path`` compactly and drop default zero points."""
-    proto = onnx.load(str(path))
-    graph = proto.graph
+def compact_graph(graph: onnx.GraphProto, module_names: Iterable[str]) -> None:
+    """Rename ``graph``'s values and nodes compactly and drop default zero points, in place."""
     _drop_zero_zero_points(graph)
     modules = sorted(module_names, key=len, reverse=True)
     fixed = {v.name for v in (*graph.input, *graph.output)}
@@ -62,7 +59,6 @@ def compact_onnx(path: str | os.PathLike[str], module_names: Iterable[str]) -> N
         node.input[:] = [rename(n) for n in node.input]
         node.output[:] = [rename(n) for n in node.output]
     graph.ClearField("value_info")
-    onnx.save(proto, str(path))
 
 
 def _drop_zero_zero_points(graph: onnx.GraphProto) -> None:

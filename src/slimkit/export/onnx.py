@@ -20,7 +20,7 @@ from torch import nn
 
 from slimkit._io import atomic_path
 from slimkit.errors import ExportError
-from slimkit.export.compact import compact_onnx
+from slimkit.export.compact import compact_graph
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def export_onnx(
 
     ``inputs`` are traced; the graph is verified on ``check_inputs`` (held-out examples; default
     ``inputs``) at the fp32 tolerance. ``compact`` renames values and nodes tersely
-    (:func:`~slimkit.export.compact.compact_onnx`); a graph that tools will read by PyTorch
+    (:func:`~slimkit.export.compact.compact_graph`); a graph that tools will read by PyTorch
     names (a quantizer's input) is exported with ``compact=False``.
     """
     batch = torch.export.Dim("batch", min=1, max=65536)
@@ -82,20 +82,19 @@ def export_onnx(
             raise ExportError(
                 f"torch.onnx.export failed for {type(model).__name__}: {err}"
             ) from None
-        strip_metadata(tmp)
-        if compact:
-            compact_onnx(tmp, (name for name, _ in model.named_modules()))
+        tidy_onnx(tmp, model if compact else None)
         verify_onnx(tmp, model, check_inputs or inputs, input_names, "fp32")
     return Path(path)
 
 
-def strip_metadata(path: str | os.PathLike[str]) -> None:
-    """Drop what only debugging needs (per-node source metadata, doc strings, value_info, the
-    exporter's graph signature).
+def tidy_onnx(path: str | os.PathLike[str], compact_for: nn.Module | None = None) -> None:
+    """Drop what only debugging needs and, with ``compact_for``, compact names; one load, one save.
 
     The exporter annotates every node with its PyTorch origin and the graph with the exported
     program's signature (4.4 KB on W1); on a small model that is as large as the weights, and
-    the runtime never reads it. Node names stay.
+    the runtime never reads it. Names stay unless ``compact_for`` (the model the graph computes,
+    whose module names stored tensors keep as prefixes) asks for
+    :func:`~slimkit.export.compact.compact_graph`.
     """
     proto = onnx.load(str(path))
     for node in proto.graph.node:
@@ -103,6 +102,8 @@ def strip_metadata(path: str | os.PathLike[str]) -> None:
         node.doc_string = ""
     proto.graph.ClearField("value_info")
     proto.graph.ClearField("metadata_props")
+    if compact_for is not None:
+        compact_graph(proto.graph, (name for name, _ in compact_for.named_modules()))
     onnx.save(proto, str(path))
 
 

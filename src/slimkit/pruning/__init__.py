@@ -50,7 +50,7 @@ _HANDLERS: dict[type[PruneConfig], Callable[..., nn.Module]] = {
     FfnConfig: _unstructured(prune_ffn),
     ChannelConfig: channel_prune,
     VocabConfig: lambda model, config, example_inputs, batches, between: trim_vocab(
-        model, config, batches or ()
+        model, config, batches
     ),
 }
 

@@ -34,8 +34,7 @@ from torch import nn
 
 from slimkit._io import atomic_path
 from slimkit.errors import StepError
-from slimkit.export.compact import compact_onnx
-from slimkit.export.onnx import compare_onnx, export_onnx, strip_metadata
+from slimkit.export.onnx import compare_onnx, export_onnx, tidy_onnx
 from slimkit.quantization.calibration import check_calibration
 from slimkit.quantization.configs import (
     DynamicInt8Config,
@@ -106,9 +105,8 @@ def _write(
         # ONNX Runtime's calibrators print progress to stdout; the library stays silent.
         with atomic_path(out_path) as target, contextlib.redirect_stdout(io.StringIO()):
             quantize(prepared, target, exclude)
-            strip_metadata(target)
             float_layers = onnx_float_layers(target)
-            compact_onnx(target, (name for name, _ in model.named_modules()))
+            tidy_onnx(target, model)
             agreement = compare_onnx(target, model, check_inputs or example_inputs, input_names)
             log.info("quantized graph runs; max |logit diff| vs float %.4f", agreement.max_diff)
     return QuantizedModel(
