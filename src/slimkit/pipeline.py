@@ -123,7 +123,7 @@ def execute(
 
     def measured(name: str, kind: str, done: Done) -> Measurement:
         m = measure_as(recipe, base.data, name, kind, done.state, done.stem, done.arch)
-        m.wall_s, m.notes = time.perf_counter() - done.start, list(done.state.notes)
+        m.wall_s, m.notes = time.perf_counter() - done.start, [*done.state.notes, *m.notes]
         return m
 
     state = ModelState(base.model, ev.backend, notes=base.notes)

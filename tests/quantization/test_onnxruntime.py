@@ -20,6 +20,7 @@ from slimkit.quantization import (
     WeightOnlyInt8Config,
     quantize,
 )
+from slimkit.runtimes.onnxruntime import weight_only
 
 
 def _plain_session_accuracy(path: Path, data) -> float:
@@ -126,7 +127,9 @@ def test_weight_only_packs_linear_weights(tmp_path: Path, config, bits: int):
     )
     graph = onnx.load(str(result.artifact)).graph
     nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
-    assert len(nbits) == result.quantized_layers == 2  # the two 3-D Linear layers
+    assert len(nbits) == 2  # the two 3-D Linear layers
+    # int8 also stores the 2-D head (a Gemm) as int8 behind a DequantizeLinear
+    assert result.quantized_layers == (3 if bits == 8 else 2)
     assert all(a.i == bits for n in nbits for a in n.attribute if a.name == "bits")
     packed = sum(
         len(i.raw_data) for i in graph.initializer if i.data_type == onnx.TensorProto.UINT8
@@ -139,10 +142,44 @@ def test_weight_only_packs_linear_weights(tmp_path: Path, config, bits: int):
     assert float((got - want).abs().max()) <= 0.1 * float(want.abs().max())
 
 
-def test_weight_only_on_a_cnn_is_refused_with_the_layers_named(trained, tmp_path: Path):
+def test_weight_only_int8_stores_conv_weights_int8_and_serves_them_as_float(
+    trained, tmp_path: Path
+):
+    net, data = trained
+    float_path = export_onnx(net, data.sample_inputs(4), data.input_names, tmp_path / "f.onnx")
+    result = quantize(
+        net,
+        WeightOnlyInt8Config(),
+        example_inputs=data.sample_inputs(4),
+        input_names=data.input_names,
+        out_path=tmp_path / "w.onnx",
+    )
+    assert result.quantized_layers == 3 and result.float_layers == []  # 2 convs and the Gemm
+    graph = onnx.load(str(result.artifact)).graph
+    weights = [i for i in graph.initializer if len(i.dims) >= 2]
+    assert len(weights) == 3 and all(i.data_type == onnx.TensorProto.INT8 for i in weights)
+    stored = {i.name: i for i in graph.initializer}
+    for dq in (n for n in graph.node if n.op_type == "DequantizeLinear"):
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        weight, scale = stored[dq.input[0]], stored[dq.input[1]]
+        assert list(scale.dims) == [weight.dims[axis]]  # one scale per output channel
+    assert not any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in graph.node)
+    assert weight_only(result.artifact) and not weight_only(float_path)
+    # Served, the weights are dequantized once at load: the optimised graph is float.
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    ort.InferenceSession(str(result.artifact), options, providers=["CPUExecutionProvider"])
+    folded = onnx.load(str(tmp_path / "optimised.onnx")).graph
+    assert not any(n.op_type == "DequantizeLinear" for n in folded.node)
+    assert result.artifact.stat().st_size < 0.5 * float_path.stat().st_size
+    assert _plain_session_accuracy(result.artifact, data) >= 95.0
+
+
+def test_weight_only_int4_on_a_cnn_is_refused_with_the_layers_named(trained, tmp_path: Path):
     net, data = trained
     with pytest.raises(
-        StepError, match=r"none of this model's layers qualified .*stay float.*static-int8"
+        StepError, match=r"none of this model's layers qualified .*stay float.*weight-only-int8"
     ):
         quantize(
             net,

@@ -9,7 +9,9 @@ import torch
 
 import slimkit
 from slimkit.errors import StepError
+from slimkit.export import export_onnx
 from slimkit.runtimes import prepare
+from slimkit.runtimes.onnxruntime import fastest_threads
 from slimkit.state import ModelState
 
 
@@ -51,3 +53,19 @@ def test_an_int8_graph_cannot_be_served_by_pytorch(tmp_path: Path):
             threads=1,
             arch={},
         )
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_onnxruntime_keeps_the_thread_count_that_measured_faster_and_says_so(tmp_path, threads):
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    inputs = (torch.randn(1, 1, 8, 8),)
+    net(*inputs)
+    path = export_onnx(net.eval(), inputs, ("x",), tmp_path / "m.onnx")
+    sess, note = fastest_threads(path, threads, inputs, ("x",), fold_weights=False)
+    used = sess.get_session_options().intra_op_num_threads
+    assert used == (1 if note else threads)
+    assert note is None or note.startswith("onnxruntime serves this model on 1 intra-op thread")
+    with torch.inference_mode():
+        want = net(*inputs)
+    got = torch.from_numpy(sess.run(None, {"x": inputs[0].numpy()})[0])
+    assert torch.allclose(got, want, atol=1e-5)

@@ -80,6 +80,7 @@ def measure(
         macs=count_macs(state.module, data.sample_inputs(1)),
         size_bytes=prepared.artifact.stat().st_size,
         bytes_by_layer_type=bytes_by_layer_type(state.module, prepared.artifact),
+        notes=list(prepared.notes),
     )
 
 

@@ -3,7 +3,8 @@
 Shared machines drift: a background job can slow one model's run by 30%. Timing every model in
 round-robin rounds (order rotated each round) spreads that drift over all of them, so the
 ratios between models hold even when the absolute numbers wobble. Figures are percentiles over
-individually timed batches, after warm-up, with one thread count for every runtime.
+individually timed batches, after warm-up, with the run's thread count for every runtime (ONNX
+Runtime uses one thread of them where that measured faster for the model).
 """
 
 from __future__ import annotations

@@ -128,7 +128,9 @@ class DynamicInt8Config(QuantizeConfig):
 class WeightOnlyConfig(QuantizeConfig):
     """Fields shared by the weight-only modes: low-bit Linear weights, float activations."""
 
-    group_size: int = Field(32, ge=16, le=4096, description="Weights sharing one scale.")
+    group_size: int = Field(
+        32, ge=16, le=4096, description="MatMul weights sharing one scale (Conv: per channel)."
+    )
 
     @field_validator("group_size")
     @classmethod
@@ -140,7 +142,8 @@ class WeightOnlyConfig(QuantizeConfig):
 
 @QUANT_MODES.register("weight-only-int8")
 class WeightOnlyInt8Config(WeightOnlyConfig):
-    """int8 Linear weights with group-wise scales (onnxruntime) or per-row scales (torchao)."""
+    """int8 weights, float compute: Linear group-wise and Conv per channel (onnxruntime), or
+    Linear per row (torchao)."""
 
     mode: Literal["weight-only-int8"] = "weight-only-int8"
     precision: ClassVar[str] = "int8"  # the tolerance its exported graph is verified at

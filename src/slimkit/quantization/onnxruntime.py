@@ -2,7 +2,11 @@
 
 static-int8 and dynamic-int8 write QDQ / integer-op graphs; the weight-only modes replace each
 MatMul by ``MatMulNBits``, which stores two 4-bit weights per byte with group-wise scales and has
-CPU kernels. Every graph is verified against the float model before it is returned.
+CPU kernels. weight-only-int8 also stores Conv and Gemm weights as int8 with one scale per output
+channel behind a ``DequantizeLinear``, which the ONNX Runtime runtime folds back to float when it
+loads the graph: int8 on disk, float kernels at run time, which beat int8 ones on layers too
+narrow to fill a vector register. Every graph is verified against the float model before it is
+returned.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 from onnxruntime.quantization import (
@@ -194,13 +199,57 @@ def quantize_weight_only(
             onnx.load(str(prepared)), nodes_to_exclude=exclude, algo_config=algo
         )
         quantizer.process()
-        quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+        graph = quantizer.model.model
+        if bits == 8:
+            _int8_conv_gemm_weights(graph, set(exclude))
+        onnx.save(graph, str(target))
 
     result = _write(model, config, example_inputs, input_names, out_path, run, check_inputs)
     if result.quantized_layers == 0:
         raise StepError(
             f"{config.mode} quantizes MatMul weights (the Linear layers of transformers); none of "
             f"this model's layers qualified ({', '.join(result.float_layers[:4])} stay float). "
-            "Use static-int8 for convolutional nets."
+            "Use weight-only-int8 or static-int8 for convolutional nets."
         )
     return result
+
+
+def _int8_conv_gemm_weights(model: onnx.ModelProto, exclude: set[str]) -> None:
+    """Store each Conv/Gemm float weight as symmetric int8 with one scale per output channel,
+    read through a ``DequantizeLinear`` (in place; nodes named in ``exclude`` stay float)."""
+    graph = model.graph
+    stored = {i.name: i for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    added: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if node.op_type not in ("Conv", "Gemm") or node.name in exclude:
+            continue
+        if len(node.input) < 2 or node.input[1] not in stored:
+            continue
+        name = node.input[1]
+        w = onnx.numpy_helper.to_array(stored[name])
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        axis = 1 if node.op_type == "Gemm" and not trans_b else 0  # the output channels
+        others = tuple(d for d in range(w.ndim) if d != axis)
+        scale = np.maximum(np.abs(w).max(axis=others), 1e-12) / 127.0
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        graph.initializer.remove(stored.pop(name))
+        graph.initializer.extend(
+            [
+                onnx.numpy_helper.from_array(q, f"{name}_quantized"),
+                onnx.numpy_helper.from_array(scale.astype(np.float32), f"{name}_scale"),
+            ]
+        )
+        added.append(
+            onnx.helper.make_node(
+                "DequantizeLinear",
+                [f"{name}_quantized", f"{name}_scale"],
+                [name],
+                name=f"{name}_DequantizeLinear",
+                axis=axis,
+            )
+        )
+    nodes = [*added, *graph.node]  # topological: the dequantized weights come first
+    del graph.node[:]
+    graph.node.extend(nodes)

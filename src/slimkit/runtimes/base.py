@@ -19,10 +19,12 @@ Engine = Callable[[Inputs], torch.Tensor]
 
 @dataclass(frozen=True)
 class Prepared:
-    """A model ready to serve: its engine and the artifact file that engine loads."""
+    """A model ready to serve: its engine, the artifact file that engine loads, and notes on
+    what the runtime decided for this model (e.g. its thread count)."""
 
     engine: Engine
     artifact: Path
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
