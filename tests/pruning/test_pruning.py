@@ -63,6 +63,18 @@ def test_channel_pruning_shrinks_every_stage_and_keeps_the_classes():
     assert net.layers[1].shortcut[0].out_channels == net.layers[1].conv2.out_channels
 
 
+def test_channel_overrides_give_the_groups_those_layers_lead_their_own_share():
+    net = slimkit.build_model("resnet-mini", num_classes=10, in_channels=1)
+    x = torch.randn(2, 1, 28, 28)
+    # stem.0 leads the first stage's residual group; layers.2.conv1 only its own block
+    config = ChannelConfig(ratio=0.5, overrides={"stem.0": 0.0, "layers.2.conv1": 0.75})
+    net = prune(net, config, (x[:1],))
+    widths = [net.stem[0].out_channels, net.layers[0].conv1.out_channels]
+    widths += [net.layers[2].conv1.out_channels, net.layers[2].conv2.out_channels]
+    assert widths == [16, 8, 16, 32]
+    assert net(x).shape == (2, 10)
+
+
 def test_channel_pruning_round_to():
     net = slimkit.build_model("small-cnn", num_classes=3, in_channels=1, width=12, depth=2)
     net = prune(net, ChannelConfig(ratio=0.5, round_to=4), (torch.randn(1, 1, 16, 16),))
@@ -203,6 +215,10 @@ def test_pruning_never_modifies_the_input_model():
         (
             MagnitudeConfig(sparsity=0.5, overrides={"hed": 0.1}),
             r"overrides names layer 'hed'.*Did you mean 'head'",
+        ),
+        (
+            ChannelConfig(ratio=0.5, overrides={"layers.2.conv": 0.1}),
+            r"overrides names layer 'layers\.2\.conv'.*Did you mean",
         ),
         (
             ChannelConfig(ratio=0.5, round_to=32),

@@ -61,6 +61,15 @@ class PruneConfig(Config):
 PRUNE_METHODS: Registry[type[PruneConfig]] = Registry("pruning method")
 
 
+def _share_per_layer(v: dict[str, float], what: str) -> dict[str, float]:
+    """Per-layer overrides: valid layer patterns, each with a share in [0, 1)."""
+    validate_patterns(list(v))
+    for pattern, share in v.items():
+        if not 0.0 <= share < 1.0:
+            raise ValueError(f"override {pattern!r}: {what} must be in [0, 1), got {share}")
+    return v
+
+
 @PRUNE_METHODS.register("magnitude")
 class MagnitudeConfig(PruneConfig):
     """Unstructured: zero the smallest-magnitude weights until ``sparsity`` of them are zero."""
@@ -82,13 +91,7 @@ class MagnitudeConfig(PruneConfig):
     @field_validator("overrides")
     @classmethod
     def _override_values(cls, v: dict[str, float]) -> dict[str, float]:
-        validate_patterns(list(v))
-        for pattern, sparsity in v.items():
-            if not 0.0 <= sparsity < 1.0:
-                raise ValueError(
-                    f"override {pattern!r}: sparsity must be in [0, 1), got {sparsity}"
-                )
-        return v
+        return _share_per_layer(v, "sparsity")
 
 
 @PRUNE_METHODS.register("random")
@@ -125,11 +128,20 @@ class ChannelConfig(PruneConfig):
 
     method: Literal["channels"] = "channels"
     ratio: float = Field(gt=0.0, lt=1.0, description="Share of channels removed per group.")
+    overrides: dict[str, float] = Field(
+        default_factory=dict,
+        description="Layer pattern -> the share removed from the group that layer leads.",
+    )
     importance: Importance = Importance.L2
     round_to: int | None = Field(None, ge=1, description="Keep channel counts multiples of this.")
     iterations: int = Field(1, ge=1, le=100, description="Reach the ratio in this many rounds.")
     finetune: TrainConfig | None = Field(None, description="Training between iterative rounds.")
     taylor_batches: int = Field(8, ge=1, le=10_000, description="Gradient batches for taylor.")
+
+    @field_validator("overrides")
+    @classmethod
+    def _override_values(cls, v: dict[str, float]) -> dict[str, float]:
+        return _share_per_layer(v, "share of channels")
 
     @model_validator(mode="after")
     def _rounds_need_training(self) -> ChannelConfig:

@@ -58,13 +58,15 @@ def channel_prune(
             "bn-scale importance ranks channels by BatchNorm scales; this model has none."
         )
     ignored = output_layers(model) + [m for _, m in select(model, list(config.ignore))]
-    _check_channels_remain(model, config, ignored)
+    shares = _shares(model, config)
+    _check_channels_remain(model, config, ignored, shares)
     try:
         pruner = tp.pruner.MetaPruner(
             model,
             example_inputs=example_inputs,
             importance=_IMPORTANCE[config.importance](),
             pruning_ratio=config.ratio,
+            pruning_ratio_dict=shares,
             iterative_steps=config.iterations,
             ignored_layers=ignored,
             round_to=config.round_to,
@@ -86,13 +88,18 @@ def channel_prune(
     return model.eval()
 
 
+def _shares(model: nn.Module, config: ChannelConfig) -> dict[nn.Module, float]:
+    """Each overridden layer's share (torch-pruning applies it to the group the layer leads)."""
+    return {m: share for p, share in config.overrides.items() for _, m in select(model, [p])}
+
+
 def _check_channels_remain(
-    model: nn.Module, config: ChannelConfig, ignored: list[nn.Module]
+    model: nn.Module, config: ChannelConfig, ignored: list[nn.Module], shares: dict
 ) -> None:
     """Refuse settings that would leave a layer with no channels (``round_to`` above its width)."""
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d) and m not in ignored:
-            kept = m.out_channels - int(m.out_channels * config.ratio)
+            kept = m.out_channels - int(m.out_channels * shares.get(m, config.ratio))
             if config.round_to and kept < config.round_to and m.out_channels < config.round_to:
                 raise StepError(
                     f"Layer {name!r} has {m.out_channels} channels; round_to={config.round_to} "
