@@ -129,3 +129,23 @@ def test_a_step_pays_when_it_gains_without_slowing(objective, p50, size, macs, k
 
     before = measured(1.0, 100, 100)
     assert pays(Objective(objective), measured(p50, size, macs), before) is kept
+
+
+@pytest.mark.parametrize(
+    ("step", "compressing"),
+    [
+        ({"prune": {"method": "channels", "ratio": 0.5}}, True),
+        ({"quantize": {"mode": "dynamic-int8"}}, True),
+        ({"distill": {"student": {"keep_every": 2}}}, True),  # a new, smaller student
+        # recovery: the pruned model itself learns from the baseline, judged like fine-tuning
+        ({"distill": {"teacher": "baseline", "student": {"current": True}}}, False),
+        ({"finetune": {"epochs": 1}}, False),
+    ],
+)
+def test_recovery_training_is_never_rolled_back_as_a_compression_that_did_not_pay(
+    step, compressing
+):
+    from slimkit.search.auto import compresses
+
+    spec = slimkit.Recipe.from_dict({"model": "m", "data": "d", "steps": [step]}).steps[0]
+    assert compresses(spec) is compressing

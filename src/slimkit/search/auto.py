@@ -30,9 +30,11 @@ from pydantic import Field
 
 from slimkit._io import write_json, write_text
 from slimkit.config import Config
+from slimkit.distillation.step import DistillStepConfig
 from slimkit.errors import RecipeError, RunDirError
 from slimkit.evaluation import Measurement
 from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.models.surgery import layer_list
 from slimkit.pipeline import (
     SLOWER_MARGIN,
     apply_step,
@@ -43,15 +45,25 @@ from slimkit.pipeline import (
     time_as,
 )
 from slimkit.progress import SILENT, Progress
-from slimkit.pruning.sensitivity import layer_sensitivity
-from slimkit.recipe import Recipe
+from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
+from slimkit.recipe import Recipe, StepSpec
 from slimkit.rundir import create_run_dir
 from slimkit.search.pareto import pareto_front
 from slimkit.search.space import SPACES, SpaceInputs, family
 from slimkit.state import ModelState
 
-COMPRESSING = ("prune", "quantize", "distill")
 TRAINING = ("finetune", "distill")
+
+
+def compresses(spec: StepSpec) -> bool:
+    """Whether a step makes the model smaller or faster (and so must pay for itself): pruning,
+    quantization, distillation into a new student. Distilling into the current model is
+    recovery training, judged by accuracy like fine-tuning."""
+    if isinstance(spec.config, DistillStepConfig):
+        return not spec.config.student.current
+    return spec.kind in ("prune", "quantize")
+
+
 STUDY = "slimkit-auto"
 
 
@@ -72,7 +84,13 @@ _QUANT_BACKENDS = {
     BackendChoice.TORCH: ("torchao",),
     BackendChoice.ONNXRUNTIME: ("onnxruntime",),
 }
-_QUANT_MODE = {"cnn": "static-int8", "transformer": "dynamic-int8"}
+# What a family's trials may quantize with, per backend: int8 activations where int8 kernels
+# pay; for CNNs also int8 weights over float kernels, which win on layers too narrow to fill
+# int8 vector registers (a heavily pruned net at batch 1).
+_QUANT_MODES: dict[str, dict[str, tuple[str, ...]]] = {
+    "cnn": {"onnxruntime": ("static-int8", "weight-only-int8"), "torchao": ("static-int8",)},
+    "transformer": {"onnxruntime": ("dynamic-int8",), "torchao": ("dynamic-int8",)},
+}
 
 
 class AutoConfig(Config):
@@ -151,18 +169,28 @@ def auto(
         with progress.task("per-layer sensitivity"):
             curves = _sensitivity(base, config.sensitivity_samples)
         kind = family(base.model)
+        prunable = [  # for CNNs, the convolutions: what channel pruning acts on
+            c
+            for c in curves
+            if kind != "cnn" or isinstance(base.model.get_submodule(c.layer), torch.nn.Conv2d)
+        ]
         sensitive = tuple(
-            c["layer"]
-            for c in sorted(curves, key=lambda c: -max(c["drop"].values()))
-            if kind != "cnn" or isinstance(base.model.get_submodule(c["layer"]), torch.nn.Conv2d)
+            c.layer for c in sorted(prunable, key=lambda c: -max(c.drop(r) for r in c.metric))
         )
         inputs = SpaceInputs(
             finetune=_finetune(recipe, config),
+            train=_train(recipe),
             quantize=(
                 "none",
-                *(f"{_QUANT_MODE[kind]}@{b}" for b in _QUANT_BACKENDS[config.backend]),
+                *(
+                    f"{mode}@{b}"
+                    for b in _QUANT_BACKENDS[config.backend]
+                    for mode in _QUANT_MODES[kind][b]
+                ),
             ),
             sensitive=sensitive,
+            curves=tuple(prunable),
+            depth=len(layer_list(base.model)[1]) if kind == "transformer" else 0,
         )
         space = SPACES.get(kind)
         sampler = optuna.samplers.TPESampler(
@@ -208,7 +236,7 @@ def auto(
         "chosen_trial": chosen["number"] if chosen else None,
         "storage": storage if not storage.startswith("sqlite:///") else "search/search.db",
         "trials": trials,
-        "sensitivity": {c["layer"]: c["drop"] for c in curves},
+        "sensitivity": {c.layer: {str(r): c.drop(r) for r in c.metric} for c in curves},
     }
     write_json(run_dir / "search" / "trials.json", search)
     result = execute(best, run_dir, progress, base=base, extra={"search": search})
@@ -235,15 +263,20 @@ def _load_search(
     return recipe, resumed, storage or data["storage"]
 
 
+def _train(recipe: Recipe) -> dict[str, Any]:
+    """The baseline's training settings (a plain default where the baseline was not trained)."""
+    train = recipe.baseline.train
+    return train.to_dict() if train is not None else {"lr": 1e-3}
+
+
 def _finetune(recipe: Recipe, config: AutoConfig) -> dict[str, Any]:
     """Recovery training: the baseline's settings with fewer epochs."""
-    train = recipe.baseline.train
-    settings = train.to_dict() if train is not None else {"lr": 1e-3}
+    settings = _train(recipe)
     epochs = config.finetune_epochs or max(1, round(settings.get("epochs", 5) * 0.4))
     return {**settings, "epochs": epochs}
 
 
-def _sensitivity(base: Any, samples: int) -> list[dict[str, Any]]:
+def _sensitivity(base: Any, samples: int) -> list[LayerSensitivity]:
     """Accuracy drop with one Conv2d/Linear at a time magnitude-pruned, on validation data."""
     val = base.data.val.subset(torch.arange(min(samples, len(base.data.val))))
 
@@ -251,8 +284,7 @@ def _sensitivity(base: Any, samples: int) -> list[dict[str, Any]]:
         with torch.inference_mode():
             return accuracy(*predict(lambda x: model(*x), val.batches(64)))
 
-    curves = layer_sensitivity(base.model, evaluate, ratios=(0.5, 0.8))
-    return [{"layer": c.layer, "drop": {str(r): c.drop(r) for r in c.metric}} for c in curves]
+    return layer_sensitivity(base.model, evaluate, ratios=(0.5, 0.8))
 
 
 def pays(objective: Objective, m: Measurement, prev: Measurement) -> bool:
@@ -323,7 +355,7 @@ class _TrialRunner:
             )
             records = [self.base_record, prev, m] if prev is not self.base_record else [prev, m]
             time_as(candidate, records, self.base.data)
-            if spec.kind in COMPRESSING and not pays(self.config.objective, m, prev):
+            if compresses(spec) and not pays(self.config.objective, m, prev):
                 notes.append(f"rolled back {spec.name}: {self._describe(m, prev)}")
                 continue
             kept.append(spec.to_dict())

@@ -1,0 +1,95 @@
+"""What the search spaces draw: steps a recipe accepts, students trained like the baseline."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from slimkit.pruning.sensitivity import LayerSensitivity
+from slimkit.recipe import Recipe
+from slimkit.search.space import SPACES, SpaceInputs
+
+INPUTS = SpaceInputs(
+    finetune={"epochs": 1, "lr": 5e-5},
+    train={"epochs": 3, "lr": 5e-5},
+    quantize=("none", "dynamic-int8@onnxruntime"),
+    sensitive=("layers.0",),
+    curves=(  # accuracy with only that layer magnitude-pruned to 50% / 80%
+        LayerSensitivity("stem", 100, 99.0, {0.5: 90.0, 0.8: 50.0}),
+        LayerSensitivity("layers.0", 1_000, 99.0, {0.5: 98.0, 0.8: 95.0}),
+        LayerSensitivity("layers.1", 4_000, 99.0, {0.5: 99.0, 0.8: 98.5}),
+    ),
+    depth=6,
+)
+
+
+def _draw(space: str, params: dict) -> tuple[list[dict], dict]:
+    study = optuna.create_study()
+    study.enqueue_trial(params)
+    trial = study.ask()
+    return SPACES.get(space)(trial, INPUTS), trial.distributions
+
+
+def test_a_transformer_student_keeps_evenly_spaced_layers_and_trains_as_long_as_the_baseline():
+    steps, dists = _draw(
+        "transformer",
+        {
+            "vocab_min_count": 1,
+            "keep_every": 6,
+            "student_lr": 4,
+            "heads": 0.5,
+            "ffn": 0.0,
+            "structure_kd": False,
+            "structure_epochs": 1,
+            "quantize": "dynamic-int8@onnxruntime",
+        },
+    )
+    assert dists["keep_every"].choices == (1, 2, 3, 6)  # the divisors of the depth
+    assert [next(iter(s)) for s in steps] == ["prune", "distill", "prune", "finetune", "quantize"]
+    student = steps[1]["distill"]
+    assert student["student"] == {"keep_every": 6} and student["epochs"] == 3
+    assert student["lr"] == pytest.approx(2e-4)
+    assert dists["structure_epochs"].choices == (1, 3)  # the recovery's or the baseline's
+    assert steps[3]["finetune"]["epochs"] == 1  # repairing a pruned model is shorter
+    assert steps[2] == {"prune": {"method": "heads", "ratio": 0.5}}
+    Recipe.from_dict({"model": "m", "data": "d", "steps": steps})  # every step validates
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5])
+def test_a_cnn_trial_prunes_channels_then_recovers_or_only_quantizes(ratio):
+    params = {
+        "channels": ratio,
+        "spread": "uniform",
+        "keep_sensitive": 1,
+        "importance": "l2",
+        "channels_kd": True,
+        "channels_epochs": 3,
+        "quantize": "none",
+    }
+    steps, _ = _draw("cnn", params)
+    if not ratio:
+        assert steps == []
+        return
+    assert steps[0] == {
+        "prune": {"method": "channels", "ratio": 0.5, "importance": "l2", "ignore": ["layers.0"]}
+    }
+    assert steps[1]["distill"]["student"] == {"current": True}
+    assert steps[1]["distill"]["epochs"] == 3
+    Recipe.from_dict({"model": "m", "data": "d", "steps": steps})
+
+
+def test_a_cnn_trial_may_spread_the_ratio_over_layers_by_their_sensitivity():
+    params = {
+        "channels": 0.5,
+        "importance": "l2",
+        "spread": "sensitivity",
+        "channels_kd": False,
+        "channels_epochs": 1,
+        "quantize": "none",
+    }
+    steps, dists = _draw("cnn", params)
+    overrides = steps[0]["prune"]["overrides"]
+    # the robust, heavy layer takes the cut; the fragile stem is left whole
+    assert overrides == {"stem": 0.0, "layers.0": 0.0, "layers.1": 0.8}
+    assert "keep_sensitive" not in dists
+    Recipe.from_dict({"model": "m", "data": "d", "steps": steps})
