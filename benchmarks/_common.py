@@ -72,7 +72,7 @@ def print_table(
 def _fmt(column: str, value: Any) -> str:
     if value is None:
         return "-"
-    if column in ("speedup", "compression", "teacher_speedup"):
+    if column in ("speedup", "compression", "teacher_speedup", "speedup_vs_fastest_baseline"):
         return f"{value:.2f}x"
     if column == "size_bytes":
         return f"{value:,}"

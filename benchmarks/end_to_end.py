@@ -3,10 +3,13 @@
 For each workload, in one process: the shipped recipe's baseline; ``slimkit auto`` with an
 accuracy budget of 1 point and a time budget; and the anchors run plainly with their tools'
 defaults (ONNX Runtime int8, torchao ``quantize_`` int8, torch-pruning 50% channels with the
-same fine-tuning). Speedups are against the fp32 baseline timed interleaved in the same session
-(auto's final model in its own final run). The machine's fp32 and int8 matrix-multiply peaks are
-measured in the same process, and each model's efficiency is its MACs per second as a share of
-the peak of the precision it computes in.
+same fine-tuning). After the search, its final model (served again from its file), the baseline
+and the anchors are timed interleaved in one session. ``speedup`` is against the fp32 baseline on
+the run's threads; ``speedup_vs_fastest_baseline`` against the faster of that and the baseline on
+one thread (small models at batch 1 run faster on one), and the targets use the latter. The
+machine's fp32 and int8 matrix-multiply peaks are measured in the same process, and each model's
+efficiency is its MACs per second as a share of the peak of the precision it computes in; where
+a model falls short of 40%, ONNX Runtime's profiler says where its time goes.
 
     python benchmarks/end_to_end.py --json bench-results/end_to_end.json --w1-minutes 30
 """
@@ -27,7 +30,7 @@ from _common import COLUMNS as BASE_COLUMNS
 from _common import finish, median_p50, parser, print_table, row, shipped_baseline
 from slimkit._console import quiet_libraries
 
-COLUMNS = [*BASE_COLUMNS[:-1], "efficiency_pct", "wall_s"]
+COLUMNS = [*BASE_COLUMNS[:-1], "speedup_vs_fastest_baseline", "efficiency_pct", "wall_s"]
 PLANS = {"W1": "demo.yaml", "W2": "minilm-bbc.yaml"}
 
 
@@ -59,65 +62,139 @@ def efficiency(macs: int, batch: int, latency_ms: float, peak: float) -> float:
     return round(100.0 * macs * batch / (latency_ms / 1000.0) / peak, 2)
 
 
+# ONNX Runtime kernels that do the model's multiply-accumulates; the rest is overhead.
+MAC_OPS = (
+    "QLinearConv",
+    "ConvInteger",
+    "MatMulInteger",
+    "QLinearMatMul",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+    "Conv",
+    "FusedConv",
+    "MatMul",
+    "FusedMatMul",
+    "Gemm",
+    "MatMulNBits",
+)
+
+
+def time_by_op(artifact: Path, inputs: tuple[torch.Tensor, ...], threads: int) -> dict[str, float]:
+    """Share of ONNX Runtime kernel time per op type over 50 runs of ``artifact`` (profiled)."""
+    import json
+    from collections import Counter
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.enable_profiling = threads, True
+    options.profile_file_prefix = str(artifact.with_suffix(""))
+    sess = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+    feeds = {i.name: x.numpy() for i, x in zip(sess.get_inputs(), inputs, strict=True)}
+    for _ in range(50):
+        sess.run(None, feeds)
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    spent: Counter[str] = Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            spent[e["args"]["op_name"]] += e["dur"]
+    total = sum(spent.values()) or 1
+    return {op: round(100.0 * t / total, 1) for op, t in spent.most_common()}
+
+
+def why_below_peak(efficiency_pct: float, shares: dict[str, float]) -> str:
+    """Where the time goes: the multiply-accumulating kernels' share of it and their own rate
+    against the peak, and the other ops that take the rest."""
+    mac = sum(v for op, v in shares.items() if op in MAC_OPS)
+    own = 100.0 * efficiency_pct / mac if mac else 0.0
+    rest = ", ".join([f"{op} {v:.0f}%" for op, v in shares.items() if op not in MAC_OPS][:4])
+    return (
+        f"MAC kernels take {mac:.0f}% of ONNX Runtime's kernel time and run at ~{own:.0f}% of "
+        f"the peak themselves; the rest: {rest}"
+    )
+
+
 def run_workload(
     workload: str, minutes: float, trials: int, repeats: int, threads: int, peaks: dict[str, float]
 ) -> list[dict[str, Any]]:
+    """``slimkit auto`` on the workload, then its final model, the baseline (on the run's
+    threads and on one) and the anchors timed interleaved in one session."""
     from slimkit.search import AutoConfig, auto
 
     recipe, base = shipped_baseline(PLANS[workload])
-    batch = recipe.evaluation.batch_size
-    rows = anchor_rows(workload, recipe, base, repeats, threads, peaks)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         config = AutoConfig(max_accuracy_drop=1.0, time_budget_min=minutes, trials=trials)
         result = auto(recipe, config, Path(tmp) / "auto")
         wall = time.perf_counter() - start
-    steps = result.results["steps"]
-    first, last = steps[0], steps[-1]
-    int8 = any("int8" in str(s) for s in result.results["recipe"]["steps"])
-    rows.append(
-        row(
-            workload,
-            f"slimkit auto ({len(result.results['search']['trials'])} trials)",
-            last["backend"],
-            accuracy=last["accuracy"],
-            base_accuracy=first["accuracy"],
-            latency=last["latency_ms"]["p50"],
-            base_latency=first["latency_ms"]["p50"],
-            size=last["size_bytes"],
-            base_size=first["size_bytes"],
-            wall=wall,
-            efficiency_pct=efficiency(
-                last["macs"], batch, last["latency_ms"]["p50"], peaks["int8" if int8 else "fp32"]
-            ),
-            recipe=result.results["recipe"]["steps"],
-            message=result.message,
-        )
-    )
-    return rows
+        last = result.results["steps"][-1]
+        int8 = any("int8" in str(s) for s in result.results["recipe"]["steps"])
+        found = {
+            "name": f"slimkit auto ({len(result.results['search']['trials'])} trials)",
+            "result": last,
+            "artifact": result.run_dir / last["artifact"],
+            "wall": wall,
+            "peak": "int8" if int8 else "fp32",
+            "recipe": result.results["recipe"]["steps"],
+            "message": result.message,
+        }
+        return anchor_rows(workload, recipe, base, repeats, threads, peaks, found)
+
+
+def _one_thread(engine: Any, threads: int) -> Any:
+    """``engine`` run with torch on one thread (restored to ``threads`` after each call)."""
+
+    def run(inputs: Any) -> Any:
+        torch.set_num_threads(1)
+        try:
+            return engine(inputs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
 
 
 def anchor_rows(
-    workload: str, recipe: Any, base: Any, repeats: int, threads: int, peaks: dict[str, float]
+    workload: str,
+    recipe: Any,
+    base: Any,
+    repeats: int,
+    threads: int,
+    peaks: dict[str, float],
+    found: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """The baseline and each anchor, timed interleaved in one session."""
+    """The baseline, each anchor and auto's final model, timed interleaved in one session."""
     from pruning import W1_FINETUNE, apply
     from quantization import anchors
     from slimkit.evaluation import count_macs
     from slimkit.evaluation.metrics import accuracy, predict
+    from slimkit.models import build_model
     from slimkit.runtimes import prepare
+    from slimkit.runtimes.base import ServeContext
+    from slimkit.runtimes.onnxruntime import serve_onnx
     from slimkit.state import ModelState
     from slimkit.training import TrainConfig, train
 
     data, batch = base.data, recipe.evaluation.batch_size
     calibration = [x for x, _ in data.calibration(512).batches(32)]
     entries: dict[str, dict[str, Any]] = {}
+    extra: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
 
-        def add(
-            name: str, state: ModelState, model: torch.nn.Module, wall: float, peak: str
-        ) -> None:
+        def add(name: str, engine: Any, artifact: Path, macs: int, wall: float, peak: str) -> None:
+            entries[name] = {
+                "engine": engine,
+                "accuracy": accuracy(*predict(engine, data.test.batches(64))),
+                "size": artifact.stat().st_size,
+                "macs": macs,
+                "wall": wall,
+                "peak": peak,
+            }
+
+        def add_state(
+            name: str, state: ModelState, model: Any, wall: float, peak: str, macs: int = 0
+        ) -> tuple[str, ...]:
             prepared = prepare(
                 state,
                 work / f"served-{len(entries)}",
@@ -126,30 +203,46 @@ def anchor_rows(
                 threads=threads,
                 arch=base.arch,
             )
-            entries[name] = {
-                "backend": state.backend,
-                "engine": prepared.engine,
-                "accuracy": accuracy(*predict(prepared.engine, data.test.batches(64))),
-                "size": prepared.artifact.stat().st_size,
-                "macs": count_macs(model, data.sample_inputs(1)),
-                "wall": wall,
-                "peak": peak,
-            }
+            macs = macs or count_macs(model, data.sample_inputs(1))
+            add(name, prepared.engine, prepared.artifact, macs, wall, peak)
+            entries[name]["backend"] = state.backend
+            return prepared.notes
 
-        add("fp32 baseline", ModelState(base.model, "eager"), base.model, 0.0, "fp32")
+        add_state("fp32 baseline", ModelState(base.model, "eager"), base.model, 0.0, "fp32")
+        one = dict(
+            entries["fp32 baseline"],
+            engine=_one_thread(entries["fp32 baseline"]["engine"], threads),
+        )
+        entries["fp32 baseline, 1 thread"] = one
         for name, (state, model, wall) in anchors(base.model, data, calibration, work).items():
-            add(name, state, model, wall, "int8")
+            add_state(name, state, model, wall, "int8")
         if workload == "W1":
             start = time.perf_counter()
             pruned, _ = apply(("tp", 0.5), base.model, data, None)
             train(pruned, data, TrainConfig.from_dict(W1_FINETUNE))
-            add(
+            add_state(
                 "anchor:torch-pruning:MetaPruner-50%+finetune",
                 ModelState(pruned, "eager"),
                 pruned,
                 time.perf_counter() - start,
                 "fp32",
             )
+        # auto's final model, served again from its file as a deployment would load it
+        final, art, name = found["result"], found["artifact"], found["name"]
+        if art.suffix == ".onnx":
+            ctx = ServeContext(data.input_names, data.sample_inputs(batch), threads, base.arch)
+            served = serve_onnx(art, ctx)
+            add(name, served.engine, art, final["macs"], found["wall"], found["peak"])
+            entries[name]["backend"], notes = "onnxruntime", served.notes
+        else:  # a .pt2 program, or safetensors + manifest
+            pt2 = art.suffix == ".pt2"
+            module = torch.export.load(art).module() if pt2 else build_model(str(art))
+            state = ModelState(module, final["backend"], artifact=art if pt2 else None)
+            notes = add_state(name, state, module, found["wall"], found["peak"], final["macs"])
+        extra[name] = {"recipe": found["recipe"], "message": found["message"], "serving": notes}
+        if art.suffix == ".onnx":
+            used = 1 if any("1 intra-op thread" in n for n in notes) else threads
+            extra[name]["time_by_op"] = time_by_op(art, data.sample_inputs(batch), used)
         lat = median_p50(
             {n: e["engine"] for n, e in entries.items()},
             data.sample_inputs(batch),
@@ -157,6 +250,7 @@ def anchor_rows(
             rounds=10,
         )
     base_entry = entries["fp32 baseline"]
+    fastest_base = min(lat["fp32 baseline"], lat["fp32 baseline, 1 thread"])
     return [
         row(
             workload,
@@ -169,7 +263,9 @@ def anchor_rows(
             size=e["size"],
             base_size=base_entry["size"],
             wall=e["wall"],
+            speedup_vs_fastest_baseline=round(fastest_base / lat[name], 3),
             efficiency_pct=efficiency(e["macs"], batch, lat[name], peaks[e["peak"]]),
+            **extra.get(name, {}),
         )
         for name, e in entries.items()
     ]
@@ -179,7 +275,7 @@ TARGETS = {"W1": (20.0, 20.0), "W2": (10.0, 8.0)}
 
 
 def targets(
-    rows: list[dict[str, Any]], minutes: dict[str, float]
+    rows: list[dict[str, Any]], minutes: dict[str, float], threads: int
 ) -> dict[str, tuple[bool | None, str]]:
     checks: dict[str, tuple[bool | None, str]] = {}
     for r in rows:
@@ -190,13 +286,23 @@ def targets(
             f"{r['workload']} auto >= {faster:g}x faster, >= {smaller:g}x smaller, <= 1 pt, "
             f"in {minutes[r['workload']]:g} min"
         ] = (
-            r["speedup"] >= faster and r["compression"] >= smaller and r["accuracy_drop"] <= 1.0,
-            f"{r['speedup']:.2f}x faster, {r['compression']:.2f}x smaller, "
+            # against the faster of the baseline's two thread counts, not the flattering one
+            r["speedup_vs_fastest_baseline"] >= faster
+            and r["compression"] >= smaller
+            and r["accuracy_drop"] <= 1.0,
+            f"{r['speedup_vs_fastest_baseline']:.2f}x faster than the fastest baseline "
+            f"({r['speedup']:.2f}x than on {threads} threads), {r['compression']:.2f}x smaller, "
             f"{r['accuracy_drop']:.2f} points lost, {r['wall_s'] / 60:.1f} min",
         )
+        reached = r["efficiency_pct"] >= 40.0
+        why = (
+            ""
+            if reached or not r.get("time_by_op")
+            else f"; {why_below_peak(r['efficiency_pct'], r['time_by_op'])}"
+        )
         checks[f"{r['workload']} auto reaches >= 40% of the measured peak"] = (
-            r["efficiency_pct"] >= 40.0,
-            f"{r['efficiency_pct']:.2f}% of the peak",
+            reached,
+            f"{r['efficiency_pct']:.2f}% of the peak{why}",
         )
     return checks
 
@@ -231,7 +337,7 @@ def main() -> None:
         )
         rows += found
         print_table(f"{workload} end to end ({threads} threads)", found, columns=COLUMNS)
-    checks = targets(rows, minutes)
+    checks = targets(rows, minutes, threads)
     finish(args.json, threads, rows, checks)
 
 
