@@ -117,7 +117,7 @@ class StepStore:
             return None
         if not intact:
             return None
-        module = _load_module(self.run_dir / record["model"])
+        module = load_step_model(self.run_dir / record["model"])
         artifact = self.run_dir / record["artifact"] if record["artifact"] else None
         state = ModelState(module, record["backend"], artifact, list(record["notes"]))
         digest = record["sha256"][record["model"]]
@@ -131,7 +131,9 @@ class StepStore:
         return str(path.resolve().relative_to(self.run_dir.resolve()))
 
 
-def _load_module(path: Path) -> nn.Module:
+def load_step_model(path: Path) -> nn.Module:
+    """The model a step's artifact holds: a ``.pt2`` program (trainable/eval-able again, as
+    the pipeline's own), or safetensors + manifest."""
     if path.suffix == ".pt2":
         from torchao.quantization.pt2e import allow_exported_model_train_eval
 
