@@ -16,6 +16,7 @@ a model falls short of 40%, ONNX Runtime's profiler says where its time goes.
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import tempfile
@@ -81,7 +82,6 @@ MAC_OPS = (
 
 def time_by_op(artifact: Path, inputs: tuple[torch.Tensor, ...], threads: int) -> dict[str, float]:
     """Share of ONNX Runtime kernel time per op type over 50 runs of ``artifact`` (profiled)."""
-    import json
     from collections import Counter
 
     import onnxruntime as ort
@@ -128,6 +128,8 @@ def run_workload(
         result = auto(recipe, config, Path(tmp) / "auto")
         wall = time.perf_counter() - start
         last = result.results["steps"][-1]
+        # printed at once: what the search found survives whatever happens while re-timing
+        print(f"{workload} auto: {result.message}\n{json.dumps(result.results['recipe']['steps'])}")
         int8 = any("int8" in str(s) for s in result.results["recipe"]["steps"])
         found = {
             "name": f"slimkit auto ({len(result.results['search']['trials'])} trials)",
@@ -180,8 +182,11 @@ def anchor_rows(
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
 
-        def add(name: str, engine: Any, artifact: Path, macs: int, wall: float, peak: str) -> None:
+        def add(
+            name: str, backend: str, engine: Any, artifact: Path, macs: int, wall: float, peak: str
+        ) -> None:
             entries[name] = {
+                "backend": backend,
                 "engine": engine,
                 "accuracy": accuracy(*predict(engine, data.test.batches(64))),
                 "size": artifact.stat().st_size,
@@ -202,8 +207,7 @@ def anchor_rows(
                 arch=base.arch,
             )
             macs = macs or count_macs(model, data.sample_inputs(1))
-            add(name, prepared.engine, prepared.artifact, macs, wall, peak)
-            entries[name]["backend"] = state.backend
+            add(name, state.backend, prepared.engine, prepared.artifact, macs, wall, peak)
             return prepared.notes
 
         add_state("fp32 baseline", ModelState(base.model, "eager"), base.model, 0.0, "fp32")
@@ -302,7 +306,7 @@ def _serve_again(
         served = serve_onnx(
             art, ServeContext(data.input_names, data.sample_inputs(batch), threads, arch)
         )
-        add(name, served.engine, art, final["macs"], found["wall"], found["peak"])
+        add(name, "onnxruntime", served.engine, art, final["macs"], found["wall"], found["peak"])
         return served.notes
     pt2 = art.suffix == ".pt2"  # else safetensors + manifest
     module = load_step_model(art)
