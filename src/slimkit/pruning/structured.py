@@ -94,7 +94,10 @@ def _shares(model: nn.Module, config: ChannelConfig) -> dict[nn.Module, float]:
 
 
 def _check_channels_remain(
-    model: nn.Module, config: ChannelConfig, ignored: list[nn.Module], shares: dict
+    model: nn.Module,
+    config: ChannelConfig,
+    ignored: list[nn.Module],
+    shares: dict[nn.Module, float],
 ) -> None:
     """Refuse settings that would leave a layer with no channels (``round_to`` above its width)."""
     for name, m in model.named_modules():

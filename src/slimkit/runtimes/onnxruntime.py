@@ -12,11 +12,8 @@ Two serving settings are decided per model, not assumed:
 
 from __future__ import annotations
 
-import statistics
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import onnx
 import onnxruntime as ort
@@ -55,39 +52,32 @@ def session(path: Path, threads: int, fold_weights: bool = False) -> ort.Inferen
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _p50_ms(sess: ort.InferenceSession, feeds: Mapping[str, Any], calls: int) -> float:
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
-
-
 def fastest_threads(
     path: Path, threads: int, inputs: Inputs, names: tuple[str, ...], fold_weights: bool
 ) -> tuple[ort.InferenceSession, str | None]:
     """The session (``threads`` or one intra-op thread) that serves ``inputs`` faster, timed
     interleaved on them, and a note when one thread won."""
+    from slimkit.evaluation.latency import measure_latency  # evaluation serves through here
+
     many = session(path, threads, fold_weights)
     if threads == 1:
         return many, None
     one = session(path, 1, fold_weights)
     feeds = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
-    for sess in (many, one):  # warm up: first calls allocate
-        for _ in range(3):
-            sess.run(None, feeds)
     start = time.perf_counter()
     many.run(None, feeds)
     one.run(None, feeds)
     # About half a second in all: enough calls to see a 10% difference on small models through
     # a shared machine's noise, three per round on large ones.
     calls = max(3, min(100, int(0.035 / max(time.perf_counter() - start, 1e-6))))
-    rounds: dict[str, list[float]] = {"many": [], "one": []}
-    for _ in range(7):
-        rounds["many"].append(_p50_ms(many, feeds, calls))
-        rounds["one"].append(_p50_ms(one, feeds, calls))
-    t_many, t_one = (statistics.median(rounds[k]) for k in ("many", "one"))
+    stats = measure_latency(
+        {"many": lambda _: many.run(None, feeds), "one": lambda _: one.run(None, feeds)},
+        inputs,
+        warmup=3,
+        rounds=7,
+        per_round=calls,
+    )
+    t_many, t_one = stats["many"].p50, stats["one"].p50
     if t_one * FEWER_THREADS_MARGIN < t_many:
         return one, (
             f"onnxruntime serves this model on 1 intra-op thread: {t_one:.3g} ms per batch vs "
