@@ -27,7 +27,7 @@ def _draw(space: str, params: dict) -> tuple[list[dict], dict]:
     study = optuna.create_study()
     study.enqueue_trial(params)
     trial = study.ask()
-    return SPACES.get(space)(trial, INPUTS), trial.distributions
+    return SPACES.get(space).draw(trial, INPUTS), trial.distributions
 
 
 def test_a_transformer_student_keeps_evenly_spaced_layers_and_trains_as_long_as_the_baseline():
@@ -92,4 +92,21 @@ def test_a_cnn_trial_may_spread_the_ratio_over_layers_by_their_sensitivity():
     # the robust, heavy layer takes the cut; the fragile stem is left whole
     assert overrides == {"stem": 0.0, "layers.0": 0.0, "layers.1": 0.8}
     assert "keep_sensitive" not in dists
+    Recipe.from_dict({"model": "m", "data": "d", "steps": steps})
+
+
+@pytest.mark.parametrize("space", ["cnn", "transformer"])
+def test_the_corner_tried_first_is_a_point_of_the_space_and_its_most_compressed(space):
+    corner = SPACES.get(space).corner(INPUTS)
+    study = optuna.create_study()
+    study.enqueue_trial(corner)
+    trial = study.ask()
+    steps = SPACES.get(space).draw(trial, INPUTS)
+    assert trial.params == corner  # every choice was drawn, none fell outside its options
+    assert steps[-1] == {"quantize": {"mode": "dynamic-int8", "backend": "onnxruntime"}}
+    if space == "transformer":
+        assert [next(iter(s)) for s in steps] == ["prune", "distill", "quantize"]
+        assert steps[1]["distill"]["student"] == {"keep_every": INPUTS.depth}
+    else:
+        assert steps[0]["prune"]["ratio"] == max(trial.distributions["channels"].choices)
     Recipe.from_dict({"model": "m", "data": "d", "steps": steps})

@@ -4,12 +4,12 @@ smallest) model within an accuracy budget, measured on the runtime that will ser
 1. The baseline is prepared and measured once; per-layer sensitivity is measured once (it
    decides which layers a trial may keep whole, and goes into the report).
 2. Optuna (TPE with the accuracy budget as a constraint) draws recipe steps from the model
-   family's search space. Each step is applied and measured like a pipeline step, its latency
-   timed interleaved with the model before it; a compressing step that does not pay for itself
-   on the serving runtime (slower, or no gain on the objective; for latency, a step that is
-   as fast and smaller also pays, since size is the other half of the result) is rolled back
-   and noted. A
-   trial whose trained model is already below the budget is pruned before quantization.
+   family's search space, starting from the space's most compressed corner. Each step is
+   applied and measured like a pipeline step, its latency timed interleaved with the model
+   before it; a compressing step that does not pay for itself on the serving runtime (slower,
+   or no gain on the objective; for latency, a step that is as fast and smaller also pays,
+   since size is the other half of the result) is rolled back and noted. A trial whose
+   trained model is already below the budget is pruned before quantization.
 3. Trials live in an Optuna RDB (SQLite in the run directory by default, any URL with
    ``storage``), so a search resumes, and several machines can share one study.
 4. The best trial within budget becomes ``best-recipe.yaml`` and is run by the ordinary
@@ -49,7 +49,7 @@ from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
 from slimkit.recipe import Recipe, StepSpec
 from slimkit.rundir import create_run_dir
 from slimkit.search.pareto import pareto_front
-from slimkit.search.space import SPACES, SpaceInputs, family
+from slimkit.search.space import SPACES, Space, SpaceInputs, family
 from slimkit.state import ModelState
 
 TRAINING = ("finetune", "distill")
@@ -204,6 +204,8 @@ def auto(
             sampler=sampler,
             load_if_exists=True,
         )
+        if not study.trials:  # a new study (a resumed one already tried the corner)
+            study.enqueue_trial(space.corner(inputs))
         done = sum(t.state.is_finished() for t in study.trials)
         trial_runner = _TrialRunner(recipe, base, base_record, config, floor, space, inputs)
         if config.trials > done:
@@ -313,14 +315,14 @@ class _TrialRunner:
         base_record: Measurement,
         config: AutoConfig,
         floor: float,
-        space: Any,
+        space: Space,
         inputs: SpaceInputs,
     ) -> None:
         self.recipe, self.base, self.base_record = recipe, base, base_record
         self.config, self.floor, self.space, self.inputs = config, floor, space, inputs
 
     def __call__(self, trial: Any) -> float:
-        steps = self.space(trial, self.inputs)
+        steps = self.space.draw(trial, self.inputs)
         try:
             with tempfile.TemporaryDirectory(prefix="slimkit-trial-") as tmp:
                 return self._run(trial, steps, Path(tmp))

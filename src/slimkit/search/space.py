@@ -32,7 +32,17 @@ class SpaceInputs:
     depth: int = 0  # transformer layers (0 for other families)
 
 
-Space = Callable[[Any, SpaceInputs], Steps]
+@dataclass(frozen=True)
+class Space:
+    """A family's search space: ``draw`` turns a trial into steps; ``corner`` names the choices
+    of its most compressed model, which the search tries first. A generous budget is then met
+    by the first trial, and where it is not, the sampler learns from the start where accuracy
+    gives out instead of spending its random start-up trials near the baseline."""
+
+    draw: Callable[[Any, SpaceInputs], Steps]
+    corner: Callable[[SpaceInputs], dict[str, Any]]
+
+
 SPACES: Registry[Space] = Registry("search space")
 
 
@@ -77,7 +87,6 @@ def _quantize(trial: Any, inputs: SpaceInputs) -> Steps:
     return [{"quantize": {"mode": mode, "backend": backend}}]
 
 
-@SPACES.register("cnn")
 def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
     """Channel pruning, recovery, quantization.
 
@@ -105,7 +114,6 @@ def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
     return steps + _quantize(trial, inputs)
 
 
-@SPACES.register("transformer")
 def transformer(trial: Any, inputs: SpaceInputs) -> Steps:
     """Vocabulary trimming, layer dropping by distillation, heads and FFN pruning with
     recovery, quantization."""
@@ -143,3 +151,44 @@ def transformer(trial: Any, inputs: SpaceInputs) -> Steps:
     if heads or ffn:
         steps.append(_recover(trial, inputs, "structure"))
     return steps + _quantize(trial, inputs)
+
+
+def _int8(inputs: SpaceInputs) -> str:
+    """The family's first int8 choice (its preferred mode on the preferred backend)."""
+    return next(q for q in inputs.quantize if q != "none")
+
+
+def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
+    """Three quarters of the channels, spread by sensitivity, distilled back as long as the
+    baseline trained, in int8."""
+    return {
+        "channels": 0.75,
+        "spread": "sensitivity",
+        "importance": "l2",
+        "channels_kd": True,
+        "channels_epochs": inputs.train.get("epochs", 1),
+        "quantize": _int8(inputs),
+    }
+
+
+def transformer_corner(inputs: SpaceInputs) -> dict[str, Any]:
+    """A one-layer student on the most trimmed vocabulary, in int8. Layers are what a
+    transformer's latency is made of, so heads and FFN pruning are left for the search to add.
+    The student trains at 4x the baseline's learning rate: a one-layer MiniLM student of W2
+    reached 96.85% at 1x and 97.52% at 4x."""
+    return {
+        "vocab_min_count": 3,
+        "keep_every": max(inputs.depth, 1),
+        "student_lr": 4,
+        "heads": 0.0,
+        "ffn": 0.0,
+        "quantize": _int8(inputs),
+    }
+
+
+SPACES.add("cnn", Space(cnn, cnn_corner), "channel pruning, recovery, quantization")
+SPACES.add(
+    "transformer",
+    Space(transformer, transformer_corner),
+    "vocabulary trimming, students, heads and FFN pruning, quantization",
+)
