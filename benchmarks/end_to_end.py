@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import COLUMNS as BASE_COLUMNS
 from _common import finish, median_p50, parser, print_table, row, shipped_baseline
 from slimkit._console import quiet_libraries
+from slimkit.runtimes.base import Prepared
 
 COLUMNS = [*BASE_COLUMNS[:-1], "speedup_vs_fastest_baseline", "efficiency_pct", "wall_s"]
 PLANS = {"W1": "demo.yaml", "W2": "minilm-bbc.yaml"}
@@ -197,7 +198,7 @@ def anchor_rows(
 
         def add_state(
             name: str, state: ModelState, model: Any, wall: float, peak: str, macs: int = 0
-        ) -> tuple[str, ...]:
+        ) -> Prepared:
             prepared = prepare(
                 state,
                 work / f"served-{len(entries)}",
@@ -208,7 +209,7 @@ def anchor_rows(
             )
             macs = macs or count_macs(model, data.sample_inputs(1))
             add(name, state.backend, prepared.engine, prepared.artifact, macs, wall, peak)
-            return prepared.notes
+            return prepared
 
         add_state("fp32 baseline", ModelState(base.model, "eager"), base.model, 0.0, "fp32")
         one = dict(
@@ -233,13 +234,13 @@ def anchor_rows(
         art, name = found["artifact"], found["name"]
         extra[name] = {"recipe": found["recipe"], "message": found["message"]}
         try:
-            notes = _serve_again(add, add_state, found, data, batch, threads, base.arch)
+            served = _serve_again(add, add_state, found, data, batch, threads, base.arch)
         except Exception as err:  # keep the search's own figures rather than lose them
             extra[name]["timed_in_own_run"] = f"{type(err).__name__}: {err}"[:300]
         else:
-            extra[name]["serving"] = list(notes)
+            extra[name]["serving"] = list(served.notes)
             if art.suffix == ".onnx":
-                used = 1 if any("1 intra-op thread" in n for n in notes) else threads
+                used = served.threads or threads
                 extra[name]["time_by_op"] = time_by_op(art, data.sample_inputs(batch), used)
         lat = median_p50(
             {n: e["engine"] for n, e in entries.items()},
@@ -294,7 +295,7 @@ def anchor_rows(
 
 def _serve_again(
     add: Any, add_state: Any, found: dict[str, Any], data: Any, batch: int, threads: int, arch: Any
-) -> tuple[str, ...]:
+) -> Prepared:
     """Load auto's final artifact the way its runtime would and add it to the timed entries."""
     from slimkit.resume import load_step_model
     from slimkit.runtimes.base import ServeContext
@@ -307,7 +308,7 @@ def _serve_again(
             art, ServeContext(data.input_names, data.sample_inputs(batch), threads, arch)
         )
         add(name, "onnxruntime", served.engine, art, final["macs"], found["wall"], found["peak"])
-        return served.notes
+        return served
     pt2 = art.suffix == ".pt2"  # else safetensors + manifest
     module = load_step_model(art)
     state = ModelState(module, final["backend"], artifact=art if pt2 else None)

@@ -61,8 +61,8 @@ def test_onnxruntime_keeps_the_thread_count_that_measured_faster_and_says_so(tmp
     inputs = (torch.randn(1, 1, 8, 8),)
     net(*inputs)
     path = export_onnx(net.eval(), inputs, ("x",), tmp_path / "m.onnx")
-    sess, note = fastest_threads(path, threads, inputs, ("x",), fold_weights=False)
-    used = sess.get_session_options().intra_op_num_threads
+    sess, used, note = fastest_threads(path, threads, inputs, ("x",), fold_weights=False)
+    assert used == sess.get_session_options().intra_op_num_threads
     assert used == (1 if note else threads)
     assert note is None or note.startswith("onnxruntime serves this model on 1 intra-op thread")
     with torch.inference_mode():

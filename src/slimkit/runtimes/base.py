@@ -19,12 +19,14 @@ Engine = Callable[[Inputs], torch.Tensor]
 
 @dataclass(frozen=True)
 class Prepared:
-    """A model ready to serve: its engine, the artifact file that engine loads, and notes on
-    what the runtime decided for this model (e.g. its thread count)."""
+    """A model ready to serve: its engine, the artifact file that engine loads, the threads it
+    runs on where the runtime chose them (else the context's), and notes on what the runtime
+    decided for this model and why."""
 
     engine: Engine
     artifact: Path
     notes: tuple[str, ...] = ()
+    threads: int | None = None
 
 
 @dataclass(frozen=True)

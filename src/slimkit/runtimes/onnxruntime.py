@@ -54,14 +54,14 @@ def session(path: Path, threads: int, fold_weights: bool = False) -> ort.Inferen
 
 def fastest_threads(
     path: Path, threads: int, inputs: Inputs, names: tuple[str, ...], fold_weights: bool
-) -> tuple[ort.InferenceSession, str | None]:
+) -> tuple[ort.InferenceSession, int, str | None]:
     """The session (``threads`` or one intra-op thread) that serves ``inputs`` faster, timed
-    interleaved on them, and a note when one thread won."""
+    interleaved on them, its thread count, and a note when one thread won."""
     from slimkit.evaluation.latency import measure_latency  # evaluation serves through here
 
     many = session(path, threads, fold_weights)
     if threads == 1:
-        return many, None
+        return many, 1, None
     one = session(path, 1, fold_weights)
     feeds = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
     start = time.perf_counter()
@@ -79,17 +79,18 @@ def fastest_threads(
     )
     t_many, t_one = stats["many"].p50, stats["one"].p50
     if t_one * FEWER_THREADS_MARGIN < t_many:
-        return one, (
+        note = (
             f"onnxruntime serves this model on 1 intra-op thread: {t_one:.3g} ms per batch vs "
             f"{t_many:.3g} ms on {threads} (the thread pool costs more than it saves)"
         )
-    return many, None
+        return one, 1, note
+    return many, threads, None
 
 
 def serve_onnx(artifact: Path, ctx: ServeContext) -> Prepared:
     """Serve an ONNX file as it stands (threads chosen, weight-only graphs folded)."""
     names = ctx.input_names
-    sess, note = fastest_threads(
+    sess, used, note = fastest_threads(
         artifact, ctx.threads, ctx.sample_inputs, names, weight_only(artifact)
     )
 
@@ -97,7 +98,7 @@ def serve_onnx(artifact: Path, ctx: ServeContext) -> Prepared:
         feeds = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
         return torch.from_numpy(sess.run(None, feeds)[0])
 
-    return Prepared(engine, artifact, notes=(note,) if note else ())
+    return Prepared(engine, artifact, notes=(note,) if note else (), threads=used)
 
 
 def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
