@@ -45,6 +45,7 @@ def test_a_transformer_student_keeps_evenly_spaced_layers_and_trains_as_long_as_
         },
     )
     assert dists["keep_every"].choices == (1, 2, 3, 6)  # the divisors of the depth
+    assert dists["vocab_min_count"].choices == (1, 3)  # every trial trims the token table
     assert [next(iter(s)) for s in steps] == ["prune", "distill", "prune", "finetune", "quantize"]
     student = steps[1]["distill"]
     assert student["student"] == {"keep_every": 6} and student["epochs"] == 3
