@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 
@@ -20,6 +22,7 @@ INPUTS = SpaceInputs(
         LayerSensitivity("layers.1", 4_000, 99.0, {0.5: 99.0, 0.8: 98.5}),
     ),
     depth=6,
+    vocab=True,
 )
 
 
@@ -111,3 +114,15 @@ def test_the_corner_tried_first_is_a_point_of_the_space_and_its_most_compressed(
     else:
         assert steps[0]["prune"]["ratio"] == max(trial.distributions["channels"].choices)
     Recipe.from_dict({"model": "m", "data": "d", "steps": steps})
+
+
+def test_a_transformer_without_a_token_table_is_never_asked_to_trim_one():
+    inputs = dataclasses.replace(INPUTS, vocab=False)
+    corner = SPACES.get("transformer").corner(inputs)
+    assert "vocab_min_count" not in corner
+    study = optuna.create_study()
+    study.enqueue_trial(corner)
+    trial = study.ask()
+    steps = SPACES.get("transformer").draw(trial, inputs)
+    assert trial.params == corner
+    assert [next(iter(s)) for s in steps] == ["distill", "quantize"]

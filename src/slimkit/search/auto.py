@@ -31,7 +31,7 @@ from pydantic import Field
 from slimkit._io import write_json, write_text
 from slimkit.config import Config
 from slimkit.distillation.step import DistillStepConfig
-from slimkit.errors import RecipeError, RunDirError
+from slimkit.errors import RecipeError, RunDirError, StepError
 from slimkit.evaluation import Measurement
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.models.surgery import layer_list
@@ -46,6 +46,7 @@ from slimkit.pipeline import (
 )
 from slimkit.progress import SILENT, Progress
 from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
+from slimkit.pruning.vocab import token_embeddings
 from slimkit.recipe import Recipe, StepSpec
 from slimkit.rundir import create_run_dir
 from slimkit.search.pareto import pareto_front
@@ -191,6 +192,7 @@ def auto(
             sensitive=sensitive,
             curves=tuple(prunable),
             depth=len(layer_list(base.model)[1]) if kind == "transformer" else 0,
+            vocab=_has_token_table(base.model),
         )
         space = SPACES.get(kind)
         sampler = optuna.samplers.TPESampler(
@@ -263,6 +265,15 @@ def _load_search(
         update={"trials": config.trials, "time_budget_min": config.time_budget_min}
     )
     return recipe, resumed, storage or data["storage"]
+
+
+def _has_token_table(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has a token embedding table that vocabulary trimming can act on."""
+    try:
+        token_embeddings(model)
+    except StepError:
+        return False
+    return True
 
 
 def _train(recipe: Recipe) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class SpaceInputs:
     sensitive: tuple[str, ...]  # layers, most sensitive first
     curves: tuple[LayerSensitivity, ...] = ()  # the sensitivity of those layers
     depth: int = 0  # transformer layers (0 for other families)
+    vocab: bool = False  # the model has a token table to trim
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,13 @@ def transformer(trial: Any, inputs: SpaceInputs) -> Steps:
     recovery, quantization."""
     steps: Steps = []
     # The token table is half of MiniLM, and most of a small student; trimming it to the
-    # task's tokens cost W2 nothing (98.20% before and after). A trial always trims, so the
-    # latency objective cannot trade the size away for noise; a trim that does not pay is rolled
-    # back. (Left optional, the W2 search chose an untrimmed 1-layer student: 7.1x smaller.)
-    min_count = trial.suggest_categorical("vocab_min_count", [1, 3])
-    steps.append({"prune": {"method": "vocab", "min_count": min_count}})
+    # task's tokens cost W2 nothing (98.20% before and after). Where there is a token table,
+    # every trial trims it, so the latency objective cannot trade the size away for noise; a
+    # trim that does not pay is rolled back. (Left optional, the W2 search chose an untrimmed
+    # one-layer student: 7.1x smaller.)
+    if inputs.vocab:
+        min_count = trial.suggest_categorical("vocab_min_count", [1, 3])
+        steps.append({"prune": {"method": "vocab", "min_count": min_count}})
     # A student keeps every k-th layer, the top one included; k divides the depth so the kept
     # layers are evenly spaced (MiniLM-L6: 6, 3, 2 or 1 of them). A student is a new model, not
     # a repaired one: it trains as long as the baseline did, at a searched multiple of its
@@ -179,8 +182,9 @@ def transformer_corner(inputs: SpaceInputs) -> dict[str, Any]:
     add. Measured on W2 (MiniLM-L6, bbc-news), a one-layer student reached 96.85% at the
     baseline's learning rate and 97.52% at 4x; dropping tokens seen fewer than 3 times as well
     cost it 0.9 points more (96.62%), so the corner keeps every token seen."""
+    corner: dict[str, Any] = {"vocab_min_count": 1} if inputs.vocab else {}
     return {
-        "vocab_min_count": 1,
+        **corner,
         "keep_every": max(inputs.depth, 1),
         "student_lr": 4,
         "heads": 0.0,
