@@ -23,7 +23,9 @@ def test_pareto_front_of_given_points():
     assert pareto_front([(1, 1), (1, 1)]) == [True, True]  # equal points dominate neither
 
 
-def _trial(number: int, drop: float, objective: float, budget: float = 1.0) -> dict:
+def _trial(
+    number: int, drop: float, objective: float, budget: float = 1.0, size: int = 1000
+) -> dict:
     return {
         "number": number,
         "state": "COMPLETE",
@@ -32,7 +34,9 @@ def _trial(number: int, drop: float, objective: float, budget: float = 1.0) -> d
         "objective": objective,
         "constraint": drop - budget,
         "speedup": 1 / objective,
-        "compression": 2.0,
+        "latency_ms": objective,
+        "size_bytes": size,
+        "compression": 2000 / size,
     }
 
 
@@ -72,6 +76,11 @@ def test_search_writes_a_study_a_front_and_a_recipe_that_reproduces_the_choice(
     assert [t["pareto"] for t in finished] == pareto_front(points)
     chosen = next(t for t in search["trials"] if t["number"] == search["chosen_trial"])
     assert result.met_budget and chosen["accuracy_drop"] <= 2.0
+    # the best trials within budget were timed again side by side; the search's figures kept
+    feasible = [t for t in finished if t["accuracy_drop"] <= 2.0 and t["steps"]]
+    assert len(search["retimed"]) == (min(3, len(feasible)) if len(feasible) > 1 else 0)
+    for t in search["trials"]:
+        assert ("timed_in_search" in t) == (t["number"] in search["retimed"])
     # the run directory is a plain run of the chosen recipe, and the report shows the search
     best = yaml.safe_load((run_dir / "best-recipe.yaml").read_text())
     assert best["steps"] == json.loads(json.dumps(chosen["steps"]))

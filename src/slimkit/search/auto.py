@@ -12,12 +12,17 @@ smallest) model within an accuracy budget, measured on the runtime that will ser
    trained model is already below the budget is pruned before quantization.
 3. Trials live in an Optuna RDB (SQLite in the run directory by default, any URL with
    ``storage``), so a search resumes, and several machines can share one study.
-4. The best trial within budget becomes ``best-recipe.yaml`` and is run by the ordinary
-   pipeline into the run directory, so its figures, artifacts and report are a plain run's.
+4. The few best trials within budget run in this process are timed again, side by side with
+   the baseline in one interleaved session: each trial was timed at its own moment of a noisy
+   machine, and the choice must not go to the one timed in a quiet minute. Trials within 5% of
+   the best on the objective count as tied, and the smaller (for latency) or faster one wins.
+5. The chosen trial becomes ``best-recipe.yaml`` and is run by the ordinary pipeline into the
+   run directory, so its figures, artifacts and report are a plain run's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
@@ -66,6 +71,7 @@ def compresses(spec: StepSpec) -> bool:
 
 
 STUDY = "slimkit-auto"
+FINALISTS = 3  # trials within budget re-timed side by side before one is chosen
 
 
 class Objective(StrEnum):
@@ -221,7 +227,8 @@ def auto(
                     catch=(Exception,),  # recorded as FAIL with its note; the search goes on
                     callbacks=[lambda _s, _t: task.advance()],
                 )
-    trials = trial_table(study)
+    retimed = trial_runner.retime()
+    trials = trial_table(study, retimed)
     chosen, met, message = choose(trials, config, base_record.accuracy)
     best = Recipe.from_dict(
         {
@@ -238,6 +245,7 @@ def auto(
         "met_budget": met,
         "message": message,
         "chosen_trial": chosen["number"] if chosen else None,
+        "retimed": sorted(retimed),
         "storage": storage if not storage.startswith("sqlite:///") else "search/search.db",
         "trials": trials,
         "sensitivity": {c.layer: {str(r): c.drop(r) for r in c.metric} for c in curves},
@@ -331,6 +339,8 @@ class _TrialRunner:
     ) -> None:
         self.recipe, self.base, self.base_record = recipe, base, base_record
         self.config, self.floor, self.space, self.inputs = config, floor, space, inputs
+        # trial number -> (objective value, final model) of the best trials within budget
+        self.finalists: dict[int, tuple[float, Measurement]] = {}
 
     def __call__(self, trial: Any) -> float:
         steps = self.space.draw(trial, self.inputs)
@@ -381,7 +391,35 @@ class _TrialRunner:
                 )
         if prev is self.base_record:
             time_as(candidate, [self.base_record], self.base.data)
-        return self._record(trial, kept, prev, notes)
+        value = self._record(trial, kept, prev, notes)
+        if prev is not self.base_record and prev.accuracy >= self.floor - 1e-9:
+            self._keep_finalist(trial.number, value, prev)
+        return value
+
+    def _keep_finalist(self, number: int, value: float, model: Measurement) -> None:
+        self.finalists[number] = (value, model)
+        if len(self.finalists) > FINALISTS:
+            del self.finalists[max(self.finalists, key=lambda n: self.finalists[n][0])]
+
+    def retime(self) -> dict[int, dict[str, float]]:
+        """The finalists timed again in one interleaved session with the baseline: their new
+        ``latency_ms`` and ``speedup`` (and, under ``latency``, ``objective``) by trial."""
+        if len(self.finalists) < 2:
+            return {}
+        renamed = {
+            n: dataclasses.replace(m, name=f"trial-{n}") for n, (_, m) in self.finalists.items()
+        }
+        time_as(self.recipe, [self.base_record, *renamed.values()], self.base.data)
+        assert self.base_record.latency is not None
+        base_p50 = self.base_record.latency.p50
+        retimed = {}
+        for n, m in renamed.items():
+            assert m.latency is not None
+            figures = {"latency_ms": m.latency.p50, "speedup": base_p50 / m.latency.p50}
+            if self.config.objective is Objective.LATENCY:
+                figures["objective"] = m.latency.p50 / base_p50
+            retimed[n] = figures
+        return retimed
 
     @staticmethod
     def _describe(m: Measurement, prev: Measurement) -> str:
@@ -419,21 +457,26 @@ class _TrialRunner:
         return ratios[self.config.objective]
 
 
-def trial_table(study: Any) -> list[dict[str, Any]]:
+def trial_table(
+    study: Any, retimed: dict[int, dict[str, float]] | None = None
+) -> list[dict[str, Any]]:
     """Every trial as a plain record, Pareto membership marked (accuracy up, latency and size
-    down, over the trials that finished)."""
+    down, over the trials that finished). A re-timed trial carries its new figures, and the
+    search's under ``timed_in_search``."""
     rows = []
     for t in study.trials:
-        attrs = dict(t.user_attrs)
-        rows.append(
-            {
-                "number": t.number,
-                "state": t.state.name,
-                "params": dict(t.params),
-                "objective": t.value if t.value is not None else None,
-                **attrs,
-            }
-        )
+        row = {
+            "number": t.number,
+            "state": t.state.name,
+            "params": dict(t.params),
+            "objective": t.value if t.value is not None else None,
+            **t.user_attrs,
+        }
+        again = (retimed or {}).get(t.number)
+        if again:
+            row["timed_in_search"] = {k: row[k] for k in again}
+            row.update(again)
+        rows.append(row)
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     points = [(-r["accuracy"], 1.0 / r["speedup"], r["size_bytes"]) for r in complete]
     for r, on_front in zip(complete, pareto_front(points), strict=True):
@@ -441,14 +484,29 @@ def trial_table(study: Any) -> list[dict[str, Any]]:
     return rows
 
 
+# What decides between trials tied on the objective: the other half of the result.
+_TIEBREAK = {
+    Objective.LATENCY: "size_bytes",
+    Objective.SIZE: "latency_ms",
+    Objective.MACS: "latency_ms",
+}
+
+
 def choose(
     trials: list[dict[str, Any]], config: AutoConfig, base_accuracy: float
 ) -> tuple[dict[str, Any] | None, bool, str]:
-    """The best finished trial within budget; else the most accurate one, and why."""
+    """The best finished trial within budget; else the most accurate one, and why.
+
+    Trials within ``SLOWER_MARGIN`` (5%) of the best objective are tied, as a step within it
+    is no faster when it is timed: of those, the smaller (under ``latency``) or the faster
+    (under ``size`` and ``macs``) wins, then the more accurate.
+    """
     complete = [t for t in trials if t["state"] == "COMPLETE"]
     feasible = [t for t in complete if t["constraint"] <= 1e-9]
     if feasible:
-        best = min(feasible, key=lambda t: (t["objective"], -t["accuracy"]))
+        top = min(t["objective"] for t in feasible)
+        tied = [t for t in feasible if t["objective"] <= top * SLOWER_MARGIN]
+        best = min(tied, key=lambda t: (t[_TIEBREAK[config.objective]], -t["accuracy"]))
         return (
             best,
             True,
