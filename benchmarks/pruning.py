@@ -7,7 +7,7 @@ read from it. Each model is timed on PyTorch eager and on ONNX Runtime, each aga
 the baseline on the same runtime: W1 at batch 1 and batch 32 (structured pruning's gain grows
 with the work per call), W2 at batch 8. ``prune_s`` is the pruning alone, without fine-tuning.
 
-    python benchmarks/pruning.py --json bench-results/pruning.json
+    python benchmarks/pruning.py --json bench-results/pruning.json [--workloads W1]
 """
 
 from __future__ import annotations
@@ -51,14 +51,18 @@ class Distilled:
 
 
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    cli = parser(__doc__.splitlines()[0])
+    cli.add_argument("--workloads", default="W1,W2", help="comma-separated: W1, W2")
+    args = cli.parse_args()
     quiet_libraries()
     threads = torch.get_num_threads()
     rows: list[dict[str, Any]] = []
     checks: dict[str, tuple[bool | None, str]] = {}
     plans = {"W1": ("demo.yaml", w1_methods, (1, 32)), "W2": ("minilm-bbc.yaml", w2_methods, (8,))}
-    if args.quick:
-        plans = {"W1": plans["W1"]}
+    chosen = ["W1"] if args.quick else args.workloads.split(",")
+    if unknown := set(chosen) - set(plans):
+        cli.error(f"unknown workload(s) {', '.join(sorted(unknown))}; choose from W1, W2")
+    plans = {w: plans[w] for w in chosen}
     for workload, (recipe_name, methods, batches) in plans.items():
         found = run_workload(
             workload,
