@@ -102,7 +102,9 @@ def w2_methods(quick: bool) -> dict[str, Any]:
     from slimkit.pruning import FfnConfig, HeadsConfig
 
     return {
-        "prune:heads+ffn-40%": [HeadsConfig(ratio=0.4), FfnConfig(ratio=0.4)],
+        # 5 of 12 heads and 40% of FFN neurons remove 40% of the encoder's MACs (4 of 12
+        # heads removed 38%)
+        "prune:heads+ffn-40%": [HeadsConfig(ratio=5 / 12), FfnConfig(ratio=0.4)],
         "anchor:torch.nn.utils.prune:global_unstructured-50%": ("nn.utils.prune", 0.5),
     }
 
@@ -264,7 +266,7 @@ def targets(workload: str, rows: list[dict[str, Any]]) -> dict[str, tuple[bool |
             )
         if workload == "W2" and method == "prune:heads+ffn-40%":
             out[f"W2 heads+FFN removing 40% of encoder MACs: >=1.5x faster, <=1.5 pts {where}"] = (
-                r["speedup"] >= 1.5 and r["accuracy_drop"] <= 1.5,
+                r["speedup"] >= 1.5 and r["accuracy_drop"] <= 1.5 and r["macs_reduction"] >= 0.4,
                 line(r) + f"; MACs reduced {r['macs_reduction']:.0%}",
             )
     r = by.get(("prune:magnitude-90%-gradual", "eager", 1))
