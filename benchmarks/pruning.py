@@ -166,7 +166,7 @@ def run_workload(
         base_entry = models["fp32"]
         for backend in BACKENDS:
             for batch in batch_sizes:
-                engines = {
+                served = {
                     n: prepare(
                         ModelState(e["model"], backend),
                         Path(tmp) / f"{backend}-{batch}-{i}",
@@ -174,9 +174,10 @@ def run_workload(
                         sample_inputs=data.sample_inputs(batch),
                         threads=threads,
                         arch=base.arch,
-                    ).engine
+                    )
                     for i, (n, e) in enumerate(models.items())
                 }
+                engines = {n: p.engine for n, p in served.items()}
                 with torch.inference_mode():
                     lat = median_p50(engines, data.sample_inputs(batch), repeats=repeats, rounds=10)
                 rows += [
@@ -196,6 +197,7 @@ def run_workload(
                         params=e["params"],
                         nonzero_params=e["nonzero"],
                         macs_reduction=round(1 - e["macs"] / base_entry["macs"], 3),
+                        threads=served[n].threads,  # ONNX Runtime may serve on fewer
                     )
                     for n, e in models.items()
                 ]
