@@ -89,6 +89,7 @@ def test_search_writes_a_study_a_front_and_a_recipe_that_reproduces_the_choice(
     assert final["size_bytes"] == pytest.approx(chosen["size_bytes"], rel=0.02)
     html = (run_dir / "report.html").read_text()
     assert 'data-plot="pareto"' in html and 'data-plot="sensitivity"' in html
+    assert ("(in search " in html) == bool(search["retimed"])  # both timings shown
     again = slimkit.run(slimkit.Recipe.load(run_dir / "best-recipe.yaml"), out=tmp_path / "again")
     assert again.results["steps"][-1]["size_bytes"] == pytest.approx(final["size_bytes"], rel=0.02)
     assert again.results["steps"][-1]["accuracy"] == pytest.approx(final["accuracy"], abs=2.0)
