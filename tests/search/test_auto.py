@@ -109,6 +109,30 @@ def test_an_interrupted_search_resumes_without_losing_trials(
     assert len(resumed.results["search"]["trials"]) == 3
 
 
+def test_a_trial_that_begins_like_an_earlier_one_reuses_its_steps(
+    base_recipe: slimkit.Recipe, tmp_path: Path
+):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    study = optuna.create_study(storage=storage, study_name=STUDY)
+    params = {
+        "channels": 0.5,
+        "importance": "l2",
+        "spread": "uniform",
+        "keep_sensitive": 0,
+        "channels_epochs": 1,
+        "channels_kd": False,
+    }
+    study.enqueue_trial({**params, "quantize": "none"})
+    study.enqueue_trial({**params, "quantize": "static-int8@onnxruntime"})
+    config = AutoConfig(trials=2, finetune_epochs=1, backend="onnxruntime")
+    first, second = auto(base_recipe, config, tmp_path / "s", storage=storage).results["search"][
+        "trials"
+    ]
+    assert first["params"] == {**params, "quantize": "none"}
+    assert not any("reused" in n for n in first["notes"])
+    assert {"prune reused from trial 0", "finetune reused from trial 0"} <= set(second["notes"])
+
+
 def test_auto_cli_without_a_recipe_or_model_says_what_to_give(cli):
     result = cli("auto", "--trials", "1")
     assert result.code == 2 and "Give --recipe, or --model and --data" in result.err

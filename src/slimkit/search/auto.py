@@ -5,10 +5,12 @@ smallest) model within an accuracy budget, measured on the runtime that will ser
    decides which layers a trial may keep whole, and goes into the report).
 2. Optuna (TPE with the accuracy budget as a constraint) draws recipe steps from the model
    family's search space, starting from the space's most compressed corner. Each step is
-   applied and measured like a pipeline step, its latency timed interleaved with the model
-   before it; a compressing step that does not pay for itself on the serving runtime (slower,
-   or no gain on the objective; for latency, a step that is as fast and smaller also pays,
-   since size is the other half of the result) is rolled back and noted. A trial whose
+   applied and measured like a pipeline step (or reused, where an earlier trial of this
+   process applied the same step to the same model: steps are seeded, so it would come out
+   the same), its latency timed interleaved with the model before it; a compressing step that
+   does not pay for itself on the serving runtime (slower, or no gain on the objective; for
+   latency, a step that is as fast and smaller also pays, since size is the other half of the
+   result) is rolled back and noted. A trial whose
    trained model is already below the budget is pruned before quantization.
 3. Trials live in an Optuna RDB (SQLite in the run directory by default, any URL with
    ``storage``), so a search resumes, and several machines can share one study.
@@ -23,7 +25,9 @@ smallest) model within an accuracy budget, measured on the runtime that will ser
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -72,6 +76,7 @@ def compresses(spec: StepSpec) -> bool:
 
 STUDY = "slimkit-auto"
 FINALISTS = 3  # trials within budget re-timed side by side before one is chosen
+REUSED_STEPS = 8  # applied steps kept in memory for later trials that begin alike
 
 
 class Objective(StrEnum):
@@ -324,6 +329,17 @@ def pays(objective: Objective, m: Measurement, prev: Measurement) -> bool:
     return not slower and m.macs < prev.macs
 
 
+@dataclass(frozen=True)
+class _Applied:
+    """One step as a trial applied it: the model it gave, measured, and whether it paid."""
+
+    state: ModelState
+    arch: dict[str, Any]
+    measured: Measurement
+    paid: bool
+    trial: int
+
+
 class _TrialRunner:
     """Applies and measures one trial's steps; the callable Optuna optimises."""
 
@@ -341,6 +357,8 @@ class _TrialRunner:
         self.config, self.floor, self.space, self.inputs = config, floor, space, inputs
         # trial number -> (objective value, final model) of the best trials within budget
         self.finalists: dict[int, tuple[float, Measurement]] = {}
+        # the steps kept so far plus the next one -> what applying it gave, and whether it paid
+        self.applied: OrderedDict[str, _Applied] = OrderedDict()
 
     def __call__(self, trial: Any) -> float:
         steps = self.space.draw(trial, self.inputs)
@@ -364,29 +382,24 @@ class _TrialRunner:
         kept: list[dict[str, Any]] = []
         notes: list[str] = []
         for i, spec in enumerate(candidate.steps, 1):
-            ctx = step_context(candidate, self.base, root / f"{i:02d}-{spec.name}", arch, SILENT)
-            new = apply_step(spec, state, ctx)
-            arch_after = new.arch or arch
-            m = measure_as(
-                candidate,
-                self.base.data,
-                spec.name,
-                spec.kind,
-                new,
-                ctx.artifact_stem,
-                arch_after,
-            )
-            records = [self.base_record, prev, m] if prev is not self.base_record else [prev, m]
-            time_as(candidate, records, self.base.data)
-            if compresses(spec) and not pays(self.config.objective, m, prev):
-                notes.append(f"rolled back {spec.name}: {self._describe(m, prev)}")
+            key = json.dumps([*kept, spec.to_dict()], sort_keys=True, default=str)
+            done = self.applied.get(key)
+            if done is None:
+                stem = root / f"{i:02d}-{spec.name}"
+                done = self._apply(trial.number, candidate, spec, state, arch, prev, stem)
+                if done.state.artifact is None:  # a written artifact lives in this trial's folder
+                    self._remember(key, done)
+            else:
+                notes.append(f"{spec.name} reused from trial {done.trial}")
+            if not done.paid:
+                notes.append(f"rolled back {spec.name}: {self._describe(done.measured, prev)}")
                 continue
             kept.append(spec.to_dict())
-            state, arch, prev = new, arch_after, m
-            if spec.kind in TRAINING and m.accuracy < self.floor:
+            state, arch, prev = done.state, done.arch, done.measured
+            if spec.kind in TRAINING and prev.accuracy < self.floor:
                 self._record(trial, kept, prev, notes)
                 raise optuna.TrialPruned(
-                    f"accuracy {m.accuracy:.2f}% after {spec.name} is below the budget's "
+                    f"accuracy {prev.accuracy:.2f}% after {spec.name} is below the budget's "
                     f"{self.floor:.2f}%"
                 )
         if prev is self.base_record:
@@ -395,6 +408,34 @@ class _TrialRunner:
         if prev is not self.base_record and prev.accuracy >= self.floor - 1e-9:
             self._keep_finalist(trial.number, value, prev)
         return value
+
+    def _apply(
+        self,
+        number: int,
+        candidate: Recipe,
+        spec: StepSpec,
+        state: ModelState,
+        arch: dict[str, Any],
+        prev: Measurement,
+        stem: Path,
+    ) -> _Applied:
+        """Apply one step to ``state``, measure it, time it beside the model before it (and
+        the baseline), and judge whether it pays."""
+        ctx = step_context(candidate, self.base, stem, arch, SILENT)
+        new = apply_step(spec, state, ctx)
+        arch_after = new.arch or arch
+        m = measure_as(
+            candidate, self.base.data, spec.name, spec.kind, new, ctx.artifact_stem, arch_after
+        )
+        records = [self.base_record, prev, m] if prev is not self.base_record else [prev, m]
+        time_as(candidate, records, self.base.data)
+        paid = not compresses(spec) or pays(self.config.objective, m, prev)
+        return _Applied(new, arch_after, m, paid, number)
+
+    def _remember(self, key: str, done: _Applied) -> None:
+        self.applied[key] = done
+        if len(self.applied) > REUSED_STEPS:
+            self.applied.popitem(last=False)
 
     def _keep_finalist(self, number: int, value: float, model: Measurement) -> None:
         self.finalists[number] = (value, model)
