@@ -115,6 +115,7 @@ def test_a_trial_that_begins_like_an_earlier_one_reuses_its_steps(
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     study = optuna.create_study(storage=storage, study_name=STUDY)
     params = {
+        "student": "none",
         "channels": 0.5,
         "importance": "l2",
         "spread": "uniform",

@@ -9,7 +9,7 @@ import pytest
 
 from slimkit.pruning.sensitivity import LayerSensitivity
 from slimkit.recipe import Recipe
-from slimkit.search.space import SPACES, SpaceInputs
+from slimkit.search.space import CNN_STUDENTS, SPACES, SpaceInputs
 
 INPUTS = SpaceInputs(
     finetune={"epochs": 1, "lr": 5e-5},
@@ -114,6 +114,45 @@ def test_the_corner_tried_first_is_a_point_of_the_space_and_its_most_compressed(
     else:
         assert steps[0]["prune"]["ratio"] == max(trial.distributions["channels"].choices)
     Recipe.from_dict({"model": "m", "data": "d", "steps": steps})
+
+
+@pytest.mark.parametrize(
+    ("size", "depth", "grid"), [((28, 28), 2, 7), ((28, 28), 3, 7), ((8, 12), 3, 2)]
+)
+def test_a_cnn_trial_on_images_may_distil_a_shallow_student_that_keeps_its_last_epoch(
+    size, depth, grid
+):
+    inputs = dataclasses.replace(
+        INPUTS, image_size=size, quantize=("none", "weight-only-int8@onnxruntime")
+    )
+    name = next(n for n, (_, d) in CNN_STUDENTS.items() if d == depth)
+    study = optuna.create_study()
+    study.enqueue_trial({"student": name, "quantize": "weight-only-int8@onnxruntime"})
+    trial = study.ask()
+    steps = SPACES.get("cnn").draw(trial, inputs)
+    assert "channels" not in trial.params  # the baseline's layers are not the student's
+    distill = steps[0]["distill"]
+    kwargs = distill["student"]["model"]["kwargs"]
+    # the head sees where features are: the last map, pooled to at most 7 x 7
+    assert kwargs == {"width": CNN_STUDENTS[name][0], "depth": depth, "grid": grid}
+    assert distill["epochs"] == INPUTS.train["epochs"] and distill["keep_best"] is False
+    assert steps[1] == {"quantize": {"mode": "weight-only-int8", "backend": "onnxruntime"}}
+    Recipe.from_dict({"model": "m", "data": "d", "steps": steps})
+
+
+def test_the_cnn_corner_on_images_is_the_smallest_student_with_int8_weights_only():
+    inputs = dataclasses.replace(
+        INPUTS,
+        image_size=(28, 28),
+        quantize=("none", "static-int8@onnxruntime", "weight-only-int8@onnxruntime"),
+    )
+    corner = SPACES.get("cnn").corner(inputs)
+    assert corner == {"student": "w8-d2", "quantize": "weight-only-int8@onnxruntime"}
+    study = optuna.create_study()
+    study.enqueue_trial(corner)
+    trial = study.ask()
+    SPACES.get("cnn").draw(trial, inputs)
+    assert trial.params == corner
 
 
 def test_a_transformer_without_a_token_table_is_never_asked_to_trim_one():

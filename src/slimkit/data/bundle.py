@@ -104,6 +104,12 @@ class DataBundle:
         first = self.train.inputs[0]
         return int(first.shape[1]) if first.dim() == 4 else None
 
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """Height and width of image inputs (N, C, H, W), else None."""
+        first = self.train.inputs[0]
+        return (int(first.shape[2]), int(first.shape[3])) if first.dim() == 4 else None
+
 
 def split_indices(
     labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int

@@ -204,6 +204,7 @@ def auto(
             curves=tuple(prunable),
             depth=len(layer_list(base.model)[1]) if kind == "transformer" else 0,
             vocab=_has_token_table(base.model),
+            image_size=base.data.image_size if kind == "cnn" else None,
         )
         space = SPACES.get(kind)
         sampler = optuna.samplers.TPESampler(
