@@ -14,6 +14,9 @@ import slimkit
 from slimkit.data import load_data
 from slimkit.errors import RunDirError, ShapeMismatchError
 from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.pipeline import apply_step, prepare_baseline, step_context
+from slimkit.progress import SILENT
+from slimkit.state import ModelState
 
 STEP_KEYS = {
     "name",
@@ -180,3 +183,21 @@ def test_steps_that_remove_compute_without_speed_say_so():
     ]
     assert records[2].notes[0].startswith("slower than b: p50 2.000 ms")
     assert records[3].notes == []
+
+
+def test_a_step_gives_the_same_model_whatever_ran_before_it(
+    blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path
+):
+    """A search's trial and the recipe that reproduces it reach a step with the global random
+    generator in different states; the student a distill step builds must not depend on it."""
+    student = {"model": {"source": "small-cnn", "kwargs": {"width": 4, "depth": 2, "grid": 2}}}
+    steps = [{"distill": {"student": student, "epochs": 1, "batch_size": 16}}]
+    recipe = slimkit.Recipe.from_dict(tiny_recipe(blobs_npz, steps=steps))
+    base = prepare_baseline(recipe)
+    students = []
+    for draws in (0, 5):
+        torch.rand(draws)  # what earlier steps or trials drew
+        ctx = step_context(recipe, base, tmp_path / f"after-{draws}", base.arch, SILENT)
+        students.append(apply_step(recipe.steps[0], ModelState(base.model, "eager"), ctx).module)
+    first, second = (s.state_dict() for s in students)
+    assert all(torch.equal(first[k], second[k]) for k in first)

@@ -223,7 +223,13 @@ def step_context(
 
 
 def apply_step(step: StepSpec, state: ModelState, ctx: StepContext) -> ModelState:
-    """Apply one step to a copy of ``state``'s model (the input state is left as it was)."""
+    """Apply one step to a copy of ``state``'s model (the input state is left as it was).
+
+    The global generator is seeded first, so a step gives the same model whatever ran before it
+    (a fresh student's initial weights come from it): a search's trial, the recipe that
+    reproduces it and a resumed run reach each step with it in different states.
+    """
+    torch.manual_seed(ctx.seed)
     given = ModelState(copy.deepcopy(state.module), state.backend)
     return STEPS.get(step.kind).apply(given, step.config, ctx)
 
