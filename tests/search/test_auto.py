@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def test_an_interrupted_search_resumes_without_losing_trials(
 
 
 def test_a_trial_that_begins_like_an_earlier_one_reuses_its_steps(
-    base_recipe: slimkit.Recipe, tmp_path: Path
+    base_recipe: slimkit.Recipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     study = optuna.create_study(storage=storage, study_name=STUDY)
@@ -125,13 +126,27 @@ def test_a_trial_that_begins_like_an_earlier_one_reuses_its_steps(
     }
     study.enqueue_trial({**params, "quantize": "none"})
     study.enqueue_trial({**params, "quantize": "static-int8@onnxruntime"})
-    config = AutoConfig(trials=2, finetune_epochs=1, backend="onnxruntime")
-    first, second = auto(base_recipe, config, tmp_path / "s", storage=storage).results["search"][
-        "trials"
-    ]
+    study.enqueue_trial({**params, "quantize": "none"})
+    timed: list[list[str]] = []  # the models each interleaved timing session held
+    search_module = importlib.import_module("slimkit.search.auto")  # the package exports auto()
+    real_time_as = search_module.time_as
+
+    def spy(recipe, records, data, *args):
+        timed.append([r.name for r in records])
+        return real_time_as(recipe, records, data, *args)
+
+    monkeypatch.setattr(search_module, "time_as", spy)
+    config = AutoConfig(trials=3, finetune_epochs=1, backend="onnxruntime")
+    first, second, third = auto(base_recipe, config, tmp_path / "s", storage=storage).results[
+        "search"
+    ]["trials"]
     assert first["params"] == {**params, "quantize": "none"}
     assert not any("reused" in n for n in first["notes"])
     assert {"prune reused from trial 0", "finetune reused from trial 0"} <= set(second["notes"])
+    # a trial made entirely of earlier steps is timed again beside the baseline, not compared
+    # with a baseline timed at another moment
+    assert {"prune reused from trial 0", "finetune reused from trial 0"} <= set(third["notes"])
+    assert ["baseline", "finetune"] in timed
 
 
 def test_auto_cli_without_a_recipe_or_model_says_what_to_give(cli):

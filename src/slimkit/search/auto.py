@@ -382,6 +382,7 @@ class _TrialRunner:
         )
         kept: list[dict[str, Any]] = []
         notes: list[str] = []
+        timed = False  # whether ``prev`` was timed beside the baseline in this trial
         for i, spec in enumerate(candidate.steps, 1):
             key = json.dumps([*kept, spec.to_dict()], sort_keys=True, default=str)
             done = self.applied.get(key)
@@ -392,19 +393,23 @@ class _TrialRunner:
                     self._remember(key, done)
             else:
                 notes.append(f"{spec.name} reused from trial {done.trial}")
+            reused = done.trial != trial.number
             if not done.paid:
                 notes.append(f"rolled back {spec.name}: {self._describe(done.measured, prev)}")
+                timed = timed or not reused  # applied here: timed with the baseline and prev
                 continue
             kept.append(spec.to_dict())
             state, arch, prev = done.state, done.arch, done.measured
+            timed = not reused
             if spec.kind in TRAINING and prev.accuracy < self.floor:
                 self._record(trial, kept, prev, notes)
                 raise optuna.TrialPruned(
                     f"accuracy {prev.accuracy:.2f}% after {spec.name} is below the budget's "
                     f"{self.floor:.2f}%"
                 )
-        if prev is self.base_record:
-            time_as(candidate, [self.base_record], self.base.data)
+        if not timed:  # the baseline alone, or a model reused from a trial timed at another time
+            models = [self.base_record] if prev is self.base_record else [self.base_record, prev]
+            time_as(candidate, models, self.base.data)
         value = self._record(trial, kept, prev, notes)
         if prev is not self.base_record and prev.accuracy >= self.floor - 1e-9:
             self._keep_finalist(trial.number, value, prev)
