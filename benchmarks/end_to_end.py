@@ -60,6 +60,9 @@ def matmul_peaks(threads: int, size: int = 1024, repeats: int = 10) -> dict[str,
     return out
 
 
+INT8_COMPUTE = ("static-int8", "dynamic-int8", "qat")  # modes whose kernels multiply in int8
+
+
 def efficiency(macs: int, batch: int, latency_ms: float, peak: float) -> float:
     return round(100.0 * macs * batch / (latency_ms / 1000.0) / peak, 2)
 
@@ -82,13 +85,16 @@ MAC_OPS = (
 
 
 def time_by_op(artifact: Path, inputs: tuple[torch.Tensor, ...], threads: int) -> dict[str, float]:
-    """Share of ONNX Runtime kernel time per op type over 50 runs of ``artifact`` (profiled)."""
+    """Share of ONNX Runtime kernel time per op type over 50 runs of ``artifact`` (profiled),
+    in a session set up as slimkit serves it (a weight-only graph's weights folded at load)."""
     from collections import Counter
 
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.enable_profiling = threads, True
+    from slimkit.runtimes.onnxruntime import session_options, weight_only
+
+    options = session_options(threads, fold_weights=weight_only(artifact))
+    options.enable_profiling = True
     options.profile_file_prefix = str(artifact.with_suffix(""))
     sess = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
     feeds = {i.name: x.numpy() for i, x in zip(sess.get_inputs(), inputs, strict=True)}
@@ -131,7 +137,11 @@ def run_workload(
         last = result.results["steps"][-1]
         # printed at once: what the search found survives whatever happens while re-timing
         print(f"{workload} auto: {result.message}\n{json.dumps(result.results['recipe']['steps'])}")
-        int8 = any("int8" in str(s) for s in result.results["recipe"]["steps"])
+        # int8 activations compute in int8; weight-only int8 is dequantized at load (float)
+        int8 = any(
+            s.get("quantize", {}).get("mode") in INT8_COMPUTE
+            for s in result.results["recipe"]["steps"]
+        )
         found = {
             "name": f"slimkit auto ({len(result.results['search']['trials'])} trials)",
             "result": last,
