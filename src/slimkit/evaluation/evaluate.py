@@ -104,6 +104,7 @@ def time_interleaved(
             rounds=rounds,
             per_round=per_round,
             on_round=task.advance,
+            threads={m.name: m.prepared.threads for m in measurements if m.prepared.threads},
         )
     for m in measurements:
         m.latency = stats[m.name]

@@ -3,8 +3,9 @@
 Shared machines drift: a background job can slow one model's run by 30%. Timing every model in
 round-robin rounds (order rotated each round) spreads that drift over all of them, so the
 ratios between models hold even when the absolute numbers wobble. Figures are percentiles over
-individually timed batches, after warm-up, with the run's thread count for every runtime (ONNX
-Runtime uses one thread of them where that measured faster for the model).
+individually timed batches, after warm-up, with the run's thread count for every runtime, or
+one thread where that measured faster for the model (small models at batch 1: a thread pool
+costs more than it saves, for ONNX Runtime and PyTorch alike).
 """
 
 from __future__ import annotations
@@ -41,23 +42,41 @@ def measure_latency(
     rounds: int = 20,
     per_round: int = 10,
     on_round: Callable[[], None] | None = None,
+    threads: Mapping[str, int] | None = None,
 ) -> dict[str, LatencyStats]:
-    """Time each engine on ``inputs``: ``rounds`` x ``per_round`` individually timed calls."""
+    """Time each engine on ``inputs``: ``rounds`` x ``per_round`` individually timed calls.
+
+    ``threads`` gives PyTorch's intra-op thread count per engine (the others keep the current
+    one); each engine's round runs on its own, after one untimed call where the count changed.
+    """
     names = list(engines)
     samples: dict[str, list[float]] = {n: [] for n in names}
-    with torch.inference_mode():
-        for name in names:
-            for _ in range(warmup):
-                engines[name](inputs)
-        for r in range(rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                engine = engines[name]
-                for _ in range(per_round):
-                    start = time.perf_counter()
-                    engine(inputs)
-                    samples[name].append((time.perf_counter() - start) * 1000.0)
-            if on_round is not None:
-                on_round()
+    default = torch.get_num_threads()
+    wanted = {n: (threads or {}).get(n, default) for n in names}
+
+    def use_threads(name: str) -> None:
+        if torch.get_num_threads() != wanted[name]:
+            torch.set_num_threads(wanted[name])
+            engines[name](inputs)  # the pool resizes on its first call: not what is timed
+
+    try:
+        with torch.inference_mode():
+            for name in names:
+                use_threads(name)
+                for _ in range(warmup):
+                    engines[name](inputs)
+            for r in range(rounds):
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    use_threads(name)
+                    engine = engines[name]
+                    for _ in range(per_round):
+                        start = time.perf_counter()
+                        engine(inputs)
+                        samples[name].append((time.perf_counter() - start) * 1000.0)
+                if on_round is not None:
+                    on_round()
+    finally:
+        torch.set_num_threads(default)
     batch = int(inputs[0].shape[0])
     return {
         n: LatencyStats(float(np.percentile(s, 50)), float(np.percentile(s, 90)), batch, len(s))

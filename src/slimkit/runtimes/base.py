@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from slimkit.registry import Registry
 from slimkit.state import ModelState
 
 Engine = Callable[[Inputs], torch.Tensor]
+FEWER_THREADS_MARGIN = 1.1  # one thread is kept only when it is at least 10% faster
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,43 @@ class Runtime:
 
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
+
+
+def fewer_threads(
+    runtime: str,
+    many: Callable[[Inputs], object],
+    one: Callable[[Inputs], object],
+    ctx: ServeContext,
+) -> tuple[int, str | None]:
+    """The thread count that serves the context's inputs faster: ``ctx.threads`` (``many``) or
+    one (``one``; the same engine for PyTorch, whose threads are set per call), timed
+    interleaved, and a note when one thread won. For small models at small batches the thread
+    pool costs more than it saves (W1's baseline at batch 1 on 2 cores: 0.88 ms on one thread,
+    1.74 ms on two in the same session)."""
+    from slimkit.evaluation.latency import measure_latency  # evaluation serves through here
+
+    inputs = ctx.sample_inputs
+    start = time.perf_counter()
+    many(inputs)
+    one(inputs)
+    # About half a second in all: enough calls to see a 10% difference on small models through
+    # a shared machine's noise, three per round on large ones.
+    calls = max(3, min(100, int(0.035 / max(time.perf_counter() - start, 1e-6))))
+    stats = measure_latency(
+        {"many": many, "one": one},
+        inputs,
+        warmup=3,
+        rounds=7,
+        per_round=calls,
+        threads={"many": ctx.threads, "one": 1},
+    )
+    t_many, t_one = stats["many"].p50, stats["one"].p50
+    if t_one * FEWER_THREADS_MARGIN < t_many:
+        return 1, (
+            f"{runtime} serves this model on 1 intra-op thread: {t_one:.3g} ms per batch vs "
+            f"{t_many:.3g} ms on {ctx.threads} (the thread pool costs more than it saves)"
+        )
+    return ctx.threads, None
 
 
 def param_dtype(module: torch.nn.Module) -> torch.dtype:

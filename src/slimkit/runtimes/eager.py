@@ -17,6 +17,7 @@ from slimkit.runtimes.base import (
     Prepared,
     Runtime,
     ServeContext,
+    fewer_threads,
     in_dtype,
     param_dtype,
 )
@@ -48,10 +49,16 @@ def _serve(module: Callable[..., torch.Tensor], dtype: torch.dtype) -> Engine:
 
 
 def _eager(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
+    """Eager PyTorch on the run's threads, or on one where that is faster for this model."""
     artifact = _torch_artifact(state, stem, ctx)
     module = state.module
     module.eval()  # not chained: exported graphs' eval() does not return the module
-    return Prepared(_serve(module, param_dtype(module)), artifact)
+    engine = _serve(module, param_dtype(module))
+    if ctx.threads == 1:
+        return Prepared(engine, artifact, threads=1)
+    with torch.inference_mode():
+        used, note = fewer_threads("eager", engine, engine, ctx)
+    return Prepared(engine, artifact, notes=(note,) if note else (), threads=used)
 
 
 def _compiled(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:

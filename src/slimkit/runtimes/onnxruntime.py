@@ -4,7 +4,8 @@ Two serving settings are decided per model, not assumed:
 
 - **Threads.** A session may use up to the run's thread count; for small models at small
   batches the intra-op thread pool costs more than it saves (resnet-mini pruned to a quarter
-  of its channels: 31 us on one thread, 67 us on two), so both are timed and the faster kept.
+  of its channels: 31 us on one thread, 67 us on two), so both are timed and the faster kept
+  (:func:`~slimkit.runtimes.base.fewer_threads`).
 - **Weight-only graphs** (int8 weights behind ``DequantizeLinear``, float activations) are
   dequantized once when the session loads: ONNX Runtime's QDQ handling would otherwise keep the
   ``DequantizeLinear`` nodes and run them on every call. The file stays int8 on disk.
@@ -12,7 +13,6 @@ Two serving settings are decided per model, not assumed:
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import onnx
@@ -20,13 +20,11 @@ import onnxruntime as ort
 import torch
 
 from slimkit._io import copy_file
-from slimkit.data.bundle import Inputs
 from slimkit.export.onnx import export_onnx
-from slimkit.runtimes.base import RUNTIMES, Prepared, Runtime, ServeContext
+from slimkit.runtimes.base import RUNTIMES, Prepared, Runtime, ServeContext, fewer_threads
 from slimkit.state import ModelState
 
 _QUANTIZING_OPS = {"QuantizeLinear", "DynamicQuantizeLinear"}
-FEWER_THREADS_MARGIN = 1.1  # one thread is kept only when it is at least 10% faster
 
 
 def weight_only(path: Path) -> bool:
@@ -59,46 +57,25 @@ def session(path: Path, threads: int, fold_weights: bool = False) -> ort.Inferen
 
 
 def fastest_threads(
-    path: Path, threads: int, inputs: Inputs, names: tuple[str, ...], fold_weights: bool
+    path: Path, ctx: ServeContext, fold_weights: bool
 ) -> tuple[ort.InferenceSession, int, str | None]:
-    """The session (``threads`` or one intra-op thread) that serves ``inputs`` faster, timed
-    interleaved on them, its thread count, and a note when one thread won."""
-    from slimkit.evaluation.latency import measure_latency  # evaluation serves through here
-
-    many = session(path, threads, fold_weights)
-    if threads == 1:
+    """The session (``ctx.threads`` or one intra-op thread) that serves the context's inputs
+    faster, its thread count, and a note when one thread won."""
+    many = session(path, ctx.threads, fold_weights)
+    if ctx.threads == 1:
         return many, 1, None
     one = session(path, 1, fold_weights)
-    feeds = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
-    start = time.perf_counter()
-    many.run(None, feeds)
-    one.run(None, feeds)
-    # About half a second in all: enough calls to see a 10% difference on small models through
-    # a shared machine's noise, three per round on large ones.
-    calls = max(3, min(100, int(0.035 / max(time.perf_counter() - start, 1e-6))))
-    stats = measure_latency(
-        {"many": lambda _: many.run(None, feeds), "one": lambda _: one.run(None, feeds)},
-        inputs,
-        warmup=3,
-        rounds=7,
-        per_round=calls,
+    feeds = {n: x.numpy() for n, x in zip(ctx.input_names, ctx.sample_inputs, strict=True)}
+    used, note = fewer_threads(
+        "onnxruntime", lambda _: many.run(None, feeds), lambda _: one.run(None, feeds), ctx
     )
-    t_many, t_one = stats["many"].p50, stats["one"].p50
-    if t_one * FEWER_THREADS_MARGIN < t_many:
-        note = (
-            f"onnxruntime serves this model on 1 intra-op thread: {t_one:.3g} ms per batch vs "
-            f"{t_many:.3g} ms on {threads} (the thread pool costs more than it saves)"
-        )
-        return one, 1, note
-    return many, threads, None
+    return (one if used == 1 else many), used, note
 
 
 def serve_onnx(artifact: Path, ctx: ServeContext) -> Prepared:
     """Serve an ONNX file as it stands (threads chosen, weight-only graphs folded)."""
     names = ctx.input_names
-    sess, used, note = fastest_threads(
-        artifact, ctx.threads, ctx.sample_inputs, names, weight_only(artifact)
-    )
+    sess, used, note = fastest_threads(artifact, ctx, weight_only(artifact))
 
     def engine(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         feeds = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
