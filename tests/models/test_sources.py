@@ -85,6 +85,15 @@ def test_wrong_kwargs_are_named():
         build_model(ModelSpec.parse({"source": "resnet-mini", "kwargs": {"colour": "red"}}))
 
 
+@pytest.mark.parametrize(
+    ("source", "kwargs", "named"),
+    [("small-cnn", {"grid": 0}, "grid"), ("resnet-mini", {"width": 0}, "width")],
+)
+def test_a_built_in_net_with_a_size_below_one_is_refused_by_name(source, kwargs, named):
+    with pytest.raises(ModelLoadError, match=rf"Cannot build model '{source}'.*{named} must be"):
+        build_model(ModelSpec.parse({"source": source, "kwargs": kwargs}))
+
+
 def test_saved_model_round_trips_exactly(tmp_path: Path):
     spec = ModelSpec.parse("resnet-mini")
     net = build_model(spec, num_classes=10, in_channels=1)

@@ -181,7 +181,7 @@ def _call(factory: Callable[..., nn.Module], spec: ModelSpec, hints: dict[str, A
     kwargs = _resolve_kwargs(factory, spec, hints)
     try:
         model = factory(**kwargs)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ModelLoadError(f"Cannot build model {spec.source!r} with {kwargs}: {err}.") from None
     if not isinstance(model, nn.Module):
         raise ModelLoadError(

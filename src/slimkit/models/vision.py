@@ -101,11 +101,19 @@ class ResNetMini(nn.Module):
         return self.head(self.forward_features(x))
 
 
+def _positive(**sizes: int) -> None:
+    """Reject a size below 1: a zero width or grid builds a net whose head sees nothing."""
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+
+
 @register_model("small-cnn")
 def small_cnn(
     num_classes: int = 10, in_channels: int = 1, width: int = 16, depth: int = 3, grid: int = 1
 ) -> SmallCNN:
     """Small plain CNN (conv-BN-ReLU stages, average pool to grid x grid, linear head)."""
+    _positive(width=width, depth=depth, grid=grid)
     return SmallCNN(num_classes, in_channels, width, depth, grid)
 
 
@@ -114,4 +122,5 @@ def resnet_mini(
     num_classes: int = 10, in_channels: int = 1, width: int = 16, depth: int = 1
 ) -> ResNetMini:
     """Small residual net: 3 stages of basic blocks, widths w/2w/4w (78k params at w=16)."""
+    _positive(width=width, depth=depth)
     return ResNetMini(num_classes, in_channels, width, depth)
