@@ -68,10 +68,13 @@ def fewer_threads(
     1.74 ms on two in the same session)."""
     from slimkit.evaluation.latency import measure_latency  # evaluation serves through here
 
+    if ctx.threads == 1:
+        return 1, None
     inputs = ctx.sample_inputs
     start = time.perf_counter()
-    many(inputs)
-    one(inputs)
+    with torch.inference_mode():
+        many(inputs)
+        one(inputs)
     # About half a second in all: enough calls to see a 10% difference on small models through
     # a shared machine's noise, three per round on large ones.
     calls = max(3, min(100, int(0.035 / max(time.perf_counter() - start, 1e-6))))

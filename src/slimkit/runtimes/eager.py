@@ -54,10 +54,7 @@ def _eager(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     module = state.module
     module.eval()  # not chained: exported graphs' eval() does not return the module
     engine = _serve(module, param_dtype(module))
-    if ctx.threads == 1:
-        return Prepared(engine, artifact, threads=1)
-    with torch.inference_mode():
-        used, note = fewer_threads("eager", engine, engine, ctx)
+    used, note = fewer_threads("eager", engine, engine, ctx)
     return Prepared(engine, artifact, notes=(note,) if note else (), threads=used)
 
 
