@@ -11,7 +11,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from slimkit.errors import RecipeError
+from slimkit.errors import RecipeError, quote
 
 
 class Config(BaseModel):
@@ -48,7 +48,7 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel], wher
             problems.append(f"missing required key '{path}'")
         else:
             got = e.get("input")
-            shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+            shown = f" (got {quote(got)})" if got is not None and not isinstance(got, dict) else ""
             problems.append(f"'{path}': {e['msg']}{shown}")
     return "Invalid configuration: " + "; ".join(problems) + "."
 

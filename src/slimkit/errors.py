@@ -6,6 +6,8 @@ exits with status 2. Anything else escaping the library is a bug in slimkit.
 
 from __future__ import annotations
 
+import reprlib
+
 
 class SlimkitError(Exception):
     """Base class of every error slimkit raises on purpose."""
@@ -52,3 +54,24 @@ class RunInterrupted(SlimkitError):
             f"Continue it with: slimkit run --resume {run_dir}"
         )
         self.run_dir = run_dir
+
+
+class SaveError(SlimkitError):
+    """A result cannot be written: the disk is full, read-only, or the folder is not writable."""
+
+
+# Error messages quote user values; a value from a hostile file (a YAML alias tree that expands
+# to billions of leaves, a megabyte string) must not make the message itself the problem.
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxstring, _QUOTE.maxother = 3, 160, 160
+_QUOTE.maxdict = _QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxset = 6
+
+
+def quote(value: object, limit: int = 200) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters, without expanding nested values.
+
+    >>> quote("x" * 1000)[:12], len(quote("x" * 1000)) <= 200
+    ("'xxxxxxxxxxx", True)
+    """
+    text = _QUOTE.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 from torch import nn
 
-from slimkit.errors import RecipeError, StepError
+from slimkit.errors import RecipeError, StepError, quote
 
 
 def matches(name: str, module: nn.Module, pattern: str) -> bool:
@@ -50,7 +50,7 @@ def check_names_exist(model: nn.Module, patterns: Sequence[str], what: str) -> N
             close = difflib.get_close_matches(p, names | types, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise StepError(
-                f"{what} names layer {p!r}, which this model does not have.{hint} "
+                f"{what} names layer {quote(p)}, which this model does not have.{hint} "
                 "Use a module name, a type name (Conv2d) or re:<regex>."
             )
 
@@ -62,7 +62,9 @@ def validate_patterns(patterns: Sequence[str]) -> list[str]:
             try:
                 re.compile(p[3:])
             except re.error as err:
-                raise RecipeError(f"Layer pattern {p!r} is not a valid regex: {err}.") from None
+                raise RecipeError(
+                    f"Layer pattern {quote(p)} is not a valid regex: {err}."
+                ) from None
     return list(patterns)
 
 

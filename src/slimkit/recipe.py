@@ -25,9 +25,10 @@ from typing import Any
 import yaml
 from pydantic import Field, field_validator
 
+from slimkit._yaml import YamlError, load_yaml
 from slimkit.config import Config
 from slimkit.data.sources import DataSpec
-from slimkit.errors import RecipeError
+from slimkit.errors import RecipeError, quote
 from slimkit.evaluation.metrics import METRICS
 from slimkit.models.sources import ModelSpec
 from slimkit.runtimes import RUNTIMES
@@ -131,11 +132,9 @@ class Recipe:
         if not p.is_file():
             raise RecipeError(f"Recipe file {str(p)!r} does not exist.")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise RecipeError(f"Recipe {p} is not UTF-8 text.") from None
-        except yaml.YAMLError as err:
-            raise RecipeError(f"Recipe {p} is not valid YAML: {err}".replace("\n", " ")) from None
+            data = load_yaml(p)
+        except YamlError as err:
+            raise RecipeError(f"Recipe {p} {err}.") from None
         return cls.from_dict(data, where=p.name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,13 +158,15 @@ def _parse_steps(raw: list[Any], where: str) -> tuple[StepSpec, ...]:
     for i, item in enumerate(raw):
         at = f"{where}.steps[{i}]"
         if not isinstance(item, dict):
-            raise RecipeError(f"'{at}' must be a mapping like {{prune: {{...}}}}, got {item!r}.")
+            raise RecipeError(
+                f"'{at}' must be a mapping like {{prune: {{...}}}}, got {quote(item)}."
+            )
         item = dict(item)
         name = item.pop("name", None)
         if len(item) != 1:
             raise RecipeError(
                 f"'{at}' must name exactly one step type (and optionally name:), got keys "
-                f"{sorted(item)}. Step types: {', '.join(STEPS.list())}."
+                f"{quote(sorted(map(str, item)))}. Step types: {', '.join(STEPS.list())}."
             )
         kind, body = next(iter(item.items()))
         if kind not in STEPS:
@@ -173,7 +174,7 @@ def _parse_steps(raw: list[Any], where: str) -> tuple[StepSpec, ...]:
         if body is None:
             body = {}
         if not isinstance(body, dict):
-            raise RecipeError(f"'{at}.{kind}' must be a mapping of settings, got {body!r}.")
+            raise RecipeError(f"'{at}.{kind}' must be a mapping of settings, got {quote(body)}.")
         step_type = STEPS.get(kind)
         if final_step is not None:
             raise RecipeError(
@@ -189,7 +190,7 @@ def _parse_steps(raw: list[Any], where: str) -> tuple[StepSpec, ...]:
 
 def _unique_name(name: Any, steps: list[StepSpec], at: str) -> str:
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
-        raise RecipeError(f"'{at}.name' must be letters, digits, '-' or '_', got {name!r}.")
+        raise RecipeError(f"'{at}.name' must be letters, digits, '-' or '_', got {quote(name)}.")
     taken = {s.name for s in steps} | {"baseline"}
     if name not in taken:
         return name

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from slimkit.errors import SlimkitError
+from slimkit.errors import SlimkitError, quote
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ class Registry(Generic[T]):
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, self._items, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        return f"Unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._items))}."
+        return f"Unknown {self.kind} {quote(name)}.{hint} Known: {', '.join(sorted(self._items))}."
 
     def list(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style ``pattern``, sorted."""
