@@ -57,6 +57,7 @@ def test_full_run_writes_the_contract(blobs_npz: Path, fixtures_on_path: Path, t
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "artifacts",
         "environment.json",
+        "imports.json",
         "recipe.yaml",
         "report.html",
         "report.md",

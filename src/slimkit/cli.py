@@ -47,8 +47,9 @@ TrustCheckpointOpt = Annotated[
     bool,
     typer.Option(
         "--trust-checkpoint",
-        help="Allow a weights checkpoint that needs full unpickling. Unpickling runs any code "
-        "the file names: only for files you trust.",
+        help="Trust the files this command reads to run code: a weights checkpoint that needs "
+        "full unpickling, a saved model built by a factory, a resumed run directory made "
+        "elsewhere. Only for files you trust.",
     ),
 ]
 TrustRemoteCodeOpt = Annotated[
@@ -167,7 +168,12 @@ def run_cmd(
         from slimkit.pipeline import resume as resume_run
 
         with RichProgress(console) as progress:
-            result = resume_run(resume, progress)
+            result = resume_run(
+                resume,
+                progress,
+                trust_checkpoint=trust_checkpoint,
+                trust_remote_code=trust_remote_code,
+            )
         _print_results(result.results, result.run_dir)
         return
     if recipe is None:
@@ -439,6 +445,7 @@ def auto(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory (new or empty).")
     ] = None,
+    trust_checkpoint: TrustCheckpointOpt = False,
 ) -> None:
     """Search pruning, distillation and quantization for the fastest model within a budget."""
     from slimkit.errors import RecipeError
@@ -456,6 +463,8 @@ def auto(
         raise RecipeError("Give --recipe, or --model and --data (or --resume RUN_DIR).")
     else:
         base = None
+    if base is not None and trust_checkpoint:
+        base = dataclasses.replace(base, model=base.model.model_copy(update=Trust(True).apply({})))
     config = AutoConfig.from_dict(
         {
             "max_accuracy_drop": max_accuracy_drop,
@@ -467,7 +476,15 @@ def auto(
         "slimkit auto options",
     )
     with RichProgress(console) as progress:
-        result = run_auto(base, config, out, storage=storage, resume=resume, progress=progress)
+        result = run_auto(
+            base,
+            config,
+            out,
+            storage=storage,
+            resume=resume,
+            progress=progress,
+            trust_checkpoint=trust_checkpoint,
+        )
     _print_results(result.results, result.run_dir)
     style = "green" if result.met_budget else "bold yellow"
     console.print(f"[{style}]{result.message}[/]")

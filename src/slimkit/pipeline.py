@@ -11,6 +11,7 @@ import copy
 import itertools
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,16 +22,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimkit import ledger
 from slimkit._io import write_json, write_text
 from slimkit.data import DataBundle, load_data
 from slimkit.errors import RunDirError, RunInterrupted, ShapeMismatchError
 from slimkit.evaluation import Measurement, measure, time_interleaved
+from slimkit.ledger import code_refs
 from slimkit.models import arch_of, build_model, load_tokenizer_for
 from slimkit.progress import SILENT, Progress, Task
 from slimkit.recipe import Recipe, StepSpec
 from slimkit.report import write_reports
-from slimkit.results import build_results
-from slimkit.resume import StepStore, chain_key
+from slimkit.results import build_results, load_results
+from slimkit.resume import FOLDER as CHECKPOINTS
+from slimkit.resume import StepStore, chain_key, check_run_dir
 from slimkit.rundir import busy_warning, create_run_dir, environment
 from slimkit.state import ModelState
 from slimkit.steps import STEPS, StepContext
@@ -69,29 +73,73 @@ def run(
         raise RunInterrupted(run_dir) from None
 
 
-def resume(run_dir: str | os.PathLike[str], progress: Progress = SILENT) -> RunResult:
+def resume(
+    run_dir: str | os.PathLike[str],
+    progress: Progress = SILENT,
+    *,
+    trust_checkpoint: bool = False,
+    trust_remote_code: bool = False,
+) -> RunResult:
     """Finish a run that was interrupted (Ctrl-C, a kill, a crash) in its own directory.
 
     The recipe is the one the run saved. Steps that finished are reused from the run's
     checkpoints when their content key and file hashes match; the interrupted step restarts,
-    from its last training epoch where it trains; the rest run as usual.
+    from its last training epoch where it trains; the rest run as usual. A run stopped after
+    its results were written only has its reports rendered.
+
+    The directory is treated as untrusted (see :mod:`slimkit.resume`): the opt-ins a saved
+    recipe sets are ignored unless given again here, and a factory it names is imported only if
+    this machine's ledger vouches for it, or with ``trust_checkpoint``.
     """
     path = Path(run_dir)
-    if not (path / "recipe.yaml").is_file():
+    recipe_file = path / "recipe.yaml"
+    if not recipe_file.is_file() or recipe_file.is_symlink():
         raise RunDirError(
             f"{str(path)!r} is not a slimkit run directory (it has no recipe.yaml); "
             "--resume takes the directory an interrupted `slimkit run` printed."
         )
-    if (path / "results.json").is_file():
-        raise RunDirError(
-            f"The run in {str(path)!r} already finished: its results are in results.json. "
-            "Start a new run instead of resuming it."
-        )
-    recipe = Recipe.load(path / "recipe.yaml")
+    check_run_dir(path)
+    if (path / "results.json").exists():
+        return _finish(path)
+    recipe = with_opt_ins(Recipe.load(recipe_file), trust_checkpoint, trust_remote_code)
+    factories = code_refs(recipe)
+    ledger.check(path, factories, trusted=trust_checkpoint)
+    StepStore(path, frozenset(factories), trust_checkpoint).audit()
+    for scratch in (path / "artifacts").glob(".candidates-*"):
+        shutil.rmtree(scratch)  # a quantize step killed mid-search left its candidates
     try:
-        return execute(recipe, path, progress, resumed=True)
+        return execute(recipe, path, progress, resumed=True, trusted=trust_checkpoint)
     except KeyboardInterrupt:
         raise RunInterrupted(path) from None
+
+
+def _finish(run_dir: Path) -> RunResult:
+    """A run killed after writing results.json: drop its checkpoints, render missing reports."""
+    results = load_results(run_dir)
+    pending = [n for n in ("report.md", "report.html") if not (run_dir / n).is_file()]
+    if not pending and not (run_dir / CHECKPOINTS).exists():
+        raise RunDirError(
+            f"The run in {str(run_dir)!r} already finished: its results are in results.json. "
+            "Start a new run instead of resuming it."
+        )
+    StepStore(run_dir).clear()
+    write_reports(run_dir, results)
+    return RunResult(run_dir, results)
+
+
+def with_opt_ins(recipe: Recipe, trust_checkpoint: bool, trust_remote_code: bool) -> Recipe:
+    """``recipe`` with every ``trust_checkpoint`` / ``trust_remote_code`` it sets, anywhere,
+    replaced by the given values: opt-ins are the user's, never a file's."""
+    given = {"trust_checkpoint": trust_checkpoint, "trust_remote_code": trust_remote_code}
+
+    def reset(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: given[k] if k in given else reset(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [reset(v) for v in value]
+        return value
+
+    return Recipe.from_dict(reset(recipe.to_dict()))
 
 
 def execute(
@@ -101,21 +149,25 @@ def execute(
     base: Baseline | None = None,
     extra: dict[str, Any] | None = None,
     resumed: bool = False,
+    trusted: bool = False,
 ) -> RunResult:
     """Run ``recipe`` into the existing ``run_dir``: :func:`run` without creating the folder.
 
     ``base`` reuses a baseline already prepared for this recipe; ``extra`` adds sections to
     results.json (a search adds its trials). Each finished step is kept in the run's
-    checkpoints until results.json is written; ``resumed`` reuses the ones already there.
+    checkpoints until results.json is written; ``resumed`` reuses the ones already there
+    (``trusted``: whatever factory their manifests name, see :class:`~slimkit.resume.StepStore`).
     """
     threads = recipe.evaluation.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(recipe.seed)
+    factories = code_refs(recipe)
     if not resumed:
+        ledger.record(run_dir, factories)
         write_text(run_dir / "recipe.yaml", recipe.to_yaml())
     env = environment(threads)
     write_json(run_dir / "environment.json", env)
-    store = StepStore(run_dir)
+    store = StepStore(run_dir, frozenset(factories), trusted)
 
     start = time.perf_counter()
     base = base or prepare_baseline(recipe, progress, store)
@@ -326,6 +378,7 @@ def prepare_baseline(
             return Baseline(model.eval(), data, arch, notes, key)
         state = ModelState(model, recipe.evaluation.backend, notes=notes)
         kept = store.save(name, key, state, arch, time.perf_counter() - start)
+        assert kept is not None  # only an exported program goes unkept; a baseline is a module
     model_key = chain_key(key, {"model": kept.digest})
     return Baseline(kept.state.module.eval(), data, arch, kept.state.notes, model_key)
 

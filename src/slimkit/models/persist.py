@@ -20,11 +20,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from slimkit._io import atomic_path
-from slimkit.errors import ModelLoadError
+from slimkit._signing import sign, verify
+from slimkit.errors import ModelLoadError, quote
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.models.sparse import compress_state, decompress_state
 
 FORMAT_VERSION = "1"
+_ARCH_MAC = "slimkit.arch.mac"
 
 # Constructor arguments of each layer type whose shape pruning can change, read off an instance.
 _LAYER_ARGS: dict[type[nn.Module], Callable[[Any], dict[str, Any]]] = {
@@ -87,6 +89,19 @@ def layer_manifest(model: nn.Module) -> dict[str, dict[str, Any]]:
     }
 
 
+def is_import_path(source: str) -> bool:
+    """Whether model source ``source`` names a factory to import (``module:f``, ``file.py:f``):
+    code, which a manifest naming it may only ask for with this machine's signature."""
+    return ":" in source and not source.startswith("hf:") and len(source.split(":")[0]) > 1
+
+
+def signed_here(path: Path) -> bool:
+    """Whether ``path``'s architecture record carries this machine's signature, i.e. slimkit
+    saved it here (see :mod:`slimkit._signing`)."""
+    meta = read_metadata(path)
+    return "slimkit.arch" in meta and verify(meta["slimkit.arch"].encode(), meta.get(_ARCH_MAC))
+
+
 def save_model(model: nn.Module, path: str | os.PathLike[str], arch: dict[str, Any]) -> Path:
     """Write ``model``'s weights and manifest to ``path`` (a ``.safetensors`` file), atomically.
 
@@ -98,6 +113,8 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], arch: dict[str, A
         "slimkit.arch": json.dumps(arch, sort_keys=True),
         "slimkit.layers": json.dumps(layer_manifest(model), sort_keys=True),
     }
+    if is_import_path(str(arch.get("source", ""))):  # rebuilding it will import a factory
+        metadata[_ARCH_MAC] = sign(metadata["slimkit.arch"].encode())
     state, subclass_metadata = _flatten(model.state_dict())
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={**metadata, **subclass_metadata})
@@ -150,32 +167,63 @@ def saved_arch(path: Path) -> dict[str, Any] | None:
     meta = read_metadata(path)
     if "slimkit.arch" not in meta:
         return None
-    arch: dict[str, Any] = json.loads(meta["slimkit.arch"])
-    return arch
+    return _metadata_json(path, meta, "slimkit.arch", ("source",))
+
+
+def saved_layers(path: Path) -> dict[str, dict[str, Any]]:
+    """The layer manifest (:func:`layer_manifest`) a slimkit-saved file was written with."""
+    meta = read_metadata(path)
+    if "slimkit.layers" not in meta:
+        return {}
+    return _metadata_json(path, meta, "slimkit.layers", ())
+
+
+def _metadata_json(
+    path: Path, meta: dict[str, str], key: str, required: tuple[str, ...]
+) -> dict[str, Any]:
+    try:
+        value = json.loads(meta[key])
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in required):
+        raise ModelLoadError(
+            f"{path} has a damaged {key} record in its metadata; it was not saved by slimkit "
+            "as it is now. Re-save the model, or load only its weights with weights:."
+        )
+    return value
 
 
 def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -> None:
     """Replace each layer of ``model`` whose constructor arguments differ from ``manifest``."""
     by_type = {t.__name__: t for t in _LAYER_ARGS}
     for name, entry in manifest.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("args"), dict):
+            raise ModelLoadError(f"The saved model's record of layer {quote(name)} is damaged.")
         try:
             current = model.get_submodule(name)
         except AttributeError:
             raise ModelLoadError(
-                f"The saved model has a layer {name!r} that the architecture does not; "
+                f"The saved model has a layer {quote(name)} that the architecture does not; "
                 "it was saved from a different network."
             ) from None
-        layer_type = by_type.get(entry["type"])
+        layer_type = by_type.get(entry.get("type"))  # type: ignore[arg-type]
         replaced = layer_type is not None and _REPLACES.get(layer_type) is type(current)
         if layer_type is None or (type(current) is not layer_type and not replaced):
             raise ModelLoadError(
-                f"Layer {name!r} is {type(current).__name__} in the architecture but "
-                f"{entry['type']} in the saved model."
+                f"Layer {quote(name)} is {type(current).__name__} in the architecture but "
+                f"{quote(entry.get('type'))} in the saved model."
             )
         if replaced or _LAYER_ARGS[layer_type](current) != entry["args"]:
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, layer_type(**entry["args"]))
+            try:
+                layer = layer_type(**entry["args"])
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise ModelLoadError(
+                    f"The saved model's layer {quote(name)} cannot be rebuilt from its record "
+                    f"{quote(entry['args'])}: {err}"
+                ) from None
+            setattr(parent, child, layer)
     # Attention modules read their head count off the projections; keep the attributes true.
     # (Imported here: pruning's configs reach back into models through the trainer.)
     from slimkit.pruning.transformer import sync_head_counts

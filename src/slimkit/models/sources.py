@@ -26,8 +26,9 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from slimkit.config import Config
-from slimkit.errors import ModelLoadError
+from slimkit.errors import ModelLoadError, UnsafeCheckpointError, quote
 from slimkit.models import persist, surgery, text
+from slimkit.models.persist import is_import_path
 from slimkit.models.registry import MODELS
 
 
@@ -61,7 +62,7 @@ class ModelSpec(Config):
             return cls.from_dict({"source": value}, where)
         if isinstance(value, dict):
             return cls.from_dict(value, where)
-        raise ModelLoadError(f"'{where}' must be a source string or a mapping, got {value!r}.")
+        raise ModelLoadError(f"'{where}' must be a source string or a mapping, got {quote(value)}.")
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,6 @@ class SourceForm:
     matches: Callable[[str], bool]
     build: Callable[[ModelSpec, dict[str, Any]], nn.Module]
     tokenizer_dir: Callable[[ModelSpec], Path | None]
-
-
-def _is_import_path(s: str) -> bool:
-    return ":" in s and not s.startswith("hf:") and len(s.split(":")[0]) > 1
 
 
 def _existing(path: str) -> Path:
@@ -105,18 +102,19 @@ def _build_saved(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
             f"weights into it: model: {{source: resnet-mini, weights: {path}}}."
         )
     inner = ModelSpec.parse({"source": arch["source"], "kwargs": arch.get("kwargs", {})})
+    if is_import_path(inner.source) and not (spec.trust_checkpoint or persist.signed_here(path)):
+        raise UnsafeCheckpointError(
+            f"{path} was saved from the factory {quote(inner.source)}, and building it imports "
+            "and runs that code; the file was not saved by slimkit on this machine, so it "
+            "cannot vouch for it. If you trust that code, pass --trust-checkpoint (recipe: "
+            "model.trust_checkpoint: true)."
+        )
     # The weights come from the file, so skip loading pretrained ones first.
     model = _form_for(inner.source).build(inner, {"pretrained": False})
     surgery.apply_edits(model, arch)
-    persist.reshape_to_manifest(model, _manifest(path))
+    persist.reshape_to_manifest(model, persist.saved_layers(path))
     persist.load_weights_into(model, path)
     return model
-
-
-def _manifest(path: Path) -> dict[str, Any]:
-    import json
-
-    return dict(json.loads(persist.read_metadata(path).get("slimkit.layers", "{}")))
 
 
 def _import_factory(ref: str) -> Callable[..., nn.Module]:
@@ -162,7 +160,7 @@ def factory_of(source: str) -> Callable[..., nn.Module] | None:
     """The factory a registered name or an import path builds with; None for other forms."""
     if source in MODELS:
         return MODELS.get(source)
-    if _is_import_path(source):
+    if is_import_path(source):
         return _import_factory(source)
     return None
 
@@ -182,7 +180,9 @@ def _call(factory: Callable[..., nn.Module], spec: ModelSpec, hints: dict[str, A
     try:
         model = factory(**kwargs)
     except (TypeError, ValueError) as err:
-        raise ModelLoadError(f"Cannot build model {spec.source!r} with {kwargs}: {err}.") from None
+        raise ModelLoadError(
+            f"Cannot build model {spec.source!r} with {quote(kwargs)}: {err}."
+        ) from None
     if not isinstance(model, nn.Module):
         raise ModelLoadError(
             f"Factory {spec.source!r} returned {type(model).__name__}, not nn.Module."
@@ -218,7 +218,7 @@ SOURCE_FORMS: list[SourceForm] = [
         _saved_tokenizer,
     ),
     SourceForm(
-        "import path", "package.module:factory", _is_import_path, _build_import, lambda spec: None
+        "import path", "package.module:factory", is_import_path, _build_import, lambda spec: None
     ),
     SourceForm(
         "registered name", "resnet-mini", lambda s: True, _build_registered, _registered_tokenizer
@@ -282,7 +282,7 @@ def arch_of(spec: ModelSpec, hints: dict[str, Any]) -> dict[str, Any]:
             return arch
     if source.startswith("hf:"):
         kwargs = {"num_classes": hints.get("num_classes", 2), **spec.kwargs}
-    elif _is_import_path(source):
+    elif is_import_path(source):
         kwargs = _resolve_kwargs(_import_factory(source), spec, hints)
     else:
         kwargs = _resolve_kwargs(MODELS.get(source), spec, hints)

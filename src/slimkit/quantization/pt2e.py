@@ -9,6 +9,7 @@ quantize/dequantize pairs into int8 kernels. The artifact is the exported progra
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -94,22 +95,25 @@ def _save_program(
     check_inputs: tuple[torch.Tensor, ...] | None,
 ) -> Path:
     """Export ``module`` to a ``.pt2`` program, read it back and check it computes ``module``
-    on ``check_inputs`` (held-out examples) before it is renamed into place."""
+    on ``check_inputs`` (held-out examples) before it is written into place.
+
+    The program is read back from the bytes just serialised in memory, never from disk:
+    ``torch.export.load`` unpickles, so slimkit only ever loads a program it made itself.
+    """
     program = torch.export.export(
         module, example_inputs, dynamic_shapes=_dynamic_batch(example_inputs)
     )
     target = out_path.with_suffix(".pt2")
     inputs = check_inputs or example_inputs
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    loaded = torch.export.load(io.BytesIO(buffer.getvalue())).module()
+    with torch.inference_mode():
+        got, want = loaded(*inputs), module(*inputs)
+    diff = float((got - want).abs().max())
+    Agreement(diff, float(want.abs().max())).check("fp32", "exported .pt2 program")
     with atomic_path(target) as tmp:
-        # torch.export.save wants a .pt2 name; hand it the open temporary file instead.
-        with tmp.open("wb") as f:
-            torch.export.save(program, f)
-        with tmp.open("rb") as f:
-            loaded = torch.export.load(f).module()
-        with torch.inference_mode():
-            got, want = loaded(*inputs), module(*inputs)
-        diff = float((got - want).abs().max())
-        Agreement(diff, float(want.abs().max())).check("fp32", "exported .pt2 program")
+        tmp.write_bytes(buffer.getvalue())
     return target
 
 

@@ -37,12 +37,15 @@ import torch
 import yaml
 from pydantic import Field
 
+from slimkit import ledger
 from slimkit._io import write_json, write_text
+from slimkit._yaml import YamlError, load_yaml
 from slimkit.config import Config
 from slimkit.distillation.step import DistillStepConfig
-from slimkit.errors import RecipeError, RunDirError, StepError
+from slimkit.errors import RecipeError, RunDirError, StepError, quote
 from slimkit.evaluation import Measurement
 from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.ledger import code_refs
 from slimkit.models.surgery import layer_list
 from slimkit.pipeline import (
     SLOWER_MARGIN,
@@ -52,11 +55,13 @@ from slimkit.pipeline import (
     prepare_baseline,
     step_context,
     time_as,
+    with_opt_ins,
 )
 from slimkit.progress import SILENT, Progress
 from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
 from slimkit.pruning.vocab import token_embeddings
 from slimkit.recipe import Recipe, StepSpec
+from slimkit.resume import check_run_dir
 from slimkit.rundir import create_run_dir
 from slimkit.search.pareto import pareto_front
 from slimkit.search.space import SPACES, Space, SpaceInputs, family
@@ -136,11 +141,15 @@ def auto(
     storage: str | None = None,
     resume: Path | None = None,
     progress: Progress = SILENT,
+    trust_checkpoint: bool = False,
 ) -> AutoResult:
     """Search for the best model within ``config``'s budget; see the module docstring.
 
     ``recipe`` gives the model, data, baseline and evaluation (its steps are ignored). With
-    ``resume`` (a run directory of an earlier search) the study continues where it stopped.
+    ``resume`` (a run directory of an earlier search) the study continues where it stopped;
+    that directory is untrusted like any resumed run's (:func:`slimkit.pipeline.resume`), and
+    ``trust_checkpoint`` is the opt-in that lets its recipe run a factory this machine's ledger
+    does not vouch for.
 
     >>> demo = Recipe.load("recipes/demo.yaml")  # doctest: +SKIP
     >>> result = slimkit.auto(demo, AutoConfig(trials=30))  # doctest: +SKIP
@@ -150,14 +159,17 @@ def auto(
     if resume is not None:
         run_dir = Path(resume)
         recipe, config, storage = _load_search(run_dir, storage, config)
+        recipe = with_opt_ins(recipe, trust_checkpoint, trust_remote_code=False)
+        ledger.check(run_dir, code_refs(recipe), trusted=trust_checkpoint)
     elif recipe is None:
         raise RecipeError(
             "slimkit auto needs a recipe (model, data, baseline) or a search to resume."
         )
     else:
         run_dir = create_run_dir(f"auto-{recipe.name}", out)
-        storage = storage or f"sqlite:///{(run_dir / 'search' / 'search.db').resolve()}"
+        storage = storage or _own_storage(run_dir)
         (run_dir / "search").mkdir()
+        ledger.record(run_dir, code_refs(recipe))
         write_text(
             run_dir / "search" / "auto.yaml",
             yaml.safe_dump(
@@ -267,18 +279,36 @@ def _load_search(
     """The recipe and storage of the search in ``run_dir``; its settings, with ``trials`` and
     the time budget taken from ``config`` (a resumed search may run longer)."""
     saved = run_dir / "search" / "auto.yaml"
-    if not saved.is_file():
+    if not saved.is_file() or saved.is_symlink():
         raise RunDirError(
             f"{str(run_dir)!r} holds no search to resume (no search/auto.yaml). "
             "Give the run directory an earlier slimkit auto wrote."
         )
-    data = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    check_run_dir(run_dir)
+    try:
+        data = load_yaml(saved)
+    except YamlError as err:
+        raise RunDirError(f"{saved} {err}.") from None
+    if not isinstance(data, dict) or not {"recipe", "config", "storage"} <= set(data):
+        raise RunDirError(f"{saved} does not hold a search (recipe, config, storage).")
     recipe = Recipe.from_dict(data["recipe"], str(saved))
     saved_config = AutoConfig.from_dict(data["config"], str(saved))
     resumed = saved_config.model_copy(
         update={"trials": config.trials, "time_budget_min": config.time_budget_min}
     )
-    return recipe, resumed, storage or data["storage"]
+    own = _own_storage(run_dir)
+    if storage is None and data["storage"] != own:
+        # The file is untrusted: it must not point the search at a database elsewhere.
+        raise RunDirError(
+            f"{saved} names the study storage {quote(data['storage'])}, not this run's own "
+            "search/search.db; a resumed search opens another database only when asked. "
+            "Pass it with --storage if it is the study you mean to continue."
+        )
+    return recipe, resumed, storage or own
+
+
+def _own_storage(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'search' / 'search.db').resolve()}"
 
 
 def _has_token_table(model: torch.nn.Module) -> bool:

@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from slimkit._io import write_json
+from slimkit._signing import cache_dir, usable_cache_dir
+from slimkit.errors import ModelLoadError
 from slimkit.models.persist import load_weights_into, save_model
-
-
-def cache_dir() -> Path:
-    """``$SLIMKIT_CACHE``, else ``$XDG_CACHE_HOME/slimkit``, else ``~/.cache/slimkit``."""
-    if os.environ.get("SLIMKIT_CACHE"):
-        return Path(os.environ["SLIMKIT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "slimkit"
 
 
 def baseline_key(arch: dict[str, Any], data: dict[str, Any], train: dict[str, Any]) -> str:
@@ -47,12 +39,17 @@ def load_cached(model: torch.nn.Module, key: str) -> dict[str, Any] | None:
     )
     if not (weights.is_file() and info.is_file()):
         return None
-    load_weights_into(model, weights)
-    history: dict[str, Any] = json.loads(info.read_text())
+    try:  # a damaged entry is a cache miss: the baseline is trained again
+        history = json.loads(info.read_text(encoding="utf-8"))
+        if not isinstance(history, dict) or not isinstance(history.get("loss"), list):
+            return None
+        load_weights_into(model, weights)
+    except (OSError, ValueError, RecursionError, ModelLoadError):
+        return None
     return history
 
 
 def store(model: torch.nn.Module, key: str, arch: dict[str, Any], history: dict[str, Any]) -> None:
-    folder = cache_dir() / "baselines"
+    folder = usable_cache_dir() / "baselines"
     save_model(model, folder / f"{key}.safetensors", arch)
     write_json(folder / f"{key}.json", history)

@@ -34,9 +34,17 @@ def load(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        state: dict[str, Any] = torch.load(path, weights_only=True, map_location="cpu")
+        state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # unpickling errors come in many types
-        raise ModelLoadError(
-            f"Cannot resume from {path}: {str(err).splitlines()[0]}. Delete it to start over."
-        ) from None
+        raise damaged(folder, err) from None
+    if not isinstance(state, dict):
+        raise damaged(folder, TypeError(f"it holds {type(state).__name__}, not a checkpoint"))
     return state
+
+
+def damaged(folder: Path, err: Exception) -> ModelLoadError:
+    """The error for an epoch checkpoint that cannot be resumed from."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    return ModelLoadError(
+        f"Cannot resume from {folder / FILE}: {first}. Delete it to start that step over."
+    )

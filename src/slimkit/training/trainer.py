@@ -293,14 +293,17 @@ def _fit(
 
     saved = checkpoint.load(checkpoint_dir) if checkpoint_dir is not None else None
     if saved is not None:
-        inner.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        history = TrainHistory(**{**saved["history"], "resumed_after": saved["epoch"]})
-        best_state, best_acc, stale = saved["best_state"], saved["best_acc"], saved["stale"]
-        step, first_epoch = saved["step"], saved["epoch"] + 1
-        torch.set_rng_state(saved["rng"])
-        generator.set_state(saved["generator"])
+        try:
+            inner.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            history = TrainHistory(**{**saved["history"], "resumed_after": saved["epoch"]})
+            best_state, best_acc, stale = saved["best_state"], saved["best_acc"], saved["stale"]
+            step, first_epoch = int(saved["step"]), int(saved["epoch"]) + 1
+            torch.set_rng_state(saved["rng"])
+            generator.set_state(saved["generator"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise checkpoint.damaged(checkpoint_dir, err) from None  # type: ignore[arg-type]
 
     for epoch in range(first_epoch, config.epochs + 1):
         if config.unfreeze is Unfreeze.GRADUAL:
