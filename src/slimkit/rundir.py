@@ -20,27 +20,45 @@ def create_run_dir(name: str, out: str | os.PathLike[str] | None = None) -> Path
     """Make the run directory: ``out`` exactly (new or empty), else ``runs/<name>-<time>``.
 
     An earlier run is never overwritten: a non-empty ``out`` is an error, and generated names get
-    a numeric suffix when the second is already taken.
+    a numeric suffix when the second is already taken. The run claims its folder by creating
+    ``artifacts/`` inside it, which succeeds for one process only, so two runs started together
+    never share a directory.
     """
     if out is not None:
         path = Path(out)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise RunDirError(
-                f"Run directory {str(path)!r} already exists and is not empty; slimkit never "
-                "overwrites a run. Choose a new --out, or omit it for a fresh runs/<name>-<time>."
-            )
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = DEFAULT_ROOT / f"{name}-{stamp}"
-        n = 2
-        while path.exists():
-            path = DEFAULT_ROOT / f"{name}-{stamp}-{n}"
-            n += 1
-    try:
-        (path / "artifacts").mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunDirError(f"Cannot create run directory {str(path)!r}: {err}.") from None
+            raise _taken(path)
+        if not _claim(path):
+            raise _taken(path)
+        return path
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = DEFAULT_ROOT / f"{name}-{stamp}", 2
+    while not _claim(path):
+        path = DEFAULT_ROOT / f"{name}-{stamp}-{n}"
+        n += 1
     return path
+
+
+def _claim(path: Path) -> bool:
+    """Create ``path/artifacts`` if no other run has: False when it already exists."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "artifacts").mkdir()
+    except FileExistsError:
+        return False
+    except OSError as err:
+        raise RunDirError(f"Cannot create run directory {str(path)!r}: {err.strerror}.") from None
+    if any(p.name != "artifacts" for p in path.iterdir()):  # not empty: leave it as it was
+        (path / "artifacts").rmdir()
+        return False
+    return True
+
+
+def _taken(path: Path) -> RunDirError:
+    return RunDirError(
+        f"Run directory {str(path)!r} already exists and is not empty; slimkit never "
+        "overwrites a run. Choose a new --out, or omit it for a fresh runs/<name>-<time>."
+    )
 
 
 def environment(threads: int) -> dict[str, Any]:
