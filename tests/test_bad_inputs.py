@@ -8,6 +8,7 @@ documented exception type and message). After every case each input file is byte
 from __future__ import annotations
 
 import hashlib
+import json
 import pathlib
 import re
 from collections.abc import Callable
@@ -134,6 +135,132 @@ def _run_into_nonempty(d: Path) -> list[str]:
     path = d / "ok.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return ["run", str(path), "--out", str(d)]
+
+
+def _alias_bomb(levels: int = 10, width: int = 9) -> str:
+    """A few hundred bytes of YAML naming a tree of ``width**levels`` leaves."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels + 1):
+        refs = ", ".join([f"*a{i - 1}"] * width)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    return "\n".join(lines) + f"\nname: *a{levels}\nmodel: resnet-mini\ndata: mnist5k\n"
+
+
+def _png_header(d: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` x ``height`` pixels: a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+    data += chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    folder = d / "images"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "0.png").write_bytes(data)
+    return folder
+
+
+def _hf_dir(d: Path, weights: str) -> Path:
+    """A Hugging Face BERT directory whose only weights are ``weights`` holding a pickle that
+    names code (``pytorch_model.bin`` or a ``model.safetensors`` that is not one)."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    folder = d / "hf"
+    BertModel(config).save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    payload = {"w": torch.zeros(1), "x": _Payload(d.parent / "code-ran")}
+    torch.save(payload, folder / weights)
+    return folder
+
+
+def _saved_naming_code(d: Path) -> Path:
+    """A safetensors file whose architecture record names a shell command as its factory."""
+    from safetensors.torch import save_file
+
+    arch = {"source": "subprocess:getoutput", "kwargs": {"cmd": f"touch {d.parent / 'code-ran'}"}}
+    path = d / "model.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"slimkit.arch": json.dumps(arch)})
+    return path
+
+
+def _huge_header(d: Path) -> Path:
+    good = _weights(d, _tiny_state())
+    data = bytearray(good.read_bytes())
+    data[:8] = (2**63 - 1).to_bytes(8, "little")
+    return _file(d, "huge.safetensors", bytes(data))
+
+
+def _step(**changes: object) -> dict[str, object]:
+    """One step of a well-formed results.json, with ``changes``."""
+    step: dict[str, object] = {
+        "name": "baseline",
+        "kind": "baseline",
+        "accuracy": 90.0,
+        "latency_ms": {"p50": 1.0, "p90": 1.2},
+        "throughput": 1000.0,
+        "batch_size": 1,
+        "backend": "eager",
+        "params": 10,
+        "nonzero_params": 10,
+        "size_bytes": 100,
+        "bytes_by_layer_type": {},
+        "macs": 10,
+        "artifact": "artifacts/00-baseline.safetensors",
+        "metrics": {},
+        "wall_s": 1.0,
+        "notes": [],
+    }
+    return {**step, **changes}
+
+
+def _results(d: Path, **changes: object) -> list[str]:
+    step = _step()
+    results: dict[str, object] = {
+        "recipe": {"name": "r"},
+        "steps": [step],
+        "summary": {
+            "baseline": "baseline",
+            "final": "baseline",
+            "speedup": 1.0,
+            "compression": 1.0,
+            "accuracy_drop": 0.0,
+        },
+        "environment": {
+            "cpu": "x",
+            "cpu_count": 2,
+            "threads": 1,
+            "python": "3",
+            "platform": "p",
+            "versions": {},
+        },
+    }
+    results.update(changes)
+    run = d / "run"
+    run.mkdir()
+    text = results.pop("raw") if "raw" in results else json.dumps(results)
+    (run / "results.json").write_text(str(text))
+    return ["report", str(run)]
+
+
+def _foreign_search(d: Path) -> list[str]:
+    run = d / "search-run"
+    (run / "search").mkdir(parents=True)
+    recipe = {"name": "s", "model": "tiny_models:tiny_cnn", "data": f"npz:{_good_npz(d)}"}
+    saved = {"recipe": recipe, "config": {}, "storage": f"sqlite:///{d / 'elsewhere.db'}"}
+    (run / "search" / "auto.yaml").write_text(yaml.safe_dump(saved))
+    return ["auto", "--resume", str(run)]
 
 
 # --- the matrix ----------------------------------------------------------------------------
@@ -418,6 +545,66 @@ CASES = [
         "Put quantize last",
     ),
     Bad("recipe-missing-file", lambda d: ["run", str(d / "nope.yaml")], "does not exist"),
+    Bad("recipe-yaml-alias-bomb", lambda d: _recipe(d, _alias_bomb()), "expands to more than"),
+    Bad("recipe-recursive-alias", lambda d: _recipe(d, "name: &a [*a]\n"), "includes itself"),
+    Bad("recipe-nested-too-deeply", lambda d: _recipe(d, "[" * 100_000), "nests its values"),
+    Bad(
+        "recipe-larger-than-any-recipe",
+        lambda d: _recipe(d, "name: x\n" + "# padding\n" * 500_000),
+        "larger than 4 MiB",
+    ),
+    Bad(
+        "recipe-megabyte-value-quoted-short",
+        lambda d: _recipe_dict(d, name="x" * 1_000_000),
+        r"got 'xxxx.*\.\.\.",
+    ),
+    # files handed over: models, data, run directories
+    Bad(
+        "model-hf-dir-pickled-bin",
+        lambda d: _model({"source": f"hf:{_hf_dir(d, 'pytorch_model.bin')}"}),
+        "pickled checkpoint",
+        UnsafeCheckpointError,
+    ),
+    Bad(
+        "model-hf-dir-safetensors-is-a-pickle",
+        lambda d: _model({"source": f"hf:{_hf_dir(d, 'model.safetensors')}"}),
+        "not a readable safetensors",
+        ModelLoadError,
+    ),
+    Bad(
+        "model-saved-file-names-a-shell-command",
+        lambda d: ["eval", "-m", str(_saved_naming_code(d)), "-d", str(_good_npz(d))],
+        "was not saved by slimkit on this machine",
+    ),
+    Bad(
+        "weights-header-length-overflow",
+        lambda d: _eval(_good_npz(d), "-w", str(_huge_header(d))),
+        "not a readable safetensors",
+    ),
+    Bad(
+        "imagefolder-decompression-bomb",
+        lambda d: _eval(f"imagefolder:{_png_header(d, 30_000, 30_000)}"),
+        "too large to be a training image",
+    ),
+    Bad(
+        "jsonl-nested-too-deeply",
+        lambda d: _load(_file(d, "t.jsonl", b'{"text": ' + b"[" * 200_000 + b"\n")),
+        "nests its values too deeply",
+        DataLoadError,
+    ),
+    Bad("report-results-summary-null", lambda d: _results(d, summary=None), "summary"),
+    Bad("report-results-steps-wrong-type", lambda d: _results(d, steps="all"), "steps"),
+    Bad(
+        "report-results-latency-nan",
+        lambda d: _results(d, steps=[_step(latency_ms={"p50": float("nan"), "p90": 1.0})]),
+        "latency_ms.p50': Input should be a finite number",
+    ),
+    Bad(
+        "report-results-nested-too-deeply",
+        lambda d: _results(d, raw="[" * 200_000),
+        "nests its values too deeply",
+    ),
+    Bad("auto-resume-foreign-storage", _foreign_search, "names the study storage"),
     # command-line values and run directories
     Bad("cli-batch-zero", lambda d: _eval(_good_npz(d), "-b", "0"), "Invalid value"),
     Bad("cli-batch-huge", lambda d: _eval(_good_npz(d), "-b", str(10**9)), "Invalid value"),
@@ -481,7 +668,7 @@ def _digests(root: Path) -> dict[str, str]:
 
 
 def test_the_matrix_is_large_and_its_names_unique():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 60
     assert len({c.id for c in CASES}) == len(CASES)
 
 
@@ -498,8 +685,65 @@ def test_bad_input_is_answered_in_words_and_inputs_are_untouched(
         assert out.code == 2, (out.code, out.out, out.err)
         assert "Traceback" not in out.out + out.err
         assert re.search(case.message, " ".join(out.err.split())), out.err
+        assert len(out.err) < 3000, "messages quote a bounded share of any user value"
     else:
         with pytest.raises(case.error, match=case.message):
             call()
     assert _digests(inputs) == before
     assert not (tmp_path / "code-ran").exists()
+
+
+def test_the_report_cases_differ_from_a_results_file_that_renders(tmp_path: Path, cli):
+    out = cli(*_results(tmp_path))
+    assert out.code == 0, out.err
+    assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_a_cache_that_is_a_file_is_refused_before_any_training(
+    blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
+):
+    from tests.test_pipeline import tiny_recipe
+
+    cache = tmp_path / "cache-file"
+    cache.write_text("not a folder")
+    monkeypatch.setenv("SLIMKIT_CACHE", str(cache))
+    trained: list[object] = []
+    monkeypatch.setattr("slimkit.pipeline.train", lambda *a, **k: trained.append(a))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(blobs_npz)))
+    out = cli("run", str(recipe), "--out", str(tmp_path / "run"))
+    assert out.code == 2 and "Traceback" not in out.err
+    assert "cache folder" in out.err and "SLIMKIT_CACHE" in out.err
+    assert trained == []  # refused before the baseline's training, not after it
+    assert cache.read_text() == "not a folder"
+
+
+def test_a_full_disk_is_answered_in_words_and_leaves_no_partial_file(
+    blobs_npz: Path, tmp_path: Path
+):
+    """The OS refuses writes past 1 KiB (RLIMIT_FSIZE), as a full disk would."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import FIXTURES
+
+    def limit_writes() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY))
+
+    out = tmp_path / "model.safetensors"
+    args = ["export", "-m", "tiny_models:tiny_cnn", "-d", str(blobs_npz), "--format"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "slimkit", *args, "safetensors", "-o", str(out)],
+        preexec_fn=limit_writes,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(FIXTURES)},
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"Cannot write {out}" in " ".join(proc.stderr.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blobs.npz", "cache"]

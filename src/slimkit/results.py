@@ -28,10 +28,14 @@
 
 from __future__ import annotations
 
+import json
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from slimkit.config import describe_validation_error
 from slimkit.evaluation.evaluate import Measurement
 
 
@@ -83,10 +87,95 @@ def build_results(
     }
 
 
-def load_results(run_dir: Path) -> dict[str, Any]:
-    """The ``results.json`` of a run directory, checked to be one."""
-    import json
+class _Record(BaseModel):
+    """Base of the checked shape of ``results.json``: types enforced, other keys kept."""
 
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
+class _Latency(_Record):
+    p50: float = Field(gt=0)
+    p90: float = Field(ge=0)
+
+
+class _Step(_Record):
+    name: str
+    kind: str
+    accuracy: float
+    latency_ms: _Latency
+    throughput: float = Field(ge=0)
+    batch_size: int = Field(ge=1)
+    backend: str
+    params: int = Field(ge=1)
+    nonzero_params: int = Field(ge=0)
+    size_bytes: int = Field(ge=1)
+    bytes_by_layer_type: dict[str, float] = {}
+    macs: int = Field(ge=0)
+    artifact: str
+    metrics: dict[str, float] = {}
+    wall_s: float = Field(ge=0)
+    notes: list[str] = []
+
+
+class _Summary(_Record):
+    baseline: str
+    final: str
+    speedup: float = Field(gt=0)
+    compression: float = Field(gt=0)
+    accuracy_drop: float
+
+
+class _Environment(_Record):
+    cpu: str
+    cpu_count: int | None
+    threads: int
+    python: str
+    platform: str
+    versions: dict[str, str | None]
+
+
+class _RecipeName(_Record):
+    name: str
+
+
+class _Retimed(_Record):
+    latency_ms: float
+
+
+class _Trial(_Record):
+    number: int
+    state: str
+    params: dict[str, str | int | float | bool | None]
+    accuracy: float | None = None
+    latency_ms: float | None = None
+    timed_in_search: _Retimed | None = None
+    size_bytes: int | None = None
+    pareto: bool = False
+    notes: list[str] = []
+
+
+class _Search(_Record):
+    message: str = ""
+    trials: list[_Trial]
+
+
+class _Results(_Record):
+    recipe: _RecipeName
+    steps: list[_Step] = Field(min_length=1)
+    summary: _Summary
+    environment: _Environment
+    warnings: list[str] = []
+    search: _Search | None = None
+
+
+# Far above any real run's results; reading a larger file is not worth the memory.
+_MAX_BYTES = 64 << 20
+
+
+def load_results(run_dir: Path) -> dict[str, Any]:
+    """The ``results.json`` of a run directory, checked to have the shape slimkit writes (every
+    field the reports read, with its type), so that a damaged or hand-edited file is refused in
+    words instead of failing halfway through a report."""
     from slimkit.errors import RunDirError
 
     path = Path(run_dir) / "results.json"
@@ -95,9 +184,19 @@ def load_results(run_dir: Path) -> dict[str, Any]:
             f"{str(run_dir)!r} is not a slimkit run directory: it has no results.json."
         )
     try:
-        results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > _MAX_BYTES:
+            raise RunDirError(f"{path} is larger than {_MAX_BYTES >> 20} MiB: not slimkit results.")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        results = _Results.model_validate(raw).model_dump()
+        if results["search"] is None:  # a plain run has no search section at all
+            del results["search"]
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunDirError(f"{path} is not valid JSON ({err}); was the run interrupted?") from None
-    if not isinstance(results, dict) or not {"steps", "summary", "recipe"} <= set(results):
-        raise RunDirError(f"{path} does not hold slimkit results (steps, summary, recipe).")
+    except RecursionError:
+        raise RunDirError(f"{path} nests its values too deeply to be slimkit results.") from None
+    except ValidationError as err:
+        raise RunDirError(
+            f"{path} does not have the shape slimkit writes: "
+            + describe_validation_error(err, _Results, "results.json")
+        ) from None
     return results

@@ -31,7 +31,7 @@ from pydantic import Field
 from slimkit.config import Config
 from slimkit.data.arrays import DiskRows, image_rows, npz_arrays, token_columns
 from slimkit.data.bundle import ArrayDataset, Column, DataBundle, split_indices
-from slimkit.errors import DataLoadError
+from slimkit.errors import DataLoadError, quote
 from slimkit.registry import Registry
 
 
@@ -54,7 +54,7 @@ class DataSpec(Config):
             return cls.from_dict({"source": value}, where)
         if isinstance(value, dict):
             return cls.from_dict(value, where)
-        raise DataLoadError(f"'{where}' must be a source string or a mapping, got {value!r}.")
+        raise DataLoadError(f"'{where}' must be a source string or a mapping, got {quote(value)}.")
 
 
 @dataclass(frozen=True)
@@ -184,9 +184,12 @@ def _read_imagefolder(spec: DataSpec, path: Path | None, tokenizer: Any) -> Exam
         for f in sorted(p for p in folder.iterdir() if p.is_file()):
             try:
                 with Image.open(f) as img:
+                    _check_pixels(f, img.size)
                     kinds.add(("RGB" if img.mode in ("RGB", "RGBA", "P") else "L", img.size))
                     img.verify()  # reads the whole file without keeping the pixels
-            except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            except Image.DecompressionBombError:
+                raise DataLoadError(_too_large(f)) from None
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
                 raise DataLoadError(f"{f} is not a readable image: {err}") from None
             files.append(f)
             labels.append(label)
@@ -199,6 +202,24 @@ def _read_imagefolder(spec: DataSpec, path: Path | None, tokenizer: Any) -> Exam
     shape = (3, height, width) if mode == "RGB" else (height, width)
     rows = DiskRows(image_rows(files, mode), np.arange(len(files)), shape, np.dtype(np.uint8))
     return Examples((rows,), np.array(labels), ("pixels",), tuple(c.name for c in classes))
+
+
+# An image folder feeds a classifier; a frame beyond this is a decompression bomb or a mistake.
+MAX_PIXELS = 50_000_000
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    if size[0] * size[1] > MAX_PIXELS:
+        raise DataLoadError(_too_large(path, size))
+
+
+def _too_large(path: Path, size: tuple[int, int] | None = None) -> str:
+    shown = f" ({size[0]}x{size[1]} pixels)" if size else ""
+    return (
+        f"{path} is too large to be a training image{shown}: decoding it would take gigabytes "
+        f"(a decompression bomb, or a scan at full resolution). Resize images to at most "
+        f"{MAX_PIXELS:,} pixels."
+    )
 
 
 _TOKENISE_ROWS = 1024  # rows tokenised at once while a table is streamed to disk
@@ -238,7 +259,7 @@ def _check_columns(row: dict[str, Any], spec: DataSpec, path: Path) -> None:
     for key in (spec.text_column, spec.label_column):
         if key not in row:
             raise DataLoadError(
-                f"{path} has no column {key!r}; its columns are {sorted(row)}. "
+                f"{path} has no column {key!r}; its columns are {quote(sorted(row))}. "
                 "Set data.text_column / data.label_column."
             )
 
@@ -263,6 +284,10 @@ def _jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
                     row = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise DataLoadError(f"{path} line {n} is not valid JSON: {err.msg}.") from None
+                except RecursionError:
+                    raise DataLoadError(
+                        f"{path} line {n} nests its values too deeply to be a row of columns."
+                    ) from None
                 if not isinstance(row, dict):
                     raise DataLoadError(f"{path} line {n} is not a JSON object with columns.")
                 yield row

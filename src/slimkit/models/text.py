@@ -8,13 +8,15 @@ whose config asks for its own modelling code is refused with a message naming th
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
-from slimkit.errors import ModelLoadError
+from slimkit.errors import ModelLoadError, UnsafeCheckpointError
 from slimkit.models.registry import register_model
 
 
@@ -73,6 +75,16 @@ def load_encoder_classifier(
             encoder = AutoModel.from_config(
                 AutoConfig.from_pretrained(path, **opts), trust_remote_code=trust_remote_code
             )
+    except pickle.UnpicklingError:
+        raise UnsafeCheckpointError(
+            f"The weights in {path} are a pickled checkpoint (pytorch_model.bin) that is not plain "
+            "tensors: loading it would unpickle Python objects, which can run any code the file "
+            "names. slimkit refused. Re-save the model with save_pretrained(...) as safetensors."
+        ) from None
+    except SafetensorError as err:
+        raise ModelLoadError(
+            f"The weights in {path} are not a readable safetensors file: {err}."
+        ) from None
     except (OSError, ValueError, KeyError) as err:
         raise ModelLoadError(_load_failure("model", path, err)) from None
     return TextClassifier(encoder, encoder.config.hidden_size, num_classes, path)
