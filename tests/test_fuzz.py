@@ -2,12 +2,16 @@
 
 Whatever a recipe mapping holds, reading it either gives a recipe that survives a YAML round trip
 unchanged or raises :class:`RecipeError` (never another exception); sparse storage gives back
-exactly the tensors it was given, whatever their shape, dtype and sparsity.
+exactly the tensors it was given, whatever their shape, dtype and sparsity; a saved model whose
+records were edited loads or is refused in words.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -115,3 +119,50 @@ def test_sparse_storage_round_trip_is_exact(state: dict[str, torch.Tensor]):
     for name, tensor in state.items():
         assert restored[name].dtype == tensor.dtype and restored[name].shape == tensor.shape
         assert torch.equal(restored[name], tensor)
+
+
+def _saved_sparse_model(folder: Path) -> Path:
+    from slimkit.models import ModelSpec, build_model
+    from slimkit.models.persist import save_model
+
+    net = build_model(ModelSpec.parse("resnet-mini"), num_classes=3, in_channels=1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p[torch.rand_like(p) < 0.7] = 0  # sparse: stored as masks + values
+    return save_model(net, folder / "model.safetensors", {"source": "resnet-mini", "kwargs": {}})
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_a_saved_model_with_edited_records_loads_or_is_refused_in_words(
+    data: st.DataObject, tmp_path: Path
+):
+    """Each metadata record (architecture, layer manifest, sparse shapes, torchao's layout)
+    or a tensor of a real saved model replaced by anything: a SlimkitError, never another."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from slimkit.models import ModelSpec, build_model
+
+    source = tmp_path / "source.safetensors"
+    if not source.exists():
+        source = _saved_sparse_model(tmp_path).rename(source)
+    with safe_open(str(source), "pt") as f:
+        metadata = dict(f.metadata())
+    tensors = load_file(str(source))
+    key = data.draw(st.sampled_from([*metadata, "tensor_names"]))
+    raw = data.draw(st.booleans())
+    metadata[key] = data.draw(st.text(max_size=30)) if raw else json.dumps(data.draw(VALUES))
+    if data.draw(st.booleans()):
+        name = data.draw(st.sampled_from(sorted(tensors)))
+        tensors[name] = data.draw(
+            st.sampled_from([torch.zeros(3), torch.zeros(0, dtype=torch.uint8), torch.ones(2, 2)])
+        )
+    edited = tmp_path / "edited.safetensors"
+    save_file(tensors, str(edited), metadata=metadata)
+    with contextlib.suppress(SlimkitError):
+        build_model(ModelSpec.parse(str(edited)))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -231,12 +232,39 @@ def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -
     sync_head_counts(model)
 
 
+# What decoding a file's own records (sparse masks, torchao's tensor layout) raises when those
+# records contradict its tensors: the file was damaged or not written by slimkit.
+_DECODING_ERRORS = (
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    RuntimeError,
+    RecursionError,
+)
+
+
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """Turn a failure to decode ``path``'s records into a ModelLoadError naming the file."""
+    try:
+        yield
+    except _DECODING_ERRORS as err:
+        said = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ModelLoadError(
+            f"{path} is damaged: its records do not match its tensors ({said}). It was not "
+            "written by slimkit as it is now; save the model again."
+        ) from None
+
+
 def _read_safetensors(path: Path, metadata: dict[str, str]) -> dict[str, torch.Tensor]:
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise ModelLoadError(f"{path} is not a readable safetensors file: {err}") from None
-    return decompress_state(state, metadata)
+    with _decoding(path):
+        return decompress_state(state, metadata)
 
 
 def read_tensors(path: Path, trust: bool = False) -> dict[str, torch.Tensor]:
@@ -255,15 +283,18 @@ def load_weights_into(model: nn.Module, path: Path) -> None:
     """
     metadata = read_metadata(path)
     state = _read_safetensors(path, metadata)
-    if "tensor_names" in metadata:  # torchao's layout
-        from torchao.prototype.safetensors.safetensors_support import unflatten_tensor_state_dict
+    with _decoding(path):
+        if "tensor_names" in metadata:  # torchao's layout
+            from torchao.prototype.safetensors.safetensors_support import (
+                unflatten_tensor_state_dict,
+            )
 
-        quantized, rest = unflatten_tensor_state_dict(state, metadata)
-        state = {**rest, **quantized}
-    dtypes = {t.dtype for t in state.values() if _is_plain(t) and t.is_floating_point()}
-    if len(dtypes) == 1 and (dtype := dtypes.pop()) in (torch.float16, torch.bfloat16):
-        model.to(dtype)
-    apply_state_dict(model, state, path)
+            quantized, rest = unflatten_tensor_state_dict(state, metadata)
+            state = {**rest, **quantized}
+        dtypes = {t.dtype for t in state.values() if _is_plain(t) and t.is_floating_point()}
+        if len(dtypes) == 1 and (dtype := dtypes.pop()) in (torch.float16, torch.bfloat16):
+            model.to(dtype)
+        apply_state_dict(model, state, path)
 
 
 def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
