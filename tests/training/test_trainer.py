@@ -208,3 +208,18 @@ def test_early_stopping_stops_after_patience_epochs(blobs_npz: Path, fixtures_on
     data, net = _tiny(blobs_npz, fixtures_on_path)
     history = train(net, data, TrainConfig(epochs=30, lr=0.05, batch_size=16, patience=2))
     assert history.stopped_early and len(history.loss) == history.best_epoch + 2 < 30
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
+def test_runs_of_one_to_twelve_optimizer_steps_train(
+    schedule: str, blobs_npz: Path, fixtures_on_path: Path
+):
+    """OneCycleLR divided by zero on a 10-step run (warmup of exactly one step at 0.1)."""
+    data, net = _tiny(blobs_npz, fixtures_on_path)
+    for steps in range(1, 13):
+        train_split = data.train.subset(torch.arange(steps * 16))
+        short = DataBundle("short", train_split, data.val, data.test, 3, data.input_names)
+        history = train(
+            copy.deepcopy(net), short, TrainConfig(epochs=1, batch_size=16, schedule=schedule)
+        )
+        assert len(history.loss) == 1 and history.loss[0] == history.loss[0]  # finite, not NaN

@@ -168,11 +168,13 @@ def _scheduler(
     opt: torch.optim.Optimizer, config: TrainConfig, total: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
     if config.schedule is Schedule.ONECYCLE:
+        pct = max(config.warmup_fraction, 1e-3)
+        # OneCycleLR divides by (pct_start * total - 1): a warmup of exactly one step, as in a
+        # 10-step run at the default 0.1, divides by zero. Half a step warms up just as little.
+        if float(pct * total) - 1 == 0:
+            pct = 0.5 / total
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt,
-            max_lr=[g["lr"] for g in opt.param_groups],
-            total_steps=total,
-            pct_start=max(config.warmup_fraction, 1e-3),
+            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=pct
         )
     warmup = int(total * config.warmup_fraction)
 
