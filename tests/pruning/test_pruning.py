@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from tests.test_pipeline import tiny_recipe
 from torch import nn
 
 import slimkit
 from slimkit.errors import StepError
+from slimkit.models import ModelSpec, build_model
 from slimkit.pruning import ChannelConfig, MagnitudeConfig, NMConfig, RandomConfig, prune
 
 
@@ -129,9 +133,38 @@ def test_n_m_on_convolutions_groups_input_channels_at_each_position():
     assert bool((per_position == 1).all())
 
 
-def test_n_m_names_layers_it_cannot_group():
-    with pytest.raises(StepError, match=r"Layer '1' has 6 inputs, not a multiple of m=4"):
-        prune(nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 2)), NMConfig())
+def test_n_m_leaves_layers_it_cannot_group_dense_and_refuses_when_none_fit():
+    net = prune(nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 2)), NMConfig())
+    assert _zeros(net[0].weight) == 12 and _zeros(net[1].weight) == 0
+    with pytest.raises(StepError, match=r"multiple of m=4 \(0 are not\)"):
+        prune(nn.Sequential(nn.Linear(6, 2)), NMConfig())
+
+
+def test_two_four_on_a_cnn_prunes_its_convolutions_and_names_what_stays_dense(
+    blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path
+):
+    """2:4 on a CNN zeroed only the Linear head (640 of 467,178 weights) and said nothing."""
+    recipe = tiny_recipe(blobs_npz, steps=[{"prune": {"method": "n:m"}}])
+    result = slimkit.run(slimkit.Recipe.from_dict(recipe), out=tmp_path / "run")
+    prune_step = result.results["steps"][1]
+    net = build_model(ModelSpec.parse("tiny_models:tiny_cnn"), width=8)
+    conv_and_linear = sum(
+        m.weight.numel() for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)
+    )
+    stem = net[0].weight.numel()  # 1 input channel: not a multiple of 4, left dense
+    zeroed = prune_step["params"] - prune_step["nonzero_params"]
+    assert zeroed == (conv_and_linear - stem) // 2
+    assert "left dense, input size not a multiple of m=4: 0" in prune_step["notes"]
+
+
+def test_a_step_far_below_its_nominal_sparsity_says_so():
+    from slimkit.pruning.step import sparsity_notes
+
+    net = nn.Sequential(nn.Conv2d(8, 64, 3), nn.Flatten(), nn.LazyLinear(4))
+    net(torch.randn(1, 8, 5, 5))
+    config = NMConfig(targets=("Linear",))
+    notes = sparsity_notes(prune(net, config), config)
+    assert len(notes) == 1 and "far below the nominal 50%: still dense are 0" in notes[0]
 
 
 @pytest.mark.parametrize("importance", ["bn-scale", "taylor", "l1", "random"])

@@ -52,6 +52,12 @@ class PruneConfig(Config):
     method: str
     ignore: tuple[str, ...] = ()
 
+    @property
+    def nominal_sparsity(self) -> float | None:
+        """The share of targeted weights this method zeroes, if it zeroes weights (the prune
+        step says so when the model as a whole ends up far less sparse)."""
+        return None
+
     @field_validator("ignore")
     @classmethod
     def _patterns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -83,6 +89,10 @@ class MagnitudeConfig(PruneConfig):
     )
     gradual: GradualConfig | None = Field(None, description="Reach sparsity while fine-tuning.")
 
+    @property
+    def nominal_sparsity(self) -> float | None:
+        return self.sparsity
+
     @field_validator("targets")
     @classmethod
     def _target_patterns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -104,12 +114,21 @@ class RandomConfig(MagnitudeConfig):
 
 @PRUNE_METHODS.register("n:m")
 class NMConfig(PruneConfig):
-    """Semi-structured: keep the ``n`` largest of every ``m`` consecutive input weights (2:4)."""
+    """Semi-structured: keep the ``n`` largest of every ``m`` consecutive input weights (2:4).
+
+    Targets convolutions and linear layers alike; a layer whose input size is not a multiple
+    of ``m`` (a 1- or 3-channel stem, a depthwise convolution) stays dense and is named in the
+    step's notes.
+    """
 
     method: Literal["n:m"] = "n:m"
     n: int = Field(2, ge=1, le=64)
     m: int = Field(4, ge=2, le=64)
-    targets: tuple[str, ...] = ("Linear",)
+    targets: tuple[str, ...] = ("Conv2d", "Linear")
+
+    @property
+    def nominal_sparsity(self) -> float | None:
+        return 1 - self.n / self.m
 
     @model_validator(mode="after")
     def _n_below_m(self) -> NMConfig:

@@ -11,6 +11,7 @@ from slimkit.models.embedding import RemappedEmbedding
 from slimkit.pruning import (
     ChannelConfig,
     MagnitudeConfig,
+    NMConfig,
     PruneConfig,
     VocabConfig,
     parse_prune_config,
@@ -19,6 +20,7 @@ from slimkit.pruning import (
 from slimkit.pruning.configs import Scope
 from slimkit.pruning.schedules import gradual_prune
 from slimkit.pruning.sensitivity import allocate, layer_sensitivity, prunable_layers
+from slimkit.pruning.unstructured import nm_layers
 from slimkit.pruning.vocab import token_counts, token_embeddings
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, register_step
@@ -56,7 +58,36 @@ def prune_step(state: ModelState, config: PruneConfig, ctx: StepContext) -> Mode
     )
     if isinstance(config, VocabConfig):
         notes.append(_vocab_note(state.module, module, config, ctx))
+    notes += sparsity_notes(module, config)
     return ModelState(module, state.backend, notes=notes)
+
+
+def sparsity_notes(model: nn.Module, config: PruneConfig) -> list[str]:
+    """What a weight-zeroing step left dense, and a warning when the model as a whole is far
+    less sparse than the method's nominal sparsity (the targets missed most weights)."""
+    nominal = config.nominal_sparsity
+    if nominal is None:
+        return []
+    notes = []
+    if isinstance(config, NMConfig):
+        _, unfit = nm_layers(model, config)
+        if unfit:
+            notes.append(f"left dense, input size not a multiple of m={config.m}: {_few(unfit)}")
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    total = sum(m.weight.numel() for _, m in layers)
+    zeros = sum(int((m.weight == 0).sum()) for _, m in layers)
+    if total and zeros / total < nominal / 2:
+        dense = [n for n, m in layers if not bool((m.weight == 0).any())]
+        notes.append(
+            f"only {zeros / total:.1%} of all Conv2d/Linear weights are zero, far below the "
+            f"nominal {nominal:.0%}: still dense are {_few(dense)}; widen targets: or ignore "
+            "fewer layers"
+        )
+    return notes
+
+
+def _few(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _unk_token(ctx: StepContext) -> int:

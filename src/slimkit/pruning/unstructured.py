@@ -58,31 +58,36 @@ def magnitude_prune(model: nn.Module, config: MagnitudeConfig) -> nn.Module:
     return model
 
 
-def nm_prune(model: nn.Module, config: NMConfig) -> nn.Module:
-    """Keep the ``n`` largest of every ``m`` consecutive weights along each layer's input dim.
-
-    Conv kernels are grouped along input channels at each kernel position, the layout 2:4
-    sparse kernels use. A layer whose input size is not a multiple of ``m`` is an error that
-    names it, so no layer is silently left dense.
-    """
-    layers = [
+def nm_layers(model: nn.Module, config: NMConfig) -> tuple[list[tuple[str, nn.Module]], list[str]]:
+    """The targeted layers n:m can group (input size a multiple of ``m``), and the names of
+    those it cannot."""
+    targeted = [
         (n, m)
         for n, m in select(model, config.targets, config.ignore)
         if isinstance(m, nn.Linear | nn.Conv2d)
     ]
+    fits = [(n, m) for n, m in targeted if m.weight.shape[1] % config.m == 0]
+    return fits, [n for n, m in targeted if m.weight.shape[1] % config.m]
+
+
+def nm_prune(model: nn.Module, config: NMConfig) -> nn.Module:
+    """Keep the ``n`` largest of every ``m`` consecutive weights along each layer's input dim.
+
+    Conv kernels are grouped along input channels at each kernel position, the layout 2:4
+    sparse kernels use. Layers whose input size is not a multiple of ``m`` stay dense (see
+    :func:`nm_layers`); none fitting at all is an error.
+    """
+    layers, unfit = nm_layers(model, config)
     if not layers:
         raise StepError(
-            f"n:m pruning found no Linear or Conv2d layer matching {list(config.targets)}."
+            f"n:m pruning found no Linear or Conv2d layer matching {list(config.targets)} whose "
+            f"input size is a multiple of m={config.m}"
+            + (f" ({', '.join(unfit[:4])} are not)" if unfit else "")
+            + "; choose another m or other targets."
         )
     with torch.no_grad():
-        for name, layer in layers:
+        for _, layer in layers:
             w = layer.weight
-            fan_in = w.shape[1]
-            if fan_in % config.m:
-                raise StepError(
-                    f"Layer {name!r} has {fan_in} inputs, not a multiple of m={config.m}; "
-                    "add it to ignore or choose another m."
-                )
             # input dim last and contiguous: Linear (out, in); Conv (out, kh, kw, in)
             grouped = w.permute(0, 2, 3, 1) if w.dim() == 4 else w
             groups = grouped.reshape(-1, config.m)
