@@ -191,3 +191,31 @@ def test_minilm_loads_pretrained_from_the_package_and_by_hf_dir():
     assert emb.shape == (1, 384) and float(emb.abs().sum()) > 0
     by_dir = slimkit.build_model(f"hf:{minilm_dir()}", num_classes=5)
     assert torch.equal(by_dir.forward_features(enc["input_ids"], enc["attention_mask"]), emb)
+
+
+def test_a_factory_taking_kwargs_gets_no_hint_it_does_not_name(fixtures_on_path: Path):
+    """slimkit passed num_classes/in_channels into **kw, which StrictNet refused."""
+    spec = {"source": "tiny_models:strict_kwargs", "kwargs": {"in_ch": 1, "width": 8}}
+    net = build_model(ModelSpec.parse(spec), num_classes=5, in_channels=1)
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 3)  # StrictNet's own default, n_out=3
+    assert arch_of(ModelSpec.parse(spec), {"num_classes": 5})["kwargs"] == spec["kwargs"]
+
+
+def test_a_recipe_maps_or_drops_data_hints(fixtures_on_path: Path):
+    mapped = {"source": "tiny_models:strict_kwargs", "hints": {"num_classes": "n_out"}}
+    net = build_model(ModelSpec.parse(mapped), num_classes=5, in_channels=1)
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 5)
+    dropped = {"source": "tiny_models:tiny_cnn", "hints": {"num_classes": None}}
+    net = build_model(ModelSpec.parse(dropped), num_classes=5, in_channels=1)
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 3)  # tiny_cnn's default
+
+
+def test_hint_mistakes_are_named(fixtures_on_path: Path):
+    wrong = {"source": "tiny_models:tiny_cnn", "hints": {"num_classes": "n_out"}}
+    with pytest.raises(ModelLoadError, match="maps num_classes to 'n_out', but .* takes no"):
+        build_model(ModelSpec.parse(wrong), num_classes=5)
+    with pytest.raises(Exception, match="unknown data hint 'classes'"):
+        ModelSpec.parse({"source": "resnet-mini", "hints": {"classes": "n"}})
+    # a hint the factory names but cannot take: the message says how to rename or drop it
+    with pytest.raises(ModelLoadError, match=r"data hints num_classes .* model\.hints"):
+        build_model(ModelSpec.parse("tiny_models:tiny_cnn"), num_classes=-1)

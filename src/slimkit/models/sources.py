@@ -31,6 +31,9 @@ from slimkit.models import persist, surgery, text
 from slimkit.models.persist import is_import_path
 from slimkit.models.registry import MODELS
 
+# What a data set tells a model factory: passed to parameters of these names (see ModelSpec.hints).
+DATA_HINTS = ("num_classes", "in_channels")
+
 
 class ModelSpec(Config):
     """Where a model comes from: ``source``, factory ``kwargs`` and optional ``weights``.
@@ -42,9 +45,22 @@ class ModelSpec(Config):
 
     source: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    hints: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Data hint (num_classes, in_channels) -> the factory parameter it fills, "
+        "or null to not pass it. Default: passed to a parameter of the same name.",
+    )
     weights: str | None = None
     trust_checkpoint: bool = False
     trust_remote_code: bool = False
+
+    @field_validator("hints")
+    @classmethod
+    def _known_hints(cls, v: dict[str, str | None]) -> dict[str, str | None]:
+        unknown = sorted(set(v) - set(DATA_HINTS))
+        if unknown:
+            raise ValueError(f"unknown data hint {unknown[0]!r}; hints are {', '.join(DATA_HINTS)}")
+        return v
 
     @field_validator("source")
     @classmethod
@@ -168,20 +184,47 @@ def factory_of(source: str) -> Callable[..., nn.Module] | None:
 def _resolve_kwargs(
     factory: Callable[..., nn.Module], spec: ModelSpec, hints: dict[str, Any]
 ) -> dict[str, Any]:
-    """The spec's kwargs plus the data hints ``factory`` accepts and the spec leaves unset."""
+    """The spec's kwargs plus the data hints, each passed to the factory parameter of its name
+    (or the one ``spec.hints`` maps it to) unless the spec's kwargs set that parameter.
+
+    A factory taking ``**kwargs`` gets no hint it does not name: it may forward them to a
+    constructor that does not want them. ``spec.hints`` maps a hint there explicitly.
+    """
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in hints.items() if k in params or takes_any}
+    named = {n for n, p in params.items() if p.kind not in _VARIADIC}
+    kwargs = {}
+    for hint, value in hints.items():
+        target = spec.hints.get(hint, hint)
+        if target is None:
+            continue
+        if hint in spec.hints and not (target in named or takes_any):
+            raise ModelLoadError(
+                f"model.hints maps {hint} to {quote(target)}, but {quote(spec.source)} takes "
+                f"no parameter of that name; it takes {', '.join(sorted(named)) or 'none'}."
+            )
+        if target in named or (hint in spec.hints and takes_any):
+            kwargs[target] = value
     return {**kwargs, **spec.kwargs}
+
+
+_VARIADIC = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
 
 
 def _call(factory: Callable[..., nn.Module], spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
     kwargs = _resolve_kwargs(factory, spec, hints)
     try:
         model = factory(**kwargs)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RuntimeError) as err:  # torch refuses bad sizes at runtime
+        passed = [h for h in DATA_HINTS if h in hints and spec.hints.get(h, h) in kwargs]
+        how = (
+            f" slimkit passed the data hints {', '.join(passed)} from the data set; rename or "
+            "drop one with model.hints, e.g. hints: {num_classes: n_out, in_channels: null}."
+            if passed
+            else ""
+        )
         raise ModelLoadError(
-            f"Cannot build model {spec.source!r} with {quote(kwargs)}: {err}."
+            f"Cannot build model {quote(spec.source)} with {quote(kwargs)}: {err}.{how}"
         ) from None
     if not isinstance(model, nn.Module):
         raise ModelLoadError(
