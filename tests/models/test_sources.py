@@ -212,7 +212,7 @@ def test_a_recipe_maps_or_drops_data_hints(fixtures_on_path: Path):
 
 def test_hint_mistakes_are_named(fixtures_on_path: Path):
     wrong = {"source": "tiny_models:tiny_cnn", "hints": {"num_classes": "n_out"}}
-    with pytest.raises(ModelLoadError, match="maps num_classes to 'n_out', but .* takes no"):
+    with pytest.raises(ModelLoadError, match=r"maps num_classes to 'n_out', but .* takes no"):
         build_model(ModelSpec.parse(wrong), num_classes=5)
     with pytest.raises(Exception, match="unknown data hint 'classes'"):
         ModelSpec.parse({"source": "resnet-mini", "hints": {"classes": "n"}})

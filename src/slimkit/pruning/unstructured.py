@@ -58,10 +58,12 @@ def magnitude_prune(model: nn.Module, config: MagnitudeConfig) -> nn.Module:
     return model
 
 
-def nm_layers(model: nn.Module, config: NMConfig) -> tuple[list[tuple[str, nn.Module]], list[str]]:
+def nm_layers(
+    model: nn.Module, config: NMConfig
+) -> tuple[list[tuple[str, nn.Linear | nn.Conv2d]], list[str]]:
     """The targeted layers n:m can group (input size a multiple of ``m``), and the names of
     those it cannot."""
-    targeted = [
+    targeted: list[tuple[str, nn.Linear | nn.Conv2d]] = [
         (n, m)
         for n, m in select(model, config.targets, config.ignore)
         if isinstance(m, nn.Linear | nn.Conv2d)
