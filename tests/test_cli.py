@@ -86,6 +86,17 @@ def test_list_shows_registries_and_forms(cli):
         assert name in result.out, name
 
 
+def test_every_listing_a_message_points_at_exists(cli):
+    """`slimkit list steps` pointed at `slimkit list pruning`, which was refused."""
+    pruning = cli("list", "pruning")
+    assert pruning.code == 0
+    assert all(m in pruning.out for m in ("magnitude", "n:m", "channels", "heads", "vocab"))
+    quantization = cli("list", "quantization")
+    assert quantization.code == 0 and "static-int8" in quantization.out
+    steps = cli("list", "steps")
+    assert "slimkit list pruning" in " ".join(steps.out.split()) and "magnitude" not in steps.out
+
+
 def test_eval_bench_and_export(cli, blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path):
     model, data = "tiny_models:tiny_cnn", str(blobs_npz)
     result = cli("eval", "--model", model, "--data", data)

@@ -522,13 +522,16 @@ class Listing(StrEnum):
     models = "models"
     data = "data"
     steps = "steps"
+    pruning = "pruning"
+    quantization = "quantization"
     runtimes = "runtimes"
     forms = "forms"
 
 
 @app.command("list")
 def list_cmd(what: Annotated[Listing, typer.Argument(help="What to list.")] = Listing.all) -> None:
-    """Show built-in models, data sets, step types, runtimes and accepted source forms."""
+    """Show built-in models, data sets, step types, pruning methods, quantization modes,
+    runtimes and accepted source forms."""
     from slimkit.data import DATA_FORMS, DATASETS
     from slimkit.models import MODELS, SOURCE_FORMS
     from slimkit.pruning import PRUNE_METHODS
@@ -539,9 +542,9 @@ def list_cmd(what: Annotated[Listing, typer.Argument(help="What to list.")] = Li
     sections: dict[Listing, list[tuple[str, str]]] = {
         Listing.models: [(n, MODELS.help(n)) for n in MODELS],
         Listing.data: [(n, DATASETS.help(n)) for n in DATASETS],
-        Listing.steps: [(n, STEPS.get(n).description) for n in STEPS]
-        + [(f"prune method: {n}", PRUNE_METHODS.help(n)) for n in PRUNE_METHODS]
-        + [(f"quantize mode: {n}", QUANT_MODES.help(n)) for n in QUANT_MODES],
+        Listing.steps: [(n, STEPS.get(n).description) for n in STEPS],
+        Listing.pruning: [(n, PRUNE_METHODS.help(n)) for n in PRUNE_METHODS],
+        Listing.quantization: [(n, QUANT_MODES.help(n)) for n in QUANT_MODES],
         Listing.runtimes: [(n, RUNTIMES.get(n).description) for n in RUNTIMES],
         Listing.forms: [(f"--model {f.example}", f.name) for f in SOURCE_FORMS]
         + [(f"--data {f.example}", f.name) for f in DATA_FORMS],

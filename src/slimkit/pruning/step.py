@@ -29,7 +29,7 @@ from slimkit.training.trainer import train
 
 @register_step("prune", parse_prune_config)
 def prune_step(state: ModelState, config: PruneConfig, ctx: StepContext) -> ModelState:
-    """Prune weights (magnitude) or whole channels (channels); see slimkit list pruning."""
+    """Prune weights, whole channels, heads or neurons: methods in `slimkit list pruning`."""
     between = None
     if isinstance(config, ChannelConfig) and config.finetune is not None:
         schedule = config.finetune
