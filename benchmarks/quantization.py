@@ -107,7 +107,7 @@ def run_workload(
     """Build every method's and anchor's model for one workload, time them interleaved."""
     from slimkit.evaluation.metrics import accuracy, predict
     from slimkit.quantization import QUANT_MODES, QatConfig, quantize
-    from slimkit.quantization.step import qat_train_loop
+    from slimkit.quantization.inputs import qat_train_loop
     from slimkit.runtimes import prepare
     from slimkit.state import ModelState
 

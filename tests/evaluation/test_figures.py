@@ -118,3 +118,33 @@ def test_nonzero_counts_torchao_quantized_weights_by_what_they_represent():
     assert count_params(quantized) == count_params(net) == 64 * 64 + 64 + 64 * 4 + 4
     # the pruned half stays zero; int8 rounding may zero a few more small weights
     assert count_nonzero(net) - 16 <= count_nonzero(quantized) <= count_nonzero(net)
+
+
+def test_evaluate_takes_what_quantize_returns_and_serves_it_on_its_runtime(
+    blobs_npz: Path, fixtures_on_path: Path
+):
+    """evaluate(quantized, data, backend="onnxruntime") failed: QuantizedModel has no .eval."""
+    import slimkit
+    from slimkit.errors import StepError
+    from slimkit.quantization import StaticInt8Config
+
+    data = slimkit.load_data(str(blobs_npz))
+    net = slimkit.build_model("tiny_models:tiny_cnn", num_classes=3, in_channels=1)
+    int8 = slimkit.quantize(net, StaticInt8Config(calibration_samples=32), data)
+    assert int8.runtime == "onnxruntime" and int8.artifact is not None
+    figures = slimkit.evaluate(int8, data, rounds=2)
+    assert figures["backend"] == "onnxruntime"
+    assert figures["size_bytes"] == int8.artifact.stat().st_size
+    assert slimkit.evaluate(int8, data, backend="onnxruntime", rounds=2)["backend"] == "onnxruntime"
+    with pytest.raises(StepError, match="runs on onnxruntime only"):
+        slimkit.evaluate(int8, data, backend="eager", rounds=2)
+
+
+def test_quantize_without_data_or_example_inputs_says_what_it_needs(fixtures_on_path: Path):
+    import slimkit
+    from slimkit.errors import StepError
+    from slimkit.quantization import DynamicInt8Config
+
+    net = slimkit.build_model("tiny_models:tiny_cnn", num_classes=3, in_channels=1)
+    with pytest.raises(StepError, match=r"pass the data set \(quantize\(model, config, data\)\)"):
+        slimkit.quantize(net, DynamicInt8Config())

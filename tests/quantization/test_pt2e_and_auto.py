@@ -209,7 +209,7 @@ def test_narrower_weights_stay_in_their_integer_range(trained, tmp_path: Path):
 
 
 def test_qat_can_distill_from_the_float_model(trained, tmp_path: Path):
-    from slimkit.quantization.step import qat_train_loop
+    from slimkit.quantization.inputs import qat_train_loop
 
     net, data = trained
     config = QatConfig.from_dict(

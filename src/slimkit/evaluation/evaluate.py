@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from slimkit.evaluation.size import bytes_by_layer_type, count_nonzero, count_pa
 from slimkit.progress import SILENT, Progress
 from slimkit.runtimes import Prepared, prepare
 from slimkit.state import ModelState
+
+if TYPE_CHECKING:  # quantization's configs import the trainer, which imports evaluation
+    from slimkit.quantization.result import QuantizedModel
 
 EVAL_BATCH = 256  # accuracy is computed in large batches; latency uses the timing batch size
 
@@ -111,15 +114,19 @@ def time_interleaved(
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | QuantizedModel,
     data: DataBundle,
     *,
-    backend: str = "eager",
+    backend: str | None = None,
     batch_size: int = 1,
     arch: dict[str, Any] | None = None,
     rounds: int = 20,
 ) -> dict[str, Any]:
     """Accuracy, parameters, non-zeros, size, MACs and latency of ``model`` on ``data``.
+
+    ``model`` is a module (what ``prune``, ``train`` and ``distill`` leave) or what ``quantize``
+    returns. ``backend`` is the runtime to serve it on: by default eager PyTorch for a module,
+    and the runtime it was quantized for for a quantized model.
 
     >>> import slimkit
     >>> data = slimkit.load_data("mnist5k")
@@ -127,11 +134,17 @@ def evaluate(
     >>> slimkit.evaluate(net, data)["params"]
     77754
     """
+    from slimkit.quantization.result import QuantizedModel
+
+    if isinstance(model, QuantizedModel):
+        state = ModelState(model.module, backend or model.runtime, artifact=model.artifact)
+    else:
+        state = ModelState(model, backend or "eager")
     with tempfile.TemporaryDirectory(prefix="slimkit-eval-") as tmp:
         m = measure(
             "model",
             "model",
-            ModelState(model, backend),
+            state,
             data,
             artifact_stem=Path(tmp) / "model",
             arch=arch or {},
@@ -141,7 +154,7 @@ def evaluate(
         assert m.latency is not None
         return {
             "accuracy": m.accuracy,
-            "backend": backend,
+            "backend": state.backend,
             "params": m.params,
             "nonzero_params": m.nonzero_params,
             "size_bytes": m.size_bytes,

@@ -4,8 +4,7 @@ Every mode runs on a real low-precision runtime and comes back as a :class:`Quan
 that says where it runs and which layers stayed float.
 
 >>> from slimkit.quantization import StaticInt8Config, quantize
->>> q = quantize(net, StaticInt8Config(), example_inputs=(x,), input_names=("pixels",),
-...              out_path="q.onnx", calibration=batches)  # doctest: +SKIP
+>>> q = quantize(net, StaticInt8Config(), data)  # doctest: +SKIP
 >>> q.runtime, q.float_layers  # doctest: +SKIP
 ('onnxruntime', [])
 """
@@ -13,6 +12,7 @@ that says where it runs and which layers stayed float.
 from __future__ import annotations
 
 import importlib
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimkit.data.bundle import DataBundle
 from slimkit.errors import RecipeError, StepError
 from slimkit.quantization.configs import (
     QUANT_MODES,
@@ -70,24 +71,36 @@ def backends_for(config_type: type[QuantizeConfig]) -> list[str]:
 def quantize(
     model: nn.Module,
     config: QuantizeConfig,
+    data: DataBundle | None = None,
     *,
-    example_inputs: tuple[torch.Tensor, ...],
-    input_names: tuple[str, ...],
-    out_path: str | Path,
+    example_inputs: tuple[torch.Tensor, ...] | None = None,
+    input_names: tuple[str, ...] | None = None,
+    out_path: str | Path | None = None,
     calibration: Iterable[tuple[torch.Tensor, ...]] | None = None,
     train_loop: Callable[[nn.Module], None] | None = None,
     check_inputs: tuple[torch.Tensor, ...] | None = None,
 ) -> QuantizedModel:
-    """Quantize ``model`` as ``config`` says.
+    """Quantize ``model`` as ``config`` says; :func:`slimkit.evaluate` measures the result.
 
-    ``example_inputs`` are traced; an exported graph is verified on ``check_inputs`` (held-out
-    examples, default ``example_inputs``) at the tolerance of the mode's precision.
+    Given ``data`` (a data set from :func:`slimkit.load_data`), everything else is taken from
+    it as the ``quantize`` recipe step does: traced and held-out examples, calibration batches,
+    QAT's training. Without it, pass ``example_inputs`` and ``input_names``, plus
+    ``calibration`` (batches of input tuples, for static int8) or ``train_loop(model)`` (for
+    QAT): slimkit never owns the data format or the loop. An exported graph is verified on
+    ``check_inputs`` (held-out examples, default ``example_inputs``) at the tolerance of the
+    mode's precision.
 
-    ONNX and PT2E backends write their artifact next to ``out_path`` and leave ``model``
-    untouched; ``quantize_`` backends quantize ``model`` in place. ``calibration`` yields input
-    batches (tuples of tensors) and ``train_loop(model)`` trains a model (for ``qat``): slimkit
-    never owns the data format or the loop. ``backend: auto`` needs data to measure on: use
-    :func:`slimkit.quantization.auto.choose_backend` or the ``quantize`` recipe step.
+    ONNX and PT2E backends write their artifact at ``out_path`` (default: a new temporary
+    folder) and leave ``model`` untouched; ``quantize_`` backends quantize ``model`` in place.
+    ``backend: auto`` measures every candidate: use the ``quantize`` recipe step.
+
+    >>> import slimkit
+    >>> from slimkit.quantization import DynamicInt8Config
+    >>> data = slimkit.load_data("mnist5k")
+    >>> net = slimkit.build_model("resnet-mini", num_classes=10, in_channels=1)
+    >>> int8 = slimkit.quantize(net, DynamicInt8Config(), data)
+    >>> int8.runtime
+    'onnxruntime'
     """
     if config.backend is QuantBackend.AUTO:
         raise StepError(
@@ -100,6 +113,22 @@ def quantize(
             f"{config.mode} cannot run on backend {config.backend}; "
             f"it runs on: {', '.join(backends_for(type(config)))}."
         )
+    if data is not None:
+        from slimkit.quantization.inputs import inputs_from
+
+        given = inputs_from(data, config, model)
+        example_inputs = example_inputs or given.example_inputs
+        input_names = input_names or given.input_names
+        check_inputs = check_inputs or given.check_inputs
+        calibration = calibration if calibration is not None else given.calibration
+        train_loop = train_loop or given.train_loop
+    if example_inputs is None or input_names is None:
+        raise StepError(
+            "quantize needs to trace the model: pass the data set (quantize(model, config, "
+            "data)) or example_inputs= and input_names=."
+        )
+    if out_path is None:
+        out_path = Path(tempfile.mkdtemp(prefix="slimkit-quantized-")) / "model"
     return _load_handler(ref)(
         model,
         config,

@@ -10,41 +10,31 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slimkit.data.bundle import DataBundle
-from slimkit.distillation.losses import kd_loss
 from slimkit.evaluation.latency import measure_latency
-from slimkit.progress import SILENT, Progress
 from slimkit.quantization import (
-    QatConfig,
     QuantBackend,
     QuantizeConfig,
     QuantizedModel,
-    StaticInt8Config,
     parse_quantize_config,
     quantize,
 )
 from slimkit.quantization.auto import choose_backend
+from slimkit.quantization.inputs import inputs_from
 from slimkit.quantization.recovery import recover
 from slimkit.runtimes import prepare
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, register_step
 from slimkit.training.trainer import TrainConfig, train
 
-CALIBRATION_BATCH = 32
 COMPARE_ROUNDS = 10  # a quick interleaved check; the pipeline's own timing is the full one
 
 
 @register_step("quantize", parse_quantize_config, final=True)
 def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -> ModelState:
     """Quantize (int8, int4, QAT or 16-bit) and serve on the runtime the backend targets."""
-    calibration = None
-    if isinstance(config, StaticInt8Config):
-        subset = ctx.data.calibration(config.calibration_samples, seed=ctx.seed)
-        calibration = [inputs for inputs, _ in subset.batches(CALIBRATION_BATCH)]
+    given = inputs_from(ctx.data, config, state.module, ctx.seed, ctx.progress)
+    calibration, train_loop = given.calibration, given.train_loop
     trainer = _trainer(ctx)
-    train_loop = None
-    if isinstance(config, QatConfig):
-        train_loop = qat_train_loop(config, ctx.data, copy.deepcopy(state.module), ctx.progress)
     float_model = copy.deepcopy(state.module)  # quantize_ backends quantize in place
     out_path = ctx.artifact_stem.with_suffix(".onnx")
     notes = []
@@ -67,9 +57,9 @@ def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -
         result = quantize(
             state.module,
             config,
-            example_inputs=ctx.data.sample_inputs(8),
-            input_names=ctx.data.input_names,
-            check_inputs=ctx.data.held_out_inputs(),
+            example_inputs=given.example_inputs,
+            input_names=given.input_names,
+            check_inputs=given.check_inputs,
             out_path=out_path,
             calibration=calibration,
             train_loop=train_loop,
@@ -93,28 +83,6 @@ def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -
     float_state = ModelState(float_model, result.runtime)
     quantized.notes = [*notes, _coverage_note(result), _speed_note(float_state, quantized, ctx)]
     return quantized
-
-
-def qat_train_loop(
-    config: QatConfig, data: DataBundle, teacher: nn.Module, progress: Progress = SILENT
-) -> Callable[[nn.Module], None]:
-    """The training QAT runs: ``config.train`` on ``data``, distilling from ``teacher`` if asked."""
-    loss_fn = None
-    if config.distill is not None:
-        distill = config.distill
-        teacher.eval()
-
-        def loss_fn(
-            logits: torch.Tensor, labels: torch.Tensor, inputs: tuple[torch.Tensor, ...]
-        ) -> torch.Tensor:
-            with torch.no_grad():
-                target = teacher(*inputs)
-            return kd_loss(logits, target, labels, distill.temperature, distill.alpha)
-
-    def loop(model: nn.Module) -> None:
-        train(model, data, config.train, progress=progress, loss_fn=loss_fn)
-
-    return loop
 
 
 def _trainer(ctx: StepContext) -> Callable[[nn.Module, TrainConfig], None]:
