@@ -20,6 +20,7 @@ from typing import Any
 
 from torch import nn
 
+from slimkit._quiet import quiet_third_party
 from slimkit.data import DataBundle, DataSpec, load_data
 from slimkit.distillation import step as _distill_step  # noqa: F401  (registers the step)
 from slimkit.distillation.task import DistillTrainConfig, distill
@@ -51,6 +52,7 @@ from slimkit.transfer import step as _transfer_step  # noqa: F401
 from slimkit.transfer.matching import transfer_weights
 
 __version__ = metadata.version("slimkit")
+quiet_third_party()  # the libraries log when first used (export, torchao), after this
 
 
 def build_model(source: str | dict[str, Any] | ModelSpec, **hints: Any) -> nn.Module:

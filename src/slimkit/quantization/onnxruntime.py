@@ -30,14 +30,11 @@ from onnxruntime.quantization import (
     quantize_dynamic,
     quantize_static,
 )
-from onnxruntime.quantization.matmul_nbits_quantizer import (
-    DefaultWeightOnlyQuantConfig,
-    MatMulNBitsQuantizer,
-)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
 from slimkit._io import atomic_path
+from slimkit._quiet import import_quietly
 from slimkit.errors import StepError
 from slimkit.export.onnx import compare_onnx, export_onnx, tidy_onnx
 from slimkit.quantization.calibration import check_calibration
@@ -66,6 +63,9 @@ _METHODS = {
     Estimator.ENTROPY: CalibrationMethod.Entropy,
 }
 _TYPES = {IntType.INT8: QuantType.QInt8, IntType.UINT8: QuantType.QUInt8}
+
+# Imported apart: at import it calls logging.basicConfig(level=INFO) on the user's process.
+_nbits = import_quietly("onnxruntime.quantization.matmul_nbits_quantizer")
 
 
 class _Reader(CalibrationDataReader):
@@ -189,13 +189,13 @@ def quantize_weight_only(
     bits = 4 if isinstance(config, WeightOnlyInt4Config) else 8
 
     def run(prepared: Path, target: Path, exclude: list[str]) -> None:
-        algo = DefaultWeightOnlyQuantConfig(
+        algo = _nbits.DefaultWeightOnlyQuantConfig(
             block_size=config.group_size,
             is_symmetric=True,
             bits=bits,
             op_types_to_quantize=("MatMul",),
         )
-        quantizer = MatMulNBitsQuantizer(
+        quantizer = _nbits.MatMulNBitsQuantizer(
             onnx.load(str(prepared)), nodes_to_exclude=exclude, algo_config=algo
         )
         quantizer.process()

@@ -219,9 +219,7 @@ def auto(
             image_size=base.data.image_size if kind == "cnn" else None,
         )
         space = SPACES.get(kind)
-        sampler = optuna.samplers.TPESampler(
-            seed=config.seed, constraints_func=lambda t: [t.user_attrs.get("constraint", 0.0)]
-        )
+        sampler = optuna.samplers.TPESampler(seed=config.seed)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
             storage=storage,
@@ -531,6 +529,8 @@ class _TrialRunner:
             "constraint": drop - self.config.max_accuracy_drop,
         }.items():
             trial.set_user_attr(key, value)
+        # feasible at <= 0: TPE models the accuracy budget as a constraint
+        trial.set_constraint("accuracy_budget", drop - self.config.max_accuracy_drop)
         return ratios[self.config.objective]
 
 
