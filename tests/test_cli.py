@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,40 @@ def test_console_script_runs_as_installed(tmp_path: Path):
     bad.write_text("model: resnet-mini\ndata: mnist5k\nbogus: 1\n")
     proc = subprocess.run([str(exe), "run", str(bad)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "unknown key" in proc.stderr
+
+
+def test_progress_reaches_a_log_file_as_it_happens(blobs_npz: Path, tmp_path: Path):
+    """Piped into a log, a run printed nothing for over ten minutes of training."""
+    import os
+    import signal
+
+    from tests.conftest import FIXTURES
+    from tests.test_pipeline import tiny_recipe
+
+    recipe = tiny_recipe(blobs_npz)
+    recipe["baseline"]["cache"] = False
+    recipe["steps"][1]["finetune"]["epochs"] = 200  # still training when the lines are read
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slimkit", "run", str(path), "--out", str(tmp_path / "run")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(FIXTURES), "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.stdout is not None
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if "finetune" in line and any("epoch 2/200 loss" in seen for seen in lines):
+                break
+        assert proc.poll() is None, "lines arrived only when the run ended"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    text = "\n".join(lines)
+    assert "training baseline" in text and "epoch 4/4 loss" in text and " val " in text
+    assert re.search(r"^\[\s*\d+\.\ds\] step 1/3: prune \(prune\)$", text, flags=re.M), text
+    assert re.search(r"step 1/3: prune.*: done in \d+\.\ds", text), text

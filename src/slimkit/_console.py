@@ -1,9 +1,11 @@
-"""Rich-backed progress for the CLI, and silencing of noisy third-party loggers."""
+"""Progress for the CLI (rich bars on a terminal, plain lines elsewhere), and silencing of
+noisy third-party loggers."""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,3 +79,59 @@ class RichProgress:
             else:
                 done = self._bars.tasks[-1].total if total is not None else 1
                 self._bars.update(task_id, total=done, completed=done)
+
+
+class PlainProgress:
+    """Progress as plain, flushed lines, for output that is not a terminal (a log file, CI).
+
+    Rich draws live bars only on a terminal; piped, a ten-minute training printed nothing. Each
+    task prints a line when it starts and whenever its description changes (an epoch's loss
+    and validation accuracy); top-level tasks also print how long they took.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._start = time.perf_counter()
+        self._depth = 0
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def line(self, text: str) -> None:
+        elapsed = time.perf_counter() - self._start
+        self._console.print(f"[{elapsed:7.1f}s] {'  ' * (self._depth - 1)}{text}", markup=False)
+        self._console.file.flush()
+
+    @contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[_PlainTask]:
+        self._depth += 1
+        began = time.perf_counter()
+        self.line(description)
+        handle = _PlainTask(self, description)
+        try:
+            yield handle
+        finally:
+            if self._depth == 1:
+                self.line(f"{handle.description}: done in {time.perf_counter() - began:.1f}s")
+            self._depth -= 1
+
+
+class _PlainTask:
+    def __init__(self, progress: PlainProgress, description: str) -> None:
+        self._progress, self.description = progress, description
+
+    def advance(self, n: int = 1) -> None:
+        pass  # batches are not worth a line each
+
+    def update(self, description: str) -> None:
+        if description != self.description:
+            self.description = description
+            self._progress.line(description)
+
+
+def progress_for(console: Console) -> RichProgress | PlainProgress:
+    """Live bars on a terminal, plain lines anywhere else."""
+    return RichProgress(console) if console.is_terminal else PlainProgress(console)

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from slimkit._console import RichProgress, quiet_libraries
+from slimkit._console import progress_for, quiet_libraries
 from slimkit.pruning.sensitivity import DEFAULT_RATIOS
 
 app = typer.Typer(
@@ -135,7 +135,7 @@ def _run_recipe(recipe_path: Path, out: Path | None, trust: Trust = Trust()) -> 
     recipe = Recipe.load(recipe_path)
     if trust != Trust():
         recipe = dataclasses.replace(recipe, model=recipe.model.model_copy(update=trust.apply({})))
-    with RichProgress(console) as progress:
+    with progress_for(console) as progress:
         result = run(recipe, out, progress)
     if result.results:  # a data-parallel follower process measures and reports nothing
         _print_results(result.results, result.run_dir)
@@ -167,7 +167,7 @@ def run_cmd(
             )
         from slimkit.pipeline import resume as resume_run
 
-        with RichProgress(console) as progress:
+        with progress_for(console) as progress:
             result = resume_run(
                 resume,
                 progress,
@@ -215,7 +215,7 @@ def eval_cmd(
     """Measure one model: accuracy, parameters, non-zeros, size, MACs, latency."""
     from slimkit.evaluation import evaluate
 
-    with RichProgress(console) as progress, progress.task("loading and measuring"):
+    with progress_for(console) as progress, progress.task("loading and measuring"):
         net, bundle, arch = _model_and_data(
             model, data, weights, Trust(trust_checkpoint, trust_remote_code)
         )
@@ -257,7 +257,7 @@ def bench(
     from slimkit.state import ModelState
 
     backends = list(dict.fromkeys(backend or [Backend.eager, Backend.onnxruntime]))
-    with RichProgress(console) as progress, tempfile.TemporaryDirectory() as tmp:
+    with progress_for(console) as progress, tempfile.TemporaryDirectory() as tmp:
         with progress.task("loading model and data"):
             net, bundle, arch = _model_and_data(
                 model, data, weights, Trust(trust_checkpoint, trust_remote_code)
@@ -317,7 +317,7 @@ def export(
         raise ExportError(
             f"{out} already exists; slimkit never overwrites a file. Choose another --out."
         )
-    with RichProgress(console) as progress, progress.task(f"exporting to {format.value}"):
+    with progress_for(console) as progress, progress.task(f"exporting to {format.value}"):
         net, bundle, arch = _model_and_data(
             model, data, weights, Trust(trust_checkpoint, trust_remote_code)
         )
@@ -365,7 +365,7 @@ def sensitivity(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RunDirError(f"{out} already exists and is not empty; choose another --out.")
     levels = _ratios(ratios)
-    with RichProgress(console) as progress:
+    with progress_for(console) as progress:
         with progress.task("loading model and data"):
             net, bundle, _ = _model_and_data(
                 model, data, weights, Trust(trust_checkpoint, trust_remote_code)
@@ -475,7 +475,7 @@ def auto(
         },
         "slimkit auto options",
     )
-    with RichProgress(console) as progress:
+    with progress_for(console) as progress:
         result = run_auto(
             base,
             config,
