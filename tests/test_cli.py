@@ -174,3 +174,56 @@ def test_progress_reaches_a_log_file_as_it_happens(blobs_npz: Path, tmp_path: Pa
     assert "training baseline" in text and "epoch 4/4 loss" in text and " val " in text
     assert re.search(r"^\[\s*\d+\.\ds\] step 1/3: prune \(prune\)$", text, flags=re.M), text
     assert re.search(r"step 1/3: prune.*: done in \d+\.\ds", text), text
+
+
+CLIENT = """
+import json, sys
+import numpy as np
+import onnxruntime as ort
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+rows = np.load(sys.argv[2], allow_pickle=False)
+feed = {i.name: rows[i.name] for i in session.get_inputs()}
+logits = session.run(None, feed)[0]
+print(json.dumps({"accuracy": float((logits.argmax(1) == rows["label"]).mean() * 100)}))
+"""
+
+
+def test_a_client_without_slimkit_scores_the_rows_the_run_scored(
+    blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path, cli
+):
+    """A run recorded val_fraction, test_fraction and seed, not the rows: a user's own client
+    could not score what slimkit scored."""
+    import numpy as np
+    from tests.test_pipeline import tiny_recipe
+
+    import slimkit
+
+    result = slimkit.run(slimkit.Recipe.from_dict(tiny_recipe(blobs_npz)), out=tmp_path / "run")
+    split = np.load(tmp_path / "run" / "split.npz", allow_pickle=False)
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (209, 31, 60)
+    every = np.concatenate([split["train"], split["val"], split["test"]])
+    assert sorted(every.tolist()) == list(range(300))  # a partition of the source's rows
+
+    rows = tmp_path / "test.npz"
+    out = cli("export", "--run", str(tmp_path / "run"), "--format", "npz", "--out", str(rows))
+    assert out.code == 0, out.err
+    source = np.load(blobs_npz)
+    exported = np.load(rows, allow_pickle=False)
+    assert np.array_equal(exported["inputs"], source["x"][split["test"]])
+    assert np.array_equal(exported["label"], source["y"][split["test"]])
+
+    quantized = result.results["steps"][-1]
+    client = subprocess.run(
+        [sys.executable, "-c", CLIENT, str(tmp_path / "run" / quantized["artifact"]), str(rows)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert client.returncode == 0, client.stderr
+    assert json.loads(client.stdout)["accuracy"] == pytest.approx(quantized["accuracy"], abs=1e-3)
+
+    lines = tmp_path / "test.jsonl"
+    args = ["export", "-d", str(blobs_npz), "--format", "jsonl", "--out", str(lines)]
+    assert cli(*args).code == 0
+    first = json.loads(lines.read_text().splitlines()[0])
+    assert len(lines.read_text().splitlines()) == 60 and set(first) == {"inputs", "label"}

@@ -62,6 +62,7 @@ def test_full_run_writes_the_contract(blobs_npz: Path, fixtures_on_path: Path, t
         "report.html",
         "report.md",
         "results.json",
+        "split.npz",
     ]
     results = json.loads((run_dir / "results.json").read_text())
     assert results == result.results

@@ -25,6 +25,7 @@ from torch import nn
 from slimkit import ledger
 from slimkit._io import write_json, write_text
 from slimkit.data import DataBundle, load_data
+from slimkit.data.files import write_split_rows
 from slimkit.errors import RunDirError, RunInterrupted, ShapeMismatchError
 from slimkit.evaluation import Measurement, measure, time_interleaved
 from slimkit.ledger import code_refs
@@ -171,6 +172,8 @@ def execute(
 
     start = time.perf_counter()
     base = base or prepare_baseline(recipe, progress, store)
+    if base.data.rows is not None:  # which rows were scored, for a client without slimkit
+        write_split_rows(base.data, run_dir / "split.npz")
     ev = recipe.evaluation
 
     def measured(name: str, kind: str, done: Done) -> Measurement:

@@ -56,6 +56,19 @@ class ArrayDataset(Dataset[Batch]):
 
 
 @dataclass(frozen=True)
+class SplitRows:
+    """Which rows of the source each split holds, so a client can score the rows slimkit did.
+
+    ``test_given``: the source brought its own test set, and ``test`` indexes its rows.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    test_given: bool = False
+
+
+@dataclass(frozen=True)
 class DataBundle:
     """Train, validation and test splits of one source, with what a model needs to know."""
 
@@ -66,6 +79,7 @@ class DataBundle:
     num_classes: int
     input_names: tuple[str, ...]
     class_names: tuple[str, ...] | None = None
+    rows: SplitRows | None = None  # None for a bundle not read from a source (a test's subset)
 
     def loader(
         self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0

@@ -30,7 +30,7 @@ from pydantic import Field
 
 from slimkit.config import Config
 from slimkit.data.arrays import DiskRows, image_rows, npz_arrays, token_columns
-from slimkit.data.bundle import ArrayDataset, Column, DataBundle, split_indices
+from slimkit.data.bundle import ArrayDataset, Column, DataBundle, SplitRows, split_indices
 from slimkit.errors import DataLoadError, quote
 from slimkit.registry import Registry
 
@@ -392,6 +392,7 @@ def load_data(spec: DataSpec | str, tokenizer: Any = None) -> DataBundle:
             ex.labels, spec.val_fraction, spec.test_fraction, spec.seed
         )
         train, val, test = (data.subset(torch.from_numpy(i)) for i in (train_i, val_i, test_i))
+        rows = SplitRows(train_i, val_i, test_i)
     else:
         if ex.test.inputs[0].shape[1:] != ex.inputs[0].shape[1:]:
             raise DataLoadError(
@@ -402,4 +403,7 @@ def load_data(spec: DataSpec | str, tokenizer: Any = None) -> DataBundle:
         frac = spec.val_fraction or 0.1
         train_i, val_i, _ = split_indices(ex.labels, frac, 0.0, spec.seed)
         train, val = data.subset(torch.from_numpy(train_i)), data.subset(torch.from_numpy(val_i))
-    return DataBundle(spec.source, train, val, test, num_classes, ex.input_names, ex.class_names)
+        rows = SplitRows(train_i, val_i, np.arange(len(test)), test_given=True)
+    return DataBundle(
+        spec.source, train, val, test, num_classes, ex.input_names, ex.class_names, rows
+    )
