@@ -100,6 +100,7 @@ def _model_and_data(
 
 def _print_results(results: dict[str, Any], run_dir: Path) -> None:
     from slimkit.report.markdown import COMPACT, HEADERS, step_rows
+    from slimkit.results import points
 
     table = Table(title=f"slimkit run {results['recipe']['name']}", title_justify="left")
     keep = [HEADERS.index(h) for h in COMPACT]
@@ -113,7 +114,7 @@ def _print_results(results: dict[str, Any], run_dir: Path) -> None:
     console.print(
         f"[bold {colour}]{s['final']}: {s['speedup']:.2f}x faster, "
         f"{s['compression']:.2f}x smaller, "
-        f"{_points(s['accuracy_drop'])}[/] vs {s['baseline']} "
+        f"{points(s['accuracy_drop'])}[/] vs {s['baseline']} "
         f"(batch {results['steps'][0]['batch_size']}, {results['environment']['threads']} threads)"
     )
     for warning in results.get("warnings", []):
@@ -122,10 +123,6 @@ def _print_results(results: dict[str, Any], run_dir: Path) -> None:
         for note in step["notes"]:
             console.print(f"  [dim]{step['name']}:[/] {note}")
     console.print(f"Run directory: [bold]{run_dir}[/] (results.json, report.md, artifacts/)")
-
-
-def _points(drop: float) -> str:
-    return f"{abs(drop):.2f} points {'lost' if drop > 0 else 'gained' if drop < 0 else 'changed'}"
 
 
 def _run_recipe(recipe_path: Path, out: Path | None, trust: Trust = Trust()) -> None:
@@ -511,7 +508,11 @@ def auto(
         int, typer.Option(min=1, help="Trials in the study, all runs together.")
     ] = 20,
     time_budget: Annotated[
-        float | None, typer.Option(help="Minutes of searching (the final run comes after).")
+        float | None,
+        typer.Option(
+            help="Minutes for the whole command: baseline, search, re-timing and the final run "
+            "(the search stops early enough to leave time for the last two)."
+        ),
     ] = None,
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: SQLite in the run dir).")

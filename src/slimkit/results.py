@@ -74,6 +74,11 @@ def summarize(steps: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def points(drop: float) -> str:
+    """An accuracy drop in words: ``0.84 points lost``, ``0.84 points gained``."""
+    return f"{abs(drop):.2f} points {'lost' if drop > 0 else 'gained' if drop < 0 else 'changed'}"
+
+
 def build_results(
     recipe: dict[str, Any], measurements: list[Measurement], run_dir: Path, env: dict[str, Any]
 ) -> dict[str, Any]:

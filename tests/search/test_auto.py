@@ -13,8 +13,10 @@ import yaml
 from tests.test_pipeline import tiny_recipe
 
 import slimkit
+from slimkit.results import points
 from slimkit.search import AutoConfig, auto, pareto_front
 from slimkit.search.auto import STUDY, choose
+from slimkit.search.budget import Deadline
 
 
 def test_pareto_front_of_given_points():
@@ -73,8 +75,8 @@ def test_search_writes_a_study_a_front_and_a_recipe_that_reproduces_the_choice(
     finished = [t for t in search["trials"] if t["state"] == "COMPLETE"]
     assert finished and any(t["pareto"] for t in finished)
     # the front is exactly the non-dominated finished trials
-    points = [(-t["accuracy"], 1 / t["speedup"], t["size_bytes"]) for t in finished]
-    assert [t["pareto"] for t in finished] == pareto_front(points)
+    axes = [(-t["accuracy"], 1 / t["speedup"], t["size_bytes"]) for t in finished]
+    assert [t["pareto"] for t in finished] == pareto_front(axes)
     chosen = next(t for t in search["trials"] if t["number"] == search["chosen_trial"])
     assert result.met_budget and chosen["accuracy_drop"] <= 2.0
     # the best trials within budget were timed again side by side; the search's figures kept
@@ -91,6 +93,12 @@ def test_search_writes_a_study_a_front_and_a_recipe_that_reproduces_the_choice(
     html = (run_dir / "report.html").read_text()
     assert 'data-plot="pareto"' in html and 'data-plot="sensitivity"' in html
     assert ("(in search " in html) == bool(search["retimed"])  # both timings shown
+    # the last line quotes the final run's figures, not the search's (12.27x where it got 6.78x)
+    s = result.results["summary"]
+    assert result.message.startswith(
+        f"trial {chosen['number']}, run again: {s['speedup']:.2f}x faster, "
+        f"{s['compression']:.2f}x smaller, {points(s['accuracy_drop'])} vs the baseline"
+    )
     again = slimkit.run(slimkit.Recipe.load(run_dir / "best-recipe.yaml"), out=tmp_path / "again")
     assert again.results["steps"][-1]["size_bytes"] == pytest.approx(final["size_bytes"], rel=0.02)
     assert again.results["steps"][-1]["accuracy"] == pytest.approx(final["accuracy"], abs=2.0)
@@ -199,3 +207,35 @@ def test_recovery_training_is_never_rolled_back_as_a_compression_that_did_not_pa
 
     spec = slimkit.Recipe.from_dict({"model": "m", "data": "d", "steps": [step]}).steps[0]
     assert compresses(spec) is compressing
+
+
+def test_a_gain_reads_as_one():
+    """'-0.84 points lost' meant a gain."""
+    assert points(-0.84) == "0.84 points gained" and points(0.84) == "0.84 points lost"
+    _, _, message = choose([_trial(0, -0.84, 0.5)], AutoConfig(), 99.0)
+    assert "0.84 points gained" in message
+
+
+class _Study:
+    stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_the_budget_leaves_time_for_the_final_run():
+    """--time-budget 8 took 12 min 26 s: it bounded the search, not the command."""
+    now = [0.0]
+    deadline = Deadline(100.0, clock=lambda: now[0])
+    now[0] = 20.0  # preparing the baseline and its sensitivity
+    deadline.searching()
+    study, trials = _Study(), 0
+    while not study.stopped:
+        now[0] += 10.0  # each trial takes 10 s
+        trials += 1
+        deadline.after_trial(study, None)
+    # six trials end at 80 s: 20 s are left, enough for the final run (one trial) and re-timing
+    assert trials == 6 and now[0] == 80.0
+    assert deadline.search_left() < deadline.longest_trial_s <= 100.0 - now[0]
+    ticks = iter([0.0, 50.0])  # the baseline alone took longer than the budget
+    assert Deadline(10.0, clock=lambda: next(ticks)).search_left() == 0.0

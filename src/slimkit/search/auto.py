@@ -28,6 +28,7 @@ import dataclasses
 import json
 import tempfile
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -61,8 +62,10 @@ from slimkit.progress import SILENT, Progress
 from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
 from slimkit.pruning.vocab import token_embeddings
 from slimkit.recipe import Recipe, StepSpec
+from slimkit.results import points
 from slimkit.resume import check_run_dir
 from slimkit.rundir import create_run_dir
+from slimkit.search.budget import Deadline
 from slimkit.search.pareto import pareto_front
 from slimkit.search.space import SPACES, Space, SpaceInputs, family
 from slimkit.state import ModelState
@@ -156,6 +159,7 @@ def auto(
     """
     import optuna
 
+    deadline = Deadline(config.time_budget_min * 60) if config.time_budget_min else None
     if resume is not None:
         run_dir = Path(resume)
         recipe, config, storage = _load_search(run_dir, storage, config)
@@ -232,20 +236,31 @@ def auto(
             study.enqueue_trial(space.corner(inputs))
         done = sum(t.state.is_finished() for t in study.trials)
         trial_runner = _TrialRunner(recipe, base, base_record, config, floor, space, inputs)
-        if config.trials > done:
+        out_of_time = deadline is not None and deadline.search_left() <= 0
+        if config.trials > done and not out_of_time:
             with progress.task(
                 f"searching ({config.trials - done} trials)", total=config.trials - done
             ) as task:
+                callbacks: list[Callable[[Any, Any], None]] = [lambda _s, _t: task.advance()]
+                if deadline is not None:
+                    deadline.searching()
+                    callbacks.append(deadline.after_trial)
                 study.optimize(
                     trial_runner,
                     n_trials=config.trials - done,
-                    timeout=config.time_budget_min * 60 if config.time_budget_min else None,
+                    timeout=deadline.search_left() if deadline is not None else None,
                     catch=(Exception,),  # recorded as FAIL with its note; the search goes on
-                    callbacks=[lambda _s, _t: task.advance()],
+                    callbacks=callbacks,
                 )
     retimed = trial_runner.retime()
     trials = trial_table(study, retimed)
     chosen, met, message = choose(trials, config, base_record.accuracy)
+    if out_of_time:
+        assert deadline is not None
+        message += (
+            f" The time budget was spent before the search started: preparing the baseline and "
+            f"its sensitivity took {deadline.elapsed() / 60:.1f} min."
+        )
     best = Recipe.from_dict(
         {
             **recipe.to_dict(),
@@ -268,7 +283,22 @@ def auto(
     }
     write_json(run_dir / "search" / "trials.json", search)
     result = execute(best, run_dir, progress, base=base, extra={"search": search})
-    return AutoResult(run_dir, result.results, met, message)
+    return AutoResult(run_dir, result.results, met, final_message(result.results, chosen, message))
+
+
+def final_message(
+    results: dict[str, Any], chosen: dict[str, Any] | None, search_message: str
+) -> str:
+    """The verdict as the final run measured it; the search's own figures came from trials
+    timed at their own moments, so they are quoted only as such."""
+    if chosen is None:
+        return search_message
+    s = results["summary"]
+    return (
+        f"trial {chosen['number']}, run again: {s['speedup']:.2f}x faster, "
+        f"{s['compression']:.2f}x smaller, {points(s['accuracy_drop'])} vs the baseline "
+        f"(the search measured {chosen['speedup']:.2f}x faster). Search: {search_message}"
+    )
 
 
 def _load_search(
@@ -589,7 +619,7 @@ def choose(
             True,
             (
                 f"trial {best['number']}: {best['speedup']:.2f}x faster, "
-                f"{best['compression']:.2f}x smaller, {best['accuracy_drop']:.2f} points lost "
+                f"{best['compression']:.2f}x smaller, {points(best['accuracy_drop'])} "
                 f"(budget {config.max_accuracy_drop:g}), of {len(complete)} finished trials"
             ),
         )
