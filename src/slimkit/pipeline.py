@@ -435,7 +435,7 @@ def _baseline(
         history = train(model, data, config, progress=progress, checkpoint_dir=checkpoint_dir)
     if recipe.baseline.cache:
         cache.store(model, key, arch, history.to_dict())
-    return [describe(history, "baseline trained", config.epochs)]
+    return [describe(history, "baseline trained", config)]
 
 
 # Interleaved medians of the same model differ by a few percent run to run on a shared machine;

@@ -223,3 +223,16 @@ def test_runs_of_one_to_twelve_optimizer_steps_train(
             copy.deepcopy(net), short, TrainConfig(epochs=1, batch_size=16, schedule=schedule)
         )
         assert len(history.loss) == 1 and history.loss[0] == history.loss[0]  # finite, not NaN
+
+
+def test_the_note_names_the_epoch_that_was_kept(blobs_npz: Path, fixtures_on_path: Path):
+    from slimkit.training.step import describe
+
+    data, net = _tiny(blobs_npz, fixtures_on_path)
+    last = TrainConfig(epochs=3, lr=0.02, batch_size=16, keep_best=False)
+    history = train(net, data, last)
+    assert describe(history, "trained", last) == (
+        f"trained 3 epochs; kept the last epoch, validation accuracy {history.val_accuracy[-1]:.2f}%"
+    )
+    best = last.model_copy(update={"keep_best": True})
+    assert "best validation accuracy" in describe(history, "trained", best)

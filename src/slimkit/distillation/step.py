@@ -54,6 +54,6 @@ def distill_step(state: ModelState, config: DistillStepConfig, ctx: StepContext)
     note = (
         f"student with {student_params / teacher_params:.0%} of the teacher's parameters; "
         f"T={config.temperature:g}, alpha={config.alpha:g}; "
-        + describe(history, "distilled", config.epochs)
+        + describe(history, "distilled", config)
     )
     return ModelState(student, state.backend, notes=[note], arch=arch)

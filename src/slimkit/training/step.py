@@ -21,14 +21,17 @@ def _parse(data: dict[str, Any], where: str) -> FinetuneConfig:
     return FinetuneConfig.from_dict(data, where)
 
 
-def describe(history: TrainHistory, what: str, epochs: int) -> str:
-    """One note line on a training phase: epochs, best validation accuracy, induced sparsity."""
-    ran = len(history.loss)
+def describe(history: TrainHistory, what: str, config: TrainConfig) -> str:
+    """One note line on a training phase: epochs, the validation accuracy of the epoch kept
+    (the best one, or the last with ``keep_best: false``), induced sparsity."""
+    ran, epochs = len(history.loss), config.epochs
     count = f"{ran} epochs" if ran == epochs else f"{ran} of {epochs} epochs (stopped early)"
-    note = (
-        f"{what} {count}; best validation accuracy "
-        f"{max(history.val_accuracy):.2f}% at epoch {history.best_epoch}"
-    )
+    if config.keep_best:
+        kept = f"best validation accuracy {max(history.val_accuracy):.2f}% at epoch "
+        kept += str(history.best_epoch)
+    else:
+        kept = f"kept the last epoch, validation accuracy {history.val_accuracy[-1]:.2f}%"
+    note = f"{what} {count}; {kept}"
     if history.sparsity:
         shares = ", ".join(f"{k.replace('_', ' ')} {v:.1f}%" for k, v in history.sparsity.items())
         note += f"; near-zero after regularization: {shares}"
@@ -39,7 +42,8 @@ def describe(history: TrainHistory, what: str, epochs: int) -> str:
 
 @register_step("finetune", _parse)
 def finetune_step(state: ModelState, config: FinetuneConfig, ctx: StepContext) -> ModelState:
-    """Train the current model further (sparsity kept), restoring the best validation epoch."""
+    """Train the current model further (sparsity kept); keep the best validation epoch, or the
+    last one with ``keep_best: false``."""
     if config.feature_extraction:
         from slimkit.transfer.features import train_head
 
@@ -55,4 +59,4 @@ def finetune_step(state: ModelState, config: FinetuneConfig, ctx: StepContext) -
             checkpoint_dir=ctx.checkpoint_dir,
         )
         what = "fine-tuned"
-    return ModelState(state.module, state.backend, notes=[describe(history, what, config.epochs)])
+    return ModelState(state.module, state.backend, notes=[describe(history, what, config)])
