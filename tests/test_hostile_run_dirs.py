@@ -427,7 +427,7 @@ def _mutate(run_dir: Path, target: str, kind: str, arg: object) -> None:
 
 @pytest.mark.slow
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
     derandomize=True,

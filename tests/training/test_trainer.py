@@ -210,14 +210,17 @@ def test_early_stopping_stops_after_patience_epochs(blobs_npz: Path, fixtures_on
     assert history.stopped_early and len(history.loss) == history.best_epoch + 2 < 30
 
 
-@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
-def test_runs_of_one_to_twelve_optimizer_steps_train(
-    schedule: str, blobs_npz: Path, fixtures_on_path: Path
+@pytest.mark.parametrize(
+    ("schedule", "steps"),
+    [("onecycle", (1, 2, 3, 9, 10, 11)), ("cosine", (1, 10)), ("constant", (1, 10))],
+)
+def test_short_runs_train(
+    schedule: str, steps: tuple[int, ...], blobs_npz: Path, fixtures_on_path: Path
 ):
-    """OneCycleLR divided by zero on a 10-step run (warmup of exactly one step at 0.1)."""
+    """OneCycleLR divided by zero on a 10-step run (a warmup of exactly one step at 0.1)."""
     data, net = _tiny(blobs_npz, fixtures_on_path)
-    for steps in range(1, 13):
-        train_split = data.train.subset(torch.arange(steps * 16))
+    for n in steps:
+        train_split = data.train.subset(torch.arange(n * 16))
         short = DataBundle("short", train_split, data.val, data.test, 3, data.input_names)
         history = train(
             copy.deepcopy(net), short, TrainConfig(epochs=1, batch_size=16, schedule=schedule)
