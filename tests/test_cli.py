@@ -28,6 +28,7 @@ def _one_paragraph_error(result, *fragments: str) -> None:
         assert fragment in flat, (fragment, flat)
 
 
+@pytest.mark.slow
 def test_run_with_user_npz_and_import_path_model(
     cli, blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path
 ):
@@ -139,6 +140,7 @@ def test_console_script_runs_as_installed(tmp_path: Path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "unknown key" in proc.stderr
 
 
+@pytest.mark.slow
 def test_progress_reaches_a_log_file_as_it_happens(blobs_npz: Path, tmp_path: Path):
     """Piped into a log, a run printed nothing for over ten minutes of training."""
     import os
@@ -188,6 +190,7 @@ print(json.dumps({"accuracy": float((logits.argmax(1) == rows["label"]).mean() *
 """
 
 
+@pytest.mark.slow
 def test_a_client_without_slimkit_scores_the_rows_the_run_scored(
     blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path, cli
 ):

@@ -51,6 +51,7 @@ def tiny_recipe(blobs_npz: Path, **overrides) -> dict:
     return recipe
 
 
+@pytest.mark.slow
 def test_full_run_writes_the_contract(blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path):
     result = slimkit.run(slimkit.Recipe.from_dict(tiny_recipe(blobs_npz)), out=tmp_path / "run")
     run_dir = result.run_dir
@@ -107,6 +108,7 @@ def test_full_run_writes_the_contract(blobs_npz: Path, fixtures_on_path: Path, t
     assert env["threads"] >= 1 and env["versions"]["torch"].startswith("2.")
 
 
+@pytest.mark.slow
 def test_baseline_is_cached_by_config(blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path):
     recipe = slimkit.Recipe.from_dict(tiny_recipe(blobs_npz, steps=[{"finetune": {"epochs": 1}}]))
     first = slimkit.run(recipe, out=tmp_path / "a").results["steps"][0]

@@ -60,6 +60,7 @@ def _slow_recipe(blobs_npz: Path) -> dict:
     return recipe
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_step_resumes_to_the_uninterrupted_results(
     blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path, cli
 ):
@@ -86,6 +87,7 @@ def test_a_run_killed_mid_step_resumes_to_the_uninterrupted_results(
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_with_one_line_naming_the_resume_command(
     blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path
 ):
@@ -115,6 +117,7 @@ def test_ctrl_c_stops_with_one_line_naming_the_resume_command(
     ],
     ids=["onnxruntime", "pt2e", "fp16"],
 )
+@pytest.mark.slow
 def test_ctrl_c_after_the_steps_reuses_every_kept_model(
     quantize: dict,
     reused: list[str],
@@ -148,6 +151,7 @@ def test_ctrl_c_after_the_steps_reuses_every_kept_model(
     assert _figures(result.results) == _figures(reference.results)
 
 
+@pytest.mark.slow
 def test_a_changed_or_corrupted_snapshot_is_recomputed_not_trusted(
     blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -57,6 +57,7 @@ def test_evaluating_a_large_file_holds_batches_not_the_data_set(tmp_path: Path):
 
 
 @pytest.mark.skipif(not STATUS.exists(), reason="reads anonymous memory from /proc")
+@pytest.mark.slow
 def test_a_large_text_table_is_tokenised_to_disk_not_memory(tmp_path: Path):
     from slimkit.models import ModelSpec, load_tokenizer_for
 

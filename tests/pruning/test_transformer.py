@@ -62,6 +62,7 @@ def test_ffn_removes_neurons_with_round_to(bert):
     assert pruned(*inputs).shape == (2, 3)
 
 
+@pytest.mark.slow
 def test_pruned_encoder_reloads_identically_and_exports(bert, tmp_path: Path):
     net, inputs = bert
     pruned = prune(prune(net, HeadsConfig(ratio=0.5)), FfnConfig(ratio=0.5))

@@ -59,6 +59,7 @@ def test_min_count_drops_rare_tokens(bert_and_batches):
     assert trimmed.encoder.embeddings.word_embeddings.embedding.num_embeddings == expected
 
 
+@pytest.mark.slow
 def test_trimmed_model_saves_reloads_without_pickle_and_exports(bert_and_batches, tmp_path: Path):
     net, data = bert_and_batches
     trimmed = prune(net, VocabConfig(unk_token=UNK), batches=data.batches(8))

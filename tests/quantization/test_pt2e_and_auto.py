@@ -48,6 +48,7 @@ def test_pt2e_static_int8_converts_every_conv_and_linear(trained, tmp_path: Path
     assert int8 == weights and floats < weights / 4  # int8 weights; no float copies left behind
 
 
+@pytest.mark.slow
 def test_qat_trains_through_fake_quant_and_converts(trained, tmp_path: Path):
     net, data = trained
     seen: list[bool] = []
@@ -83,6 +84,7 @@ def test_qat_without_a_training_loop_is_refused(trained, tmp_path: Path):
         )
 
 
+@pytest.mark.slow
 def test_auto_measures_every_candidate_and_keeps_the_fastest_in_budget(trained, tmp_path: Path):
     net, data = trained
     out = tmp_path / "artifacts"
@@ -157,6 +159,7 @@ def test_options_a_backend_cannot_honour_are_refused(data, message):
         parse_quantize_config(data, "q")
 
 
+@pytest.mark.slow
 def test_pipeline_quantize_step_reports_auto_choice_coverage_and_speed(
     blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path
 ):
@@ -208,6 +211,7 @@ def test_narrower_weights_stay_in_their_integer_range(trained, tmp_path: Path):
     assert any(int(t.min()) == -8 or int(t.max()) == 7 for t in stored)  # the range is used
 
 
+@pytest.mark.slow
 def test_qat_can_distill_from_the_float_model(trained, tmp_path: Path):
     from slimkit.quantization.inputs import qat_train_loop
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -45,6 +46,7 @@ def _accuracy(line: str) -> float:
     return float(line.split(": ")[1].split("%")[0])
 
 
+@pytest.mark.slow
 def test_the_ladder_climbs_in_order_and_keeps_the_best(blobs_npz: Path, tmp_path: Path):
     net, data = _outlier_net(blobs_npz)
     cfg = StaticInt8Config(per_channel=False, max_accuracy_drop=0.5)
@@ -110,6 +112,7 @@ def test_sensitivity_is_accuracy_with_only_that_layer_quantized(blobs_npz: Path,
     assert ranked["3"] < ranked["1"] - 10.0  # quantizing layer 3's outlier input hurts most
 
 
+@pytest.mark.slow
 def test_short_qat_is_the_last_rung_when_a_trainer_is_given(blobs_npz: Path, tmp_path: Path):
     net, data = _outlier_net(blobs_npz)
     cfg = StaticInt8Config(max_accuracy_drop=0.0)

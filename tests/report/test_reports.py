@@ -38,6 +38,7 @@ def _chromium() -> str:
     return path
 
 
+@pytest.mark.slow
 def test_report_html_renders_its_plots_and_tables_in_chromium(run_dir: Path):
     page = run_dir / "report.html"
     dom = subprocess.run(

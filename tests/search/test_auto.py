@@ -64,6 +64,7 @@ def base_recipe(blobs_npz: Path, fixtures_on_path: Path) -> slimkit.Recipe:
     return slimkit.Recipe.from_dict(recipe)
 
 
+@pytest.mark.slow
 def test_search_writes_a_study_a_front_and_a_recipe_that_reproduces_the_choice(
     base_recipe: slimkit.Recipe, tmp_path: Path
 ):
@@ -104,6 +105,7 @@ def test_search_writes_a_study_a_front_and_a_recipe_that_reproduces_the_choice(
     assert again.results["steps"][-1]["accuracy"] == pytest.approx(final["accuracy"], abs=2.0)
 
 
+@pytest.mark.slow
 def test_an_interrupted_search_resumes_without_losing_trials(
     base_recipe: slimkit.Recipe, tmp_path: Path
 ):
@@ -118,6 +120,7 @@ def test_an_interrupted_search_resumes_without_losing_trials(
     assert len(resumed.results["search"]["trials"]) == 3
 
 
+@pytest.mark.slow
 def test_a_trial_that_begins_like_an_earlier_one_reuses_its_steps(
     base_recipe: slimkit.Recipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

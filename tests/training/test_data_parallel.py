@@ -16,6 +16,7 @@ from tests.test_pipeline import tiny_recipe
 import slimkit
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_with_the_same_global_batch(fixtures_on_path: Path, tmp_path: Path):
     import ddp_train
 
@@ -41,6 +42,7 @@ def test_two_processes_match_one_with_the_same_global_batch(fixtures_on_path: Pa
     assert not torch.allclose(two["0.weight"], ddp_train.model().state_dict()["0.weight"])
 
 
+@pytest.mark.slow
 def test_a_recipe_runs_data_parallel_and_only_rank_0_writes(
     blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path
 ):

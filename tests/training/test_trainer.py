@@ -214,6 +214,7 @@ def test_early_stopping_stops_after_patience_epochs(blobs_npz: Path, fixtures_on
     ("schedule", "steps"),
     [("onecycle", (1, 2, 3, 9, 10, 11)), ("cosine", (1, 10)), ("constant", (1, 10))],
 )
+@pytest.mark.slow
 def test_short_runs_train(
     schedule: str, steps: tuple[int, ...], blobs_npz: Path, fixtures_on_path: Path
 ):
