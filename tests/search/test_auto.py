@@ -242,3 +242,31 @@ def test_the_budget_leaves_time_for_the_final_run():
     assert deadline.search_left() < deadline.longest_trial_s <= 100.0 - now[0]
     ticks = iter([0.0, 50.0])  # the baseline alone took longer than the budget
     assert Deadline(10.0, clock=lambda: next(ticks)).search_left() == 0.0
+
+
+@pytest.mark.slow
+def test_a_trial_edited_in_the_study_database_to_name_code_is_refused(
+    base_recipe: slimkit.Recipe, tmp_path: Path, cli
+):
+    """A study database is shared (--storage) and untrusted: the chosen trial's steps come from
+    it, so an edited trial must not get the final run to import a factory."""
+    import sqlite3
+
+    from slimkit.errors import UnsafeCheckpointError
+
+    config = AutoConfig(max_accuracy_drop=100.0, trials=1, finetune_epochs=1, backend="onnxruntime")
+    first = auto(base_recipe, config, tmp_path / "search")
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.py"
+    evil.write_text(
+        f"import pathlib\n\ndef make(**kw):\n    pathlib.Path({str(marker)!r}).touch()\n"
+    )
+    steps = [{"name": "distill", "distill": {"student": {"model": {"source": f"{evil}:make"}}}}]
+    with sqlite3.connect(first.run_dir / "search" / "search.db") as db:
+        db.execute(
+            "UPDATE trial_user_attributes SET value_json = ? WHERE key = 'steps'",
+            (json.dumps(steps),),
+        )
+    with pytest.raises(UnsafeCheckpointError, match="the database was edited"):
+        auto(None, config, resume=first.run_dir)
+    assert not marker.exists()

@@ -43,7 +43,7 @@ from slimkit._io import write_json, write_text
 from slimkit._yaml import YamlError, load_yaml
 from slimkit.config import Config
 from slimkit.distillation.step import DistillStepConfig
-from slimkit.errors import RecipeError, RunDirError, StepError, quote
+from slimkit.errors import RecipeError, RunDirError, StepError, UnsafeCheckpointError, quote
 from slimkit.evaluation import Measurement
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.ledger import code_refs
@@ -268,6 +268,7 @@ def auto(
             "steps": chosen["steps"] if chosen else [],
         }
     )
+    _refuse_code_from_the_study(best, recipe, chosen)
     write_text(run_dir / "best-recipe.yaml", best.to_yaml())
     search = {
         "objective": config.objective.value,
@@ -284,6 +285,23 @@ def auto(
     write_json(run_dir / "search" / "trials.json", search)
     result = execute(best, run_dir, progress, base=base, extra={"search": search})
     return AutoResult(run_dir, result.results, met, final_message(result.results, chosen, message))
+
+
+def _refuse_code_from_the_study(
+    best: Recipe, recipe: Recipe, chosen: dict[str, Any] | None
+) -> None:
+    """A study database is untrusted (shared over --storage, or a colleague's): the chosen
+    trial's steps come from it, and must not name code or opt-ins the recipe does not."""
+    foreign = sorted(set(code_refs(best)) - set(code_refs(recipe)))
+    steps = json.dumps([s.to_dict() for s in best.steps])
+    opted_in = '"trust_checkpoint": true' in steps or '"trust_remote_code": true' in steps
+    if chosen is not None and (foreign or opted_in):
+        what = f"the factory {quote(foreign[0])}" if foreign else "an opt-in to running code"
+        raise UnsafeCheckpointError(
+            f"Trial {chosen['number']} in the study's database names {what}, which the recipe "
+            "does not and no search space proposes: the database was edited. Running that trial "
+            "would import code it names; slimkit refused. Use a study database you trust."
+        )
 
 
 def final_message(
