@@ -15,8 +15,9 @@ from tests.test_pipeline import tiny_recipe
 import slimkit
 from slimkit.results import points
 from slimkit.search import AutoConfig, auto, pareto_front
-from slimkit.search.auto import STUDY, choose
 from slimkit.search.budget import Deadline
+from slimkit.search.config import STUDY
+from slimkit.search.selection import choose
 
 
 def test_pareto_front_of_given_points():
@@ -139,7 +140,7 @@ def test_a_trial_that_begins_like_an_earlier_one_reuses_its_steps(
     study.enqueue_trial({**params, "quantize": "static-int8@onnxruntime"})
     study.enqueue_trial({**params, "quantize": "none"})
     timed: list[list[str]] = []  # the models each interleaved timing session held
-    search_module = importlib.import_module("slimkit.search.auto")  # the package exports auto()
+    search_module = importlib.import_module("slimkit.search.trials")
     real_time_as = search_module.time_as
 
     def spy(recipe, records, data, *args):
@@ -180,7 +181,8 @@ def test_auto_cli_without_a_recipe_or_model_says_what_to_give(cli):
 )
 def test_a_step_pays_when_it_gains_without_slowing(objective, p50, size, macs, kept):
     from slimkit.evaluation import LatencyStats, Measurement
-    from slimkit.search.auto import Objective, pays
+    from slimkit.search.config import Objective
+    from slimkit.search.trials import pays
     from slimkit.state import ModelState
 
     def measured(p50: float, size: int, macs: int) -> Measurement:
@@ -206,7 +208,7 @@ def test_a_step_pays_when_it_gains_without_slowing(objective, p50, size, macs, k
 def test_recovery_training_is_never_rolled_back_as_a_compression_that_did_not_pay(
     step, compressing
 ):
-    from slimkit.search.auto import compresses
+    from slimkit.search.trials import compresses
 
     spec = slimkit.Recipe.from_dict({"model": "m", "data": "d", "steps": [step]}).steps[0]
     assert compresses(spec) is compressing

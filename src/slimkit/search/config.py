@@ -1,0 +1,65 @@
+"""What ``slimkit auto`` optimises and how it reports: its config, result and constants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from slimkit.config import Config
+
+STUDY = "slimkit-auto"
+FINALISTS = 3  # trials within budget re-timed side by side before one is chosen
+REUSED_STEPS = 8  # applied steps kept in memory for later trials that begin alike
+
+
+class Objective(StrEnum):
+    LATENCY = "latency"  # p50 on the serving runtime, at the recipe's evaluation batch size
+    SIZE = "size"  # bytes on disk of what the runtime loads
+    MACS = "macs"
+
+
+class BackendChoice(StrEnum):
+    AUTO = "auto"  # try ONNX Runtime and torchao (compiled) and keep what measures best
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+
+
+QUANT_BACKENDS = {
+    BackendChoice.AUTO: ("onnxruntime", "torchao"),
+    BackendChoice.TORCH: ("torchao",),
+    BackendChoice.ONNXRUNTIME: ("onnxruntime",),
+}
+# What a family's trials may quantize with, per backend: int8 activations where int8 kernels
+# pay; for CNNs also int8 weights over float kernels, which win on layers too narrow to fill
+# int8 vector registers (a heavily pruned net at batch 1).
+QUANT_MODES: dict[str, dict[str, tuple[str, ...]]] = {
+    "cnn": {"onnxruntime": ("static-int8", "weight-only-int8"), "torchao": ("static-int8",)},
+    "transformer": {"onnxruntime": ("dynamic-int8",), "torchao": ("dynamic-int8",)},
+}
+
+
+class AutoConfig(Config):
+    """What to optimise, within which accuracy budget, for how long."""
+
+    max_accuracy_drop: float = Field(1.0, ge=0.0, le=100.0, description="Points of accuracy.")
+    objective: Objective = Objective.LATENCY
+    backend: BackendChoice = BackendChoice.AUTO
+    trials: int = Field(20, ge=1, le=100_000)
+    time_budget_min: float | None = Field(None, gt=0.0)
+    finetune_epochs: int | None = Field(None, ge=1, description="Default: 40% of the baseline's.")
+    sensitivity_samples: int = Field(256, ge=16)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AutoResult:
+    """Where the search landed, its results (with a ``search`` section), and the verdict."""
+
+    run_dir: Path
+    results: dict[str, Any]
+    met_budget: bool
+    message: str

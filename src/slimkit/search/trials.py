@@ -1,0 +1,225 @@
+"""One trial of ``slimkit auto``: apply the drawn steps, measure each like a pipeline step,
+roll back a compressing step that does not pay, reuse steps an earlier trial already applied,
+and record the figures the study and the choice read."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slimkit.distillation.step import DistillStepConfig
+from slimkit.evaluation import Measurement
+from slimkit.pipeline import SLOWER_MARGIN, apply_step, measure_as, step_context, time_as
+from slimkit.progress import SILENT
+from slimkit.recipe import Recipe, StepSpec
+from slimkit.search.config import FINALISTS, REUSED_STEPS, AutoConfig, Objective
+from slimkit.search.space import Space, SpaceInputs
+from slimkit.state import ModelState
+
+TRAINING = ("finetune", "distill")
+
+
+def compresses(spec: StepSpec) -> bool:
+    """Whether a step makes the model smaller or faster (and so must pay for itself): pruning,
+    quantization, distillation into a new student. Distilling into the current model is
+    recovery training, judged by accuracy like fine-tuning."""
+    if isinstance(spec.config, DistillStepConfig):
+        return not spec.config.student.current
+    return spec.kind in ("prune", "quantize")
+
+
+def pays(objective: Objective, m: Measurement, prev: Measurement) -> bool:
+    """Whether a compressing step that turned ``prev`` into ``m`` is worth keeping.
+
+    It must not be slower (beyond timing noise) and must gain on the objective; under
+    ``latency`` a step that is as fast and at least 5% smaller pays too.
+    """
+    assert m.latency is not None and prev.latency is not None
+    slower = m.latency.p50 > prev.latency.p50 * SLOWER_MARGIN
+    if objective is Objective.LATENCY:
+        faster = m.latency.p50 * SLOWER_MARGIN < prev.latency.p50
+        return faster or (not slower and m.size_bytes * SLOWER_MARGIN < prev.size_bytes)
+    if objective is Objective.SIZE:
+        return not slower and m.size_bytes < prev.size_bytes
+    return not slower and m.macs < prev.macs
+
+
+@dataclass(frozen=True)
+class _Applied:
+    """One step as a trial applied it: the model it gave, measured, and whether it paid."""
+
+    state: ModelState
+    arch: dict[str, Any]
+    measured: Measurement
+    paid: bool
+    trial: int
+
+
+class TrialRunner:
+    """Applies and measures one trial's steps; the callable Optuna optimises."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        base: Any,
+        base_record: Measurement,
+        config: AutoConfig,
+        floor: float,
+        space: Space,
+        inputs: SpaceInputs,
+    ) -> None:
+        self.recipe, self.base, self.base_record = recipe, base, base_record
+        self.config, self.floor, self.space, self.inputs = config, floor, space, inputs
+        # trial number -> (objective value, final model) of the best trials within budget
+        self.finalists: dict[int, tuple[float, Measurement]] = {}
+        # the steps kept so far plus the next one -> what applying it gave, and whether it paid
+        self.applied: OrderedDict[str, _Applied] = OrderedDict()
+
+    def __call__(self, trial: Any) -> float:
+        steps = self.space.draw(trial, self.inputs)
+        try:
+            with tempfile.TemporaryDirectory(prefix="slimkit-trial-") as tmp:
+                return self._run(trial, steps, Path(tmp))
+        except Exception as err:  # one failing combination must not end a long search
+            trial.set_user_attr("notes", [f"failed: {type(err).__name__}: {err}"])
+            raise
+
+    def _run(self, trial: Any, steps: list[dict[str, Any]], root: Path) -> float:
+        import optuna
+
+        candidate = Recipe.from_dict({**self.recipe.to_dict(), "steps": steps})
+        ev = self.recipe.evaluation
+        state, arch, prev = (
+            ModelState(self.base.model, ev.backend),
+            self.base.arch,
+            self.base_record,
+        )
+        kept: list[dict[str, Any]] = []
+        notes: list[str] = []
+        timed = False  # whether ``prev`` was timed beside the baseline in this trial
+        for i, spec in enumerate(candidate.steps, 1):
+            key = json.dumps([*kept, spec.to_dict()], sort_keys=True, default=str)
+            done = self.applied.get(key)
+            if done is None:
+                stem = root / f"{i:02d}-{spec.name}"
+                done = self._apply(trial.number, candidate, spec, state, arch, prev, stem)
+                if done.state.artifact is None:  # a written artifact lives in this trial's folder
+                    self._remember(key, done)
+            else:
+                notes.append(f"{spec.name} reused from trial {done.trial}")
+            reused = done.trial != trial.number
+            if not done.paid:
+                notes.append(f"rolled back {spec.name}: {self._describe(done.measured, prev)}")
+                timed = timed or not reused  # applied here: timed with the baseline and prev
+                continue
+            kept.append(spec.to_dict())
+            state, arch, prev = done.state, done.arch, done.measured
+            timed = not reused
+            if spec.kind in TRAINING and prev.accuracy < self.floor:
+                self._record(trial, kept, prev, notes)
+                raise optuna.TrialPruned(
+                    f"accuracy {prev.accuracy:.2f}% after {spec.name} is below the budget's "
+                    f"{self.floor:.2f}%"
+                )
+        if not timed:  # the baseline alone, or a model reused from a trial timed at another time
+            models = [self.base_record] if prev is self.base_record else [self.base_record, prev]
+            time_as(candidate, models, self.base.data)
+        value = self._record(trial, kept, prev, notes)
+        if prev is not self.base_record and prev.accuracy >= self.floor - 1e-9:
+            self._keep_finalist(trial.number, value, prev)
+        return value
+
+    def _apply(
+        self,
+        number: int,
+        candidate: Recipe,
+        spec: StepSpec,
+        state: ModelState,
+        arch: dict[str, Any],
+        prev: Measurement,
+        stem: Path,
+    ) -> _Applied:
+        """Apply one step to ``state``, measure it, time it beside the model before it (and
+        the baseline), and judge whether it pays."""
+        ctx = step_context(candidate, self.base, stem, arch, SILENT)
+        new = apply_step(spec, state, ctx)
+        arch_after = new.arch or arch
+        m = measure_as(
+            candidate, self.base.data, spec.name, spec.kind, new, ctx.artifact_stem, arch_after
+        )
+        records = [self.base_record, prev, m] if prev is not self.base_record else [prev, m]
+        time_as(candidate, records, self.base.data)
+        paid = not compresses(spec) or pays(self.config.objective, m, prev)
+        return _Applied(new, arch_after, m, paid, number)
+
+    def _remember(self, key: str, done: _Applied) -> None:
+        self.applied[key] = done
+        if len(self.applied) > REUSED_STEPS:
+            self.applied.popitem(last=False)
+
+    def _keep_finalist(self, number: int, value: float, model: Measurement) -> None:
+        self.finalists[number] = (value, model)
+        if len(self.finalists) > FINALISTS:
+            del self.finalists[max(self.finalists, key=lambda n: self.finalists[n][0])]
+
+    def retime(self) -> dict[int, dict[str, float]]:
+        """The finalists timed again in one interleaved session with the baseline: their new
+        ``latency_ms`` and ``speedup`` (and, under ``latency``, ``objective``) by trial."""
+        if len(self.finalists) < 2:
+            return {}
+        renamed = {
+            n: dataclasses.replace(m, name=f"trial-{n}") for n, (_, m) in self.finalists.items()
+        }
+        time_as(self.recipe, [self.base_record, *renamed.values()], self.base.data)
+        assert self.base_record.latency is not None
+        base_p50 = self.base_record.latency.p50
+        retimed = {}
+        for n, m in renamed.items():
+            assert m.latency is not None
+            figures = {"latency_ms": m.latency.p50, "speedup": base_p50 / m.latency.p50}
+            if self.config.objective is Objective.LATENCY:
+                figures["objective"] = m.latency.p50 / base_p50
+            retimed[n] = figures
+        return retimed
+
+    @staticmethod
+    def _describe(m: Measurement, prev: Measurement) -> str:
+        assert m.latency is not None and prev.latency is not None
+        return (
+            f"{m.latency.p50:.4g} vs {prev.latency.p50:.4g} ms, "
+            f"{m.size_bytes:,} vs {prev.size_bytes:,} bytes on {m.state.backend}"
+        )
+
+    def _record(
+        self, trial: Any, kept: list[dict[str, Any]], last: Measurement, notes: list[str]
+    ) -> float:
+        base = self.base_record
+        assert last.latency is not None and base.latency is not None
+        ratios = {
+            Objective.LATENCY: last.latency.p50 / base.latency.p50,
+            Objective.SIZE: last.size_bytes / base.size_bytes,
+            Objective.MACS: last.macs / max(base.macs, 1),
+        }
+        drop = base.accuracy - last.accuracy
+        for key, value in {
+            "steps": kept,
+            "accuracy": last.accuracy,
+            "accuracy_drop": drop,
+            "latency_ms": last.latency.p50,
+            "speedup": base.latency.p50 / last.latency.p50,
+            "size_bytes": last.size_bytes,
+            "compression": base.size_bytes / last.size_bytes,
+            "macs": last.macs,
+            "backend": last.state.backend,
+            "notes": notes,
+            "constraint": drop - self.config.max_accuracy_drop,
+        }.items():
+            trial.set_user_attr(key, value)
+        # feasible at <= 0: TPE models the accuracy budget as a constraint
+        trial.set_constraint("accuracy_budget", drop - self.config.max_accuracy_drop)
+        return ratios[self.config.objective]
