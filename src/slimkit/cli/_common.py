@@ -1,0 +1,117 @@
+"""What every command shares: the typer app, the consoles, the options, the user's opt-ins,
+loading a model with its data, and printing a run's results."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Make trained PyTorch models smaller and faster, and measure every trade-off.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+# Piped or under make, rich would assume 80 columns and cut the table; use a report width there.
+console = Console(width=None if sys.stdout.isatty() else 120)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Model source: see `slimkit list forms`.")
+]
+DataOpt = Annotated[
+    str, typer.Option("--data", "-d", help="Data source: see `slimkit list forms`.")
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option("--weights", "-w", help="Weights to load: .safetensors or a checkpoint."),
+]
+BatchOpt = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, max=65_536, help="Batch size for timing.")
+]
+TrustCheckpointOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-checkpoint",
+        help="Trust the files this command reads to run code: a weights checkpoint that needs "
+        "full unpickling, a saved model built by a factory, a resumed run directory made "
+        "elsewhere. Only for files you trust.",
+    ),
+]
+TrustRemoteCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Let a Hugging Face directory run the Python code it ships: only if you trust it.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The user's explicit opt-ins to loading that can run code from a file."""
+
+    checkpoint: bool = False
+    remote_code: bool = False
+
+    def apply(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """``spec`` (a model mapping) with the opt-ins the user gave switched on."""
+        return {
+            **spec,
+            **({"trust_checkpoint": True} if self.checkpoint else {}),
+            **({"trust_remote_code": True} if self.remote_code else {}),
+        }
+
+
+def model_and_data(
+    model: str, data: str, weights: Path | None, trust: Trust
+) -> tuple[Any, Any, dict[str, Any]]:
+    from slimkit.data import load_data
+    from slimkit.models import ModelSpec, arch_of, build_model, load_tokenizer_for
+    from slimkit.pipeline import check_fits
+
+    spec = ModelSpec.parse(
+        trust.apply({"source": model, "weights": str(weights) if weights else None})
+    )
+    bundle = load_data(data, load_tokenizer_for(spec))
+    hints = {
+        k: v
+        for k, v in (("num_classes", bundle.num_classes), ("in_channels", bundle.in_channels))
+        if v is not None
+    }
+    net = build_model(spec, **hints)
+    check_fits(net, bundle, model)
+    return net, bundle, arch_of(spec, hints)
+
+
+def print_results(results: dict[str, Any], run_dir: Path) -> None:
+    from slimkit.report.markdown import COMPACT, HEADERS, step_rows
+    from slimkit.results import points
+
+    table = Table(title=f"slimkit run {results['recipe']['name']}", title_justify="left")
+    keep = [HEADERS.index(h) for h in COMPACT]
+    for h in COMPACT:
+        table.add_column(h, justify="left" if h in ("step", "backend") else "right", no_wrap=True)
+    for row in step_rows(results):
+        table.add_row(*(row[i] for i in keep))
+    console.print(table)
+    s = results["summary"]
+    colour = "green" if s["speedup"] >= 1 and s["compression"] >= 1 else "yellow"
+    console.print(
+        f"[bold {colour}]{s['final']}: {s['speedup']:.2f}x faster, "
+        f"{s['compression']:.2f}x smaller, "
+        f"{points(s['accuracy_drop'])}[/] vs {s['baseline']} "
+        f"(batch {results['steps'][0]['batch_size']}, {results['environment']['threads']} threads)"
+    )
+    for warning in results.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {warning}")
+    for step in results["steps"]:
+        for note in step["notes"]:
+            console.print(f"  [dim]{step['name']}:[/] {note}")
+    console.print(f"Run directory: [bold]{run_dir}[/] (results.json, report.md, artifacts/)")

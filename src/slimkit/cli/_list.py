@@ -1,0 +1,53 @@
+"""``slimkit list``: what the registries hold and the source forms accepted."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from slimkit.cli._common import (
+    console,
+)
+
+
+class Listing(StrEnum):
+    all = "all"
+    models = "models"
+    data = "data"
+    steps = "steps"
+    pruning = "pruning"
+    quantization = "quantization"
+    runtimes = "runtimes"
+    forms = "forms"
+
+
+def list_cmd(what: Annotated[Listing, typer.Argument(help="What to list.")] = Listing.all) -> None:
+    """Show what is registered: models, data, steps, pruning, quantization, runtimes, forms."""
+    from slimkit.data import DATA_FORMS, DATASETS
+    from slimkit.models import MODELS, SOURCE_FORMS
+    from slimkit.pruning import PRUNE_METHODS
+    from slimkit.quantization import QUANT_MODES
+    from slimkit.runtimes import RUNTIMES
+    from slimkit.steps import STEPS
+
+    sections: dict[Listing, list[tuple[str, str]]] = {
+        Listing.models: [(n, MODELS.help(n)) for n in MODELS],
+        Listing.data: [(n, DATASETS.help(n)) for n in DATASETS],
+        Listing.steps: [(n, STEPS.get(n).description) for n in STEPS],
+        Listing.pruning: [(n, PRUNE_METHODS.help(n)) for n in PRUNE_METHODS],
+        Listing.quantization: [(n, QUANT_MODES.help(n)) for n in QUANT_MODES],
+        Listing.runtimes: [(n, RUNTIMES.get(n).description) for n in RUNTIMES],
+        Listing.forms: [(f"--model {f.example}", f.name) for f in SOURCE_FORMS]
+        + [(f"--data {f.example}", f.name) for f in DATA_FORMS],
+    }
+    for section, rows in sections.items():
+        if what in (Listing.all, section):
+            table = Table(title=section.value, title_justify="left")
+            table.add_column("name")
+            table.add_column("description")
+            for name, text in rows:
+                table.add_row(name, text)
+            console.print(table)
