@@ -31,7 +31,7 @@ from slimkit.evaluation import Measurement, measure, time_interleaved
 from slimkit.ledger import code_refs
 from slimkit.models import arch_of, build_model, load_tokenizer_for
 from slimkit.progress import SILENT, Progress, Task
-from slimkit.recipe import Recipe, StepSpec
+from slimkit.recipe import Recipe, StepSpec, with_opt_ins
 from slimkit.report import write_reports
 from slimkit.results import build_results, load_results
 from slimkit.resume import FOLDER as CHECKPOINTS
@@ -126,21 +126,6 @@ def _finish(run_dir: Path) -> RunResult:
     StepStore(run_dir).clear()
     write_reports(run_dir, results)
     return RunResult(run_dir, results)
-
-
-def with_opt_ins(recipe: Recipe, trust_checkpoint: bool, trust_remote_code: bool) -> Recipe:
-    """``recipe`` with every ``trust_checkpoint`` / ``trust_remote_code`` it sets, anywhere,
-    replaced by the given values: opt-ins are the user's, never a file's."""
-    given = {"trust_checkpoint": trust_checkpoint, "trust_remote_code": trust_remote_code}
-
-    def reset(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: given[k] if k in given else reset(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [reset(v) for v in value]
-        return value
-
-    return Recipe.from_dict(reset(recipe.to_dict()))
 
 
 def execute(

@@ -198,3 +198,18 @@ def _unique_name(name: Any, steps: list[StepSpec], at: str) -> str:
     while f"{name}-{n}" in taken:
         n += 1
     return f"{name}-{n}"
+
+
+def with_opt_ins(recipe: Recipe, trust_checkpoint: bool, trust_remote_code: bool) -> Recipe:
+    """``recipe`` with every ``trust_checkpoint`` / ``trust_remote_code`` it sets, anywhere,
+    replaced by the given values: opt-ins are the user's, never a file's."""
+    given = {"trust_checkpoint": trust_checkpoint, "trust_remote_code": trust_remote_code}
+
+    def reset(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: given[k] if k in given else reset(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [reset(v) for v in value]
+        return value
+
+    return Recipe.from_dict(reset(recipe.to_dict()))

@@ -110,8 +110,7 @@ def _run_test_split(run: Path) -> Any:
     from slimkit.data import load_data
     from slimkit.errors import RunDirError
     from slimkit.models import load_tokenizer_for
-    from slimkit.pipeline import with_opt_ins
-    from slimkit.recipe import Recipe
+    from slimkit.recipe import Recipe, with_opt_ins
 
     if not (run / "recipe.yaml").is_file() or not (run / "split.npz").is_file():
         raise RunDirError(f"{run} is not a run directory with a recorded split (split.npz).")

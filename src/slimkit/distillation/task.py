@@ -26,8 +26,8 @@ from slimkit.distillation.features import (
 from slimkit.distillation.losses import kd_loss
 from slimkit.errors import StepError
 from slimkit.progress import SILENT, Progress
+from slimkit.training.params import frozen
 from slimkit.training.trainer import TrainConfig, TrainHistory, train
-from slimkit.transfer.params import frozen
 
 
 class DistillTrainConfig(TrainConfig):

@@ -40,11 +40,11 @@ from slimkit.errors import RecipeError, RunDirError, StepError, UnsafeCheckpoint
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.ledger import code_refs
 from slimkit.models.surgery import layer_list
-from slimkit.pipeline import execute, measure_as, prepare_baseline, with_opt_ins
+from slimkit.pipeline import execute, measure_as, prepare_baseline
 from slimkit.progress import SILENT, Progress
 from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
 from slimkit.pruning.vocab import token_embeddings
-from slimkit.recipe import Recipe
+from slimkit.recipe import Recipe, with_opt_ins
 from slimkit.resume import check_run_dir
 from slimkit.rundir import create_run_dir
 from slimkit.search.budget import Deadline

@@ -32,7 +32,7 @@ from slimkit.regularization import RegularizeConfig, induced_sparsity, penalty
 from slimkit.regularization.penalties import ChannelGroups
 from slimkit.training import checkpoint
 from slimkit.training.augment import AUGMENTS
-from slimkit.transfer.params import (
+from slimkit.training.params import (
     depth_groups,
     frozen,
     layerwise_lrs,

@@ -1,5 +1,9 @@
-"""Transfer learning: moving weights between models, and choosing what trains and how fast."""
+"""Transfer learning: moving weights between models (name/shape matching), feature extraction.
 
-from slimkit.transfer.params import depth_groups, freeze, layerwise_lrs
+What trains and how fast (depth groups, freezing, layer-wise learning rates) lives with the
+trainer, in :mod:`slimkit.training.params`, and is re-exported here.
+"""
+
+from slimkit.training.params import depth_groups, freeze, layerwise_lrs
 
 __all__ = ["depth_groups", "freeze", "layerwise_lrs"]
