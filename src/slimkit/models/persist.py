@@ -23,6 +23,7 @@ from torch import nn
 from slimkit._io import atomic_path
 from slimkit._signing import sign, verify
 from slimkit.errors import ModelLoadError, quote
+from slimkit.models.checkpoints import load_checkpoint_state
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.models.sparse import compress_state, decompress_state
 
@@ -269,7 +270,8 @@ def _read_safetensors(path: Path, metadata: dict[str, str]) -> dict[str, torch.T
 
 def read_tensors(path: Path, trust: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file (sparse storage expanded) or a PyTorch checkpoint
-    (read with ``weights_only=True`` unless ``trust``), by name."""
+    (read with ``weights_only=True`` unless ``trust``, see :mod:`slimkit.models.checkpoints`),
+    by name."""
     if path.suffix == ".safetensors":
         return _read_safetensors(path, read_metadata(path))
     return load_checkpoint_state(path, trust)
@@ -354,60 +356,3 @@ def _tied_aliases(model: nn.Module) -> dict[str, str]:
 def _few(items: list[str], n: int = 4) -> str:
     shown = ", ".join(items[:n])
     return shown + (f" and {len(items) - n} more" if len(items) > n else "")
-
-
-def load_checkpoint_state(path: Path, trust: bool = False) -> dict[str, torch.Tensor]:
-    """Tensors of a PyTorch checkpoint, read with ``weights_only=True`` (no code runs).
-
-    Accepts a bare state dict, the common ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers
-    and, only with ``trust``, a checkpoint that needs full unpickling (a whole pickled module,
-    custom classes): unpickling runs whatever code the file names, so it is the user's explicit
-    opt-in (``--trust-checkpoint``) for a file they trust.
-    """
-    from slimkit.errors import UnsafeCheckpointError
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        if not trust and _names_code(path):
-            raise UnsafeCheckpointError(
-                f"{path} is not a plain weights checkpoint: loading it would unpickle arbitrary "
-                "Python objects, and unpickling can run any code the file names. slimkit refused "
-                "to load it. If you trust where it came from, pass --trust-checkpoint (recipe: "
-                "model.trust_checkpoint: true); better, re-save it as a state_dict "
-                "(torch.save(model.state_dict(), ...)) or as safetensors."
-            ) from None
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"{path} is not a readable PyTorch checkpoint: {first}") from None
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict | nn.Module):
-            inner = obj[key]
-            obj = inner.state_dict() if isinstance(inner, nn.Module) else inner
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelLoadError(f"{path} holds no state dict of tensors.")
-    return obj
-
-
-_CODE_OPS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
-
-
-def _names_code(path: Path) -> bool:
-    """Whether ``path`` is a well-formed pickle (bare, or a torch.save archive's ``data.pkl``)
-    that names Python callables: loadable, but only by running them. Read statically with
-    :mod:`pickletools`; nothing in the file is executed. Garbage is not such a file."""
-    import pickletools
-    import zipfile
-
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
-                data = archive.read(member)
-        else:
-            data = path.read_bytes()
-        ops = {op.name for op, _, _ in pickletools.genops(data)}
-    except Exception:  # not a pickle at all: truncated, random bytes, another format
-        return False
-    return bool(ops & _CODE_OPS)

@@ -28,6 +28,7 @@ from torch import nn
 from slimkit.config import Config
 from slimkit.errors import ModelLoadError, UnsafeCheckpointError, quote
 from slimkit.models import persist, surgery, text
+from slimkit.models.checkpoints import load_checkpoint_state
 from slimkit.models.persist import is_import_path
 from slimkit.models.registry import MODELS
 
@@ -301,13 +302,13 @@ def load_weights(model: nn.Module, weights: str | Path, trust: bool = False) -> 
     """Load a ``.safetensors`` file or a PyTorch checkpoint into ``model``.
 
     Checkpoints are read with ``weights_only=True`` unless ``trust`` (see
-    :func:`slimkit.models.persist.load_checkpoint_state`).
+    :func:`slimkit.models.checkpoints.load_checkpoint_state`).
     """
     path = _existing(str(weights))
     if path.suffix == ".safetensors":
         persist.load_weights_into(model, path)
     else:
-        persist.apply_state_dict(model, persist.load_checkpoint_state(path, trust), path)
+        persist.apply_state_dict(model, load_checkpoint_state(path, trust), path)
 
 
 def tokenizer_dir(spec: ModelSpec) -> Path | None:
