@@ -3,9 +3,7 @@
 On a small int8 model the graph's bookkeeping is a tenth of the file: every node carries a
 name like ``layers.0.conv1.weight_bias_DequantizeLinear``, every intermediate value a name as
 long, and symmetric int8 weights and int32 biases store all-zero zero points that ONNX assumes
-anyway. On W1 static int8 (ONNX Runtime QDQ) this and dropping the exporter's graph signature
-(:func:`~slimkit.export.onnx.tidy_onnx`) take the file from 103,051 bytes to 87,998, of
-which 79,856 are tensor data.
+anyway (docs/measurements.md, "ONNX graphs").
 
 What is kept: graph inputs and outputs by name, and for each stored tensor the PyTorch module it
 belongs to, as a ``module/k`` prefix, so the size breakdown by layer type still reads it.

@@ -36,9 +36,10 @@ class Tolerance:
 
 # fp32: the same function; kernels reassociate sums, ~1e-5 on logits of order 10.
 # int8 / int4: a quantized approximation of the float model. Largest difference relative to the
-# largest logit, measured on 64 held-out inputs: W1 static int8 0.029 (per-tensor 0.051), W2
-# dynamic int8 0.084, weight-only int8 0.004, int4 0.052. A wrong graph (misrouted input, lost
-# layer, wrong scale) misses by the order of the logits themselves.
+# largest logit, measured on 64 held-out inputs: resnet-mini on digits, static int8 0.029
+# (per-tensor 0.051); MiniLM on bbc-news, dynamic int8 0.084, weight-only int8 0.004, int4
+# 0.052. A wrong graph (misrouted input, lost layer, wrong scale) misses by the order of the
+# logits themselves.
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(abs=1e-3, rel=1e-4),
     "int8": Tolerance(abs=1e-2, rel=0.25),
@@ -91,8 +92,8 @@ def tidy_onnx(path: str | os.PathLike[str], compact_for: nn.Module | None = None
     """Drop what only debugging needs and, with ``compact_for``, compact names; one load, one save.
 
     The exporter annotates every node with its PyTorch origin and the graph with the exported
-    program's signature (4.4 KB on W1); on a small model that is as large as the weights, and
-    the runtime never reads it. Names stay unless ``compact_for`` (the model the graph computes,
+    program's signature (4.4 KB for resnet-mini); on a small model that is as large as the
+    weights, and the runtime never reads it. Names stay unless ``compact_for`` (the model the graph computes,
     whose module names stored tensors keep as prefixes) asks for
     :func:`~slimkit.export.compact.compact_graph`.
     """

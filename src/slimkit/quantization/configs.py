@@ -70,9 +70,8 @@ class StaticInt8Config(QuantizeConfig):
     estimator: Estimator = Estimator.MINMAX
     percentile: float = Field(99.999, gt=90.0, le=100.0)
     per_channel: bool = True
-    # None: the backend's fast path, uint8 on both. Measured on W1 with ONNX Runtime on an AVX-512
-    # VNNI CPU, per-channel weights: uint8 activations 0.066 ms vs int8 0.166 ms at batch 1, 0.41
-    # vs 1.24 ms at batch 8 (u8s8 is the VNNI kernel). torchao's x86 quantizer takes uint8 only.
+    # None: the backend's fast path, uint8 on both: u8s8 is the VNNI kernel, int8 activations
+    # ran 2.5-3x slower (docs/measurements.md). torchao's x86 quantizer takes uint8 only.
     activations: IntType | None = None
     # Fewer than 8 bits simulates narrower weights inside int8 storage (PT2E only): the way to
     # see what QAT recovers when 8 bits lose nothing.

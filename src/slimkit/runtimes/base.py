@@ -64,8 +64,7 @@ def fewer_threads(
     """The thread count that serves the context's inputs faster: ``ctx.threads`` (``many``) or
     one (``one``; the same engine for PyTorch, whose threads are set per call), timed
     interleaved, and a note when one thread won. For small models at small batches the thread
-    pool costs more than it saves (W1's baseline at batch 1 on 2 cores: 0.88 ms on one thread,
-    1.74 ms on two in the same session)."""
+    pool costs more than it saves (docs/measurements.md, "Threads")."""
     from slimkit.evaluation.latency import measure_latency  # evaluation serves through here
 
     if ctx.threads == 1:

@@ -91,12 +91,9 @@ def _quantize(trial: Any, inputs: SpaceInputs) -> Steps:
 
 
 # Plain-CNN students (``small-cnn`` width and depth), fewest parameters first. At batch 1 a
-# small net's latency is the runtime's per-operator cost, not its MACs: on ONNX Runtime,
-# resnet-mini runs 0.088 ms at width 8 and 0.090 ms at width 4 (0.77 ms for the eager baseline
-# at width 16), so channel pruning cannot make it 10x faster; two or three convolutions run in
-# 0.02 ms. Distilled from the W1 baseline (78k parameters, 98.4% on mnist5k), seeds 0-2:
-# w8-d2 (9.1k) 97.5-97.7%, w4-d3 (9.4k) 97.6-97.9%, w6-d3 (15k) 97.7-98.1%, w8-d3 (22k)
-# 98.0-98.3%.
+# small net's latency is the runtime's per-operator cost, not its MACs, so fewer layers beat
+# fewer channels; these four are the ones that stayed within a point of the digits baseline
+# (docs/measurements.md, "CNN students").
 CNN_STUDENTS = {"w8-d2": (8, 2), "w4-d3": (4, 3), "w6-d3": (6, 3), "w8-d3": (8, 3)}
 
 
@@ -105,9 +102,9 @@ def _cnn_student(name: str, inputs: SpaceInputs) -> dict[str, Any]:
 
     Its last feature map is pooled to a grid of at most 7 x 7 cells (7 x 7 on 28-pixel images):
     a net this shallow sees a fraction of the image, so the head needs to know where features
-    are (global pooling: 93.8% for w8-d3 on W1). It keeps its last epoch, as the baseline's
-    schedule ends where the student has learned most; the best validation epoch of 500 examples
-    was an early, lucky one (seeds 1 and 2 of w8-d3: 96.8% and 97.5%, vs 98.1% and 98.0%).
+    are. It keeps its last epoch, as the baseline's schedule ends where the student has learned
+    most; the best validation epoch of a small validation split is often an early, lucky one
+    (docs/measurements.md, "CNN students").
     """
     assert inputs.image_size is not None
     width, depth = CNN_STUDENTS[name]
@@ -165,18 +162,16 @@ def transformer(trial: Any, inputs: SpaceInputs) -> Steps:
     recovery, quantization."""
     steps: Steps = []
     # The token table is half of MiniLM, and most of a small student; trimming it to the
-    # task's tokens cost W2 nothing (98.20% before and after). Where there is a token table,
-    # every trial trims it, so the latency objective cannot trade the size away for noise; a
-    # trim that does not pay is rolled back. (Left optional, the W2 search chose an untrimmed
-    # one-layer student: 7.1x smaller.)
+    # task's tokens costs little accuracy. Where there is a token table, every trial trims it,
+    # so the latency objective cannot trade the size away for noise; a trim that does not pay
+    # is rolled back (docs/measurements.md, "Transformer search").
     if inputs.vocab:
         min_count = trial.suggest_categorical("vocab_min_count", [1, 3])
         steps.append({"prune": {"method": "vocab", "min_count": min_count}})
     # A student keeps every k-th layer, the top one included; k divides the depth so the kept
     # layers are evenly spaced (MiniLM-L6: 6, 3, 2 or 1 of them). A student is a new model, not
     # a repaired one: it trains as long as the baseline did, at a searched multiple of its
-    # learning rate (MiniLM-L6 on bbc-news, 2 layers, 3 epochs: 95.5% at the baseline's 5e-5,
-    # 98.2% at 1e-4 for 4).
+    # learning rate, since a fresh stack of fewer layers learns better faster.
     divisors = [k for k in range(1, inputs.depth + 1) if inputs.depth % k == 0] or [1]
     keep_every = trial.suggest_categorical("keep_every", divisors)
     if keep_every > 1:
@@ -210,7 +205,7 @@ def _int8(inputs: SpaceInputs) -> str:
 
 def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
     """On images, the smallest student with int8 weights (ONNX Runtime's, where it may serve:
-    int8 activations slowed W1's w8-d2 student at batch 1, 0.045 vs 0.020 ms). Otherwise,
+    int8 activations slowed such a student down at batch 1). Otherwise,
     three quarters of the channels, spread by sensitivity, distilled back as long as the
     baseline trained, in int8."""
     if inputs.image_size is not None:
@@ -232,9 +227,8 @@ def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
 def transformer_corner(inputs: SpaceInputs) -> dict[str, Any]:
     """A one-layer student on the vocabulary the training data uses, in int8. Layers are what
     a transformer's latency is made of, so heads and FFN pruning are left for the search to
-    add. Measured on W2 (MiniLM-L6, bbc-news), a one-layer student reached 96.85% at the
-    baseline's learning rate and 97.52% at 4x; dropping tokens seen fewer than 3 times as well
-    cost it 0.9 points more (96.62%), so the corner keeps every token seen."""
+    add; the corner keeps every token seen, since dropping rare ones as well cost a one-layer
+    student most of a point (docs/measurements.md, "Transformer search")."""
     corner: dict[str, Any] = {"vocab_min_count": 1} if inputs.vocab else {}
     return {
         **corner,
