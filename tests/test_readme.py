@@ -59,3 +59,17 @@ def test_the_python_section_runs_quietly(tmp_path: Path):
     assert "pruned int8 onnxruntime" in proc.stdout
     assert (tmp_path / "pruned.safetensors").is_file()
     assert len(list((tmp_path / "runs").iterdir())) == 2  # the run and the search
+
+
+def test_the_readme_reference_of_step_keys_is_the_generated_one(cli):
+    """The reference is generated from the configs; a config change without regenerating the
+    README fails here (regenerate: `slimkit list steps --keys`)."""
+    from slimkit.reference import markdown
+
+    text = README.read_text(encoding="utf-8")
+    embedded = text[text.index("<!-- keys:start -->\n") + 20 : text.index("<!-- keys:end -->")]
+    assert embedded == markdown()
+    printed = cli("list", "steps", "--keys")
+    assert printed.code == 0 and printed.out.strip() == markdown().strip()
+    for title in ("`prune: {method: n:m}`", "`quantize: {mode: static-int8}`", "`TrainConfig`"):
+        assert f"#### {title}" in embedded

@@ -40,26 +40,45 @@ Apply = Callable[[ModelState, Any, StepContext], ModelState]
 
 @dataclass(frozen=True)
 class StepType:
-    """A kind of step. A ``final`` step leaves a model that no later step can change."""
+    """A kind of step. A ``final`` step leaves a model that no later step can change.
+
+    ``configs`` names the config types its mapping may hold: one, or one per value of a key
+    (``prune``'s ``method``, ``quantize``'s ``mode``); the reference of every key reads it.
+    """
 
     name: str
     parse: Callable[[dict[str, Any], str], Config]
     apply: Apply
     description: str
+    configs: Variants
     final: bool = False
+
+
+@dataclass(frozen=True)
+class Variants:
+    """A step's config types: ``types`` by the value of ``key`` (``key`` None: one type)."""
+
+    key: str | None
+    types: Callable[[], dict[str, type[Config]]]
 
 
 STEPS: Registry[StepType] = Registry("step type")
 
 
 def register_step(
-    name: str, parse: Callable[[dict[str, Any], str], Config], *, final: bool = False
+    name: str,
+    parse: Callable[[dict[str, Any], str], Config],
+    *,
+    config: type[Config] | Variants,
+    final: bool = False,
 ) -> Callable[[Apply], Apply]:
-    """Register ``apply(state, config, context) -> state`` as step type ``name``."""
+    """Register ``apply(state, config, context) -> state`` as step type ``name``, whose
+    mapping ``parse`` validates into ``config`` (a type, or :class:`Variants` by a key)."""
+    configs = config if isinstance(config, Variants) else Variants(None, lambda: {"": config})
 
     def decorator(apply: Apply) -> Apply:
         doc = (apply.__doc__ or "").strip().splitlines()
-        STEPS.add(name, StepType(name, parse, apply, doc[0] if doc else "", final))
+        STEPS.add(name, StepType(name, parse, apply, doc[0] if doc else "", configs, final))
         return apply
 
     return decorator

@@ -24,7 +24,12 @@ class Listing(StrEnum):
     forms = "forms"
 
 
-def list_cmd(what: Annotated[Listing, typer.Argument(help="What to list.")] = Listing.all) -> None:
+def list_cmd(
+    what: Annotated[Listing, typer.Argument(help="What to list.")] = Listing.all,
+    keys: Annotated[
+        bool, typer.Option("--keys", help="With steps: every key of every step, as Markdown.")
+    ] = False,
+) -> None:
     """Show what is registered: models, data, steps, pruning, quantization, runtimes, forms."""
     from slimkit.data import DATA_FORMS, DATASETS
     from slimkit.models import MODELS, SOURCE_FORMS
@@ -33,6 +38,11 @@ def list_cmd(what: Annotated[Listing, typer.Argument(help="What to list.")] = Li
     from slimkit.runtimes import RUNTIMES
     from slimkit.steps import STEPS
 
+    if keys:
+        from slimkit.reference import markdown
+
+        console.print(markdown(), markup=False, highlight=False, soft_wrap=True)
+        return
     sections: dict[Listing, list[tuple[str, str]]] = {
         Listing.models: [(n, MODELS.help(n)) for n in MODELS],
         Listing.data: [(n, DATASETS.help(n)) for n in DATASETS],

@@ -29,7 +29,7 @@ def _parse(data: dict[str, Any], where: str) -> DistillStepConfig:
     return DistillStepConfig.from_dict(data, where)
 
 
-@register_step("distill", _parse)
+@register_step("distill", _parse, config=DistillStepConfig)
 def distill_step(state: ModelState, config: DistillStepConfig, ctx: StepContext) -> ModelState:
     """Distil the current model into a smaller student (soft targets, hints, attention)."""
     if ctx.arch is None:

@@ -17,17 +17,21 @@ from slimkit.pruning import (
     parse_prune_config,
     prune,
 )
-from slimkit.pruning.configs import Scope
+from slimkit.pruning.configs import PRUNE_METHODS, Scope
 from slimkit.pruning.schedules import gradual_prune
 from slimkit.pruning.sensitivity import allocate, layer_sensitivity, prunable_layers
 from slimkit.pruning.unstructured import nm_layers
 from slimkit.pruning.vocab import token_counts, token_embeddings
 from slimkit.state import ModelState
-from slimkit.steps import StepContext, register_step
+from slimkit.steps import StepContext, Variants, register_step
 from slimkit.training.trainer import train
 
 
-@register_step("prune", parse_prune_config)
+@register_step(
+    "prune",
+    parse_prune_config,
+    config=Variants("method", lambda: {n: PRUNE_METHODS.get(n) for n in PRUNE_METHODS}),
+)
 def prune_step(state: ModelState, config: PruneConfig, ctx: StepContext) -> ModelState:
     """Prune weights, whole channels, heads or neurons: methods in `slimkit list pruning`."""
     between = None

@@ -12,6 +12,7 @@ from torch import nn
 
 from slimkit.evaluation.latency import measure_latency
 from slimkit.quantization import (
+    QUANT_MODES,
     QuantBackend,
     QuantizeConfig,
     QuantizedModel,
@@ -23,13 +24,18 @@ from slimkit.quantization.inputs import inputs_from
 from slimkit.quantization.recovery import recover
 from slimkit.runtimes import prepare
 from slimkit.state import ModelState
-from slimkit.steps import StepContext, register_step
+from slimkit.steps import StepContext, Variants, register_step
 from slimkit.training.trainer import TrainConfig, train
 
 COMPARE_ROUNDS = 10  # a quick interleaved check; the pipeline's own timing is the full one
 
 
-@register_step("quantize", parse_quantize_config, final=True)
+@register_step(
+    "quantize",
+    parse_quantize_config,
+    config=Variants("mode", lambda: {n: QUANT_MODES.get(n) for n in QUANT_MODES}),
+    final=True,
+)
 def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -> ModelState:
     """Quantize (int8, int4, QAT or 16-bit) and serve on the runtime the backend targets."""
     given = inputs_from(ctx.data, config, state.module, ctx.seed, ctx.progress)

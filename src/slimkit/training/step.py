@@ -40,7 +40,7 @@ def describe(history: TrainHistory, what: str, config: TrainConfig) -> str:
     return note
 
 
-@register_step("finetune", _parse)
+@register_step("finetune", _parse, config=FinetuneConfig)
 def finetune_step(state: ModelState, config: FinetuneConfig, ctx: StepContext) -> ModelState:
     """Train the current model further (sparsity kept); keep the best validation epoch, or the
     last one with ``keep_best: false``."""

@@ -30,7 +30,7 @@ def _parse(data: dict[str, Any], where: str) -> TransferConfig:
     return TransferConfig.from_dict(data, where)
 
 
-@register_step("transfer", _parse)
+@register_step("transfer", _parse, config=TransferConfig)
 def transfer_step(state: ModelState, config: TransferConfig, ctx: StepContext) -> ModelState:
     """Load a checkpoint's matching tensors (by name, then shape), report what did not fit."""
     path = Path(config.checkpoint).expanduser()
