@@ -208,7 +208,7 @@ def test_iterative_rounds_fine_tune_in_between():
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (ChannelConfig(ratio=0.5, importance="taylor"), "taylor importance needs batches"),
+        (ChannelConfig(ratio=0.5, importance="taylor"), "channels pruning needs batches"),
         (ChannelConfig(ratio=0.5, iterations=3, finetune={"epochs": 1}), "needs between"),
     ],
 )

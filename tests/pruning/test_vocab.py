@@ -101,7 +101,7 @@ def test_bad_vocab_inputs_are_refused(bert_and_batches, fixtures_on_path: Path):
         prune(net, VocabConfig(), batches=data.batches(8))
     with pytest.raises(StepError, match="outside the vocabulary of 50"):
         prune(net, VocabConfig(unk_token=500), batches=data.batches(8))
-    with pytest.raises(StepError, match="counts tokens"):
+    with pytest.raises(StepError, match=r"vocab pruning needs batches .* pass batches=\.\.\."):
         prune(net, VocabConfig(unk_token=UNK))
     cnn = build_model(ModelSpec.parse("tiny_models:tiny_cnn"))
     with pytest.raises(StepError, match="token embedding table"):

@@ -18,6 +18,7 @@ from torch import nn
 from slimkit.data.bundle import Batch
 from slimkit.errors import StepError
 from slimkit.layers import check_names_exist
+from slimkit.pruning import structured, transformer, unstructured, vocab  # noqa: F401  (register)
 from slimkit.pruning.configs import (
     PRUNE_METHODS,
     ChannelConfig,
@@ -25,34 +26,14 @@ from slimkit.pruning.configs import (
     HeadsConfig,
     Importance,
     MagnitudeConfig,
+    Need,
     NMConfig,
     PruneConfig,
     RandomConfig,
     Scope,
     VocabConfig,
 )
-from slimkit.pruning.structured import channel_prune
-from slimkit.pruning.transformer import prune_ffn, prune_heads
-from slimkit.pruning.unstructured import magnitude_prune, nm_prune
-from slimkit.pruning.vocab import trim_vocab
-
-
-def _unstructured(handler: Callable[[nn.Module, Any], nn.Module]) -> Callable[..., nn.Module]:
-    return lambda model, config, example_inputs, batches, between: handler(model, config)
-
-
-# config type -> handler; a new method adds a config and a row, not a branch.
-_HANDLERS: dict[type[PruneConfig], Callable[..., nn.Module]] = {
-    MagnitudeConfig: _unstructured(magnitude_prune),
-    RandomConfig: _unstructured(magnitude_prune),
-    NMConfig: _unstructured(nm_prune),
-    HeadsConfig: _unstructured(prune_heads),
-    FfnConfig: _unstructured(prune_ffn),
-    ChannelConfig: channel_prune,
-    VocabConfig: lambda model, config, example_inputs, batches, between: trim_vocab(
-        model, config, batches
-    ),
-}
+from slimkit.pruning.handlers import PruneInputs, handler_for, register_pruner
 
 
 def prune(
@@ -69,29 +50,22 @@ def prune(
     ``taylor`` importance needs ``batches`` of ``(inputs, labels)``; iterative channel pruning
     calls ``between(model)`` (the fine-tuning) after each round but the last.
     """
-    handler = _HANDLERS.get(type(config))
-    if handler is None:
-        raise StepError(f"No pruning handler for {type(config).__name__}.")
-    if isinstance(config, MagnitudeConfig) and config.scope is Scope.SENSITIVITY:
+    handler = handler_for(type(config))
+    given = PruneInputs(example_inputs, batches, between)
+    missing = sorted(n.value for n in config.needs() if getattr(given, n.value) is None)
+    if missing:
         raise StepError(
-            "scope: sensitivity measures each layer on validation data: use the prune step, or "
-            "slimkit.pruning.sensitivity.allocate and pass the result as overrides."
+            f"{config.method} pruning needs {' and '.join(missing)} (structured methods trace "
+            "the model on example inputs; token counts and gradients come from training "
+            "batches; iterative rounds fine-tune between them): pass "
+            f"{', '.join(f'{m}=...' for m in missing)}, or use the prune step."
         )
-    if isinstance(config, MagnitudeConfig) and config.gradual is not None:
-        raise StepError(
-            "gradual pruning fine-tunes while it prunes: call "
-            "slimkit.pruning.schedules.gradual_prune(model, config, data), or use the prune step."
-        )
-    if example_inputs is None and isinstance(config, ChannelConfig):
-        raise StepError("Channel pruning traces the model: pass example_inputs=(batch,).")
-    if batches is None and isinstance(config, VocabConfig):
-        raise StepError("Vocabulary trimming counts tokens: pass batches of training data.")
     check_names_exist(model, config.ignore, f"{config.method} pruning's ignore")
     for field in ("targets", "overrides"):
         check_names_exist(
             model, list(getattr(config, field, ())), f"{config.method} pruning's {field}"
         )
-    return handler(copy.deepcopy(model), config, example_inputs, batches, between)
+    return handler(copy.deepcopy(model), config, given)
 
 
 def parse_prune_config(data: dict[str, Any], where: str) -> PruneConfig:
@@ -112,10 +86,13 @@ __all__ = [
     "Importance",
     "MagnitudeConfig",
     "NMConfig",
+    "Need",
     "PruneConfig",
+    "PruneInputs",
     "RandomConfig",
     "Scope",
     "VocabConfig",
     "parse_prune_config",
     "prune",
+    "register_pruner",
 ]

@@ -46,11 +46,23 @@ class Importance(StrEnum):
     RANDOM = "random"  # a baseline: any criterion worth using must beat it
 
 
+class Need(StrEnum):
+    """What a pruning method needs besides the model; the step hands over what is declared."""
+
+    EXAMPLE_INPUTS = "example_inputs"  # one batch of inputs: structured methods trace the model
+    BATCHES = "batches"  # (inputs, labels) of training data: token counts, gradients
+    BETWEEN = "between"  # the fine-tuning an iterative method runs between its rounds
+
+
 class PruneConfig(Config):
     """Fields shared by every pruning method."""
 
     method: str
     ignore: tuple[str, ...] = ()
+
+    def needs(self) -> frozenset[Need]:
+        """What :func:`slimkit.prune` must be given for this config (none by default)."""
+        return frozenset()
 
     @property
     def nominal_sparsity(self) -> float | None:
@@ -157,6 +169,11 @@ class ChannelConfig(PruneConfig):
     finetune: TrainConfig | None = Field(None, description="Training between iterative rounds.")
     taylor_batches: int = Field(8, ge=1, le=10_000, description="Gradient batches for taylor.")
 
+    def needs(self) -> frozenset[Need]:
+        gradients = {Need.BATCHES} if self.importance is Importance.TAYLOR else set()
+        rounds = {Need.BETWEEN} if self.iterations > 1 else set()
+        return frozenset({Need.EXAMPLE_INPUTS, *gradients, *rounds})
+
     @field_validator("overrides")
     @classmethod
     def _override_values(cls, v: dict[str, float]) -> dict[str, float]:
@@ -204,3 +221,6 @@ class VocabConfig(PruneConfig):
     method: Literal["vocab"] = "vocab"
     min_count: int = Field(1, ge=1, le=1_000_000)
     unk_token: int | None = Field(None, ge=0, description="Default: the tokenizer's [UNK] id.")
+
+    def needs(self) -> frozenset[Need]:
+        return frozenset({Need.BATCHES})

@@ -11,6 +11,7 @@ from slimkit.models.embedding import RemappedEmbedding
 from slimkit.pruning import (
     ChannelConfig,
     MagnitudeConfig,
+    Need,
     NMConfig,
     PruneConfig,
     VocabConfig,
@@ -55,8 +56,7 @@ def prune_step(state: ModelState, config: PruneConfig, ctx: StepContext) -> Mode
         return ModelState(state.module, state.backend, notes=[*notes, note])
     if isinstance(config, VocabConfig) and config.unk_token is None:
         config = config.model_copy(update={"unk_token": _unk_token(ctx)})
-    counted = isinstance(config, ChannelConfig | VocabConfig)
-    batches = ctx.data.train.batches(64) if counted else None
+    batches = ctx.data.train.batches(64) if Need.BATCHES in config.needs() else None
     module = prune(
         state.module, config, ctx.data.sample_inputs(1), batches=batches, between=between
     )

@@ -19,6 +19,7 @@ from slimkit.data.bundle import Batch
 from slimkit.errors import StepError
 from slimkit.layers import output_layers, select
 from slimkit.pruning.configs import ChannelConfig, Importance
+from slimkit.pruning.handlers import PruneInputs, register_pruner
 
 _IMPORTANCE = {
     Importance.L1: lambda: tp.importance.MagnitudeImportance(p=1),
@@ -115,3 +116,9 @@ def _accumulate_gradients(model: nn.Module, batches: Iterable[Batch]) -> None:
     model.zero_grad(set_to_none=True)
     for inputs, labels in batches:
         F.cross_entropy(model(*inputs), labels).backward()
+
+
+@register_pruner(ChannelConfig)
+def _channels(model: nn.Module, config: ChannelConfig, given: PruneInputs) -> nn.Module:
+    assert given.example_inputs is not None  # declared in ChannelConfig.needs, checked by prune
+    return channel_prune(model, config, given.example_inputs, given.batches, given.between)

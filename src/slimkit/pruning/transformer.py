@@ -18,6 +18,7 @@ from torch import nn
 
 from slimkit.errors import StepError
 from slimkit.pruning.configs import FfnConfig, HeadsConfig, Importance
+from slimkit.pruning.handlers import PruneInputs, register_pruner
 
 
 def _attention_blocks(model: nn.Module) -> list[tuple[str, Any, nn.Linear]]:
@@ -115,3 +116,13 @@ def sync_head_counts(model: nn.Module) -> None:
     for _, attn, _ in _attention_blocks(model):
         attn.all_head_size = attn.query.out_features
         attn.num_attention_heads = attn.query.out_features // attn.attention_head_size
+
+
+@register_pruner(HeadsConfig)
+def _heads(model: nn.Module, config: HeadsConfig, given: PruneInputs) -> nn.Module:
+    return prune_heads(model, config)
+
+
+@register_pruner(FfnConfig)
+def _ffn(model: nn.Module, config: FfnConfig, given: PruneInputs) -> nn.Module:
+    return prune_ffn(model, config)

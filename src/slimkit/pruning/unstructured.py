@@ -10,6 +10,7 @@ from torch import nn
 from slimkit.errors import StepError
 from slimkit.layers import matches, select
 from slimkit.pruning.configs import MagnitudeConfig, NMConfig, RandomConfig, Scope
+from slimkit.pruning.handlers import PruneInputs, register_pruner
 
 
 def magnitude_prune(model: nn.Module, config: MagnitudeConfig) -> nn.Module:
@@ -109,3 +110,23 @@ def _zero_smallest(scores: torch.Tensor, weights: Sequence[torch.Tensor], sparsi
         n = w.numel()
         w.mul_(mask[offset : offset + n].view_as(w))
         offset += n
+
+
+@register_pruner(MagnitudeConfig, RandomConfig)
+def _magnitude(model: nn.Module, config: MagnitudeConfig, given: PruneInputs) -> nn.Module:
+    if config.scope is Scope.SENSITIVITY:
+        raise StepError(
+            "scope: sensitivity measures each layer on validation data: use the prune step, or "
+            "slimkit.pruning.sensitivity.allocate and pass the result as overrides."
+        )
+    if config.gradual is not None:
+        raise StepError(
+            "gradual pruning fine-tunes while it prunes: call "
+            "slimkit.pruning.schedules.gradual_prune(model, config, data), or use the prune step."
+        )
+    return magnitude_prune(model, config)
+
+
+@register_pruner(NMConfig)
+def _n_m(model: nn.Module, config: NMConfig, given: PruneInputs) -> nn.Module:
+    return nm_prune(model, config)

@@ -19,6 +19,7 @@ from slimkit.data.bundle import Batch
 from slimkit.errors import StepError
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.pruning.configs import VocabConfig
+from slimkit.pruning.handlers import PruneInputs, register_pruner
 
 
 def token_embeddings(model: nn.Module) -> tuple[str, nn.Embedding]:
@@ -75,3 +76,9 @@ def trim_vocab(model: nn.Module, config: VocabConfig, batches: Iterable[Batch]) 
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, trimmed)
     return model
+
+
+@register_pruner(VocabConfig)
+def _vocab(model: nn.Module, config: VocabConfig, given: PruneInputs) -> nn.Module:
+    assert given.batches is not None  # declared in VocabConfig.needs, checked by prune
+    return trim_vocab(model, config, given.batches)
