@@ -22,6 +22,7 @@ from torch import nn
 
 from slimkit.data.bundle import DataBundle
 from slimkit.errors import RecipeError, StepError
+from slimkit.quantization.backends import CAPABILITIES, backends_for
 from slimkit.quantization.configs import (
     QUANT_MODES,
     Bf16Config,
@@ -40,32 +41,21 @@ from slimkit.quantization.result import QuantizedModel
 
 Handler = Callable[..., QuantizedModel]
 
-# (config type, backend) -> "module:function". A new mode or backend adds a row here, not a
-# branch. Handlers are imported on first use: torchao and ONNX Runtime's quantization tools take
-# seconds to import, and `import slimkit` should not pay for backends a run never touches.
-_HANDLERS: dict[tuple[type[QuantizeConfig], QuantBackend], str] = {
-    (StaticInt8Config, QuantBackend.ONNXRUNTIME): "onnxruntime:quantize_static_int8",
-    (StaticInt8Config, QuantBackend.TORCHAO): "pt2e:static_int8_pt2e",
-    (QatConfig, QuantBackend.TORCHAO): "pt2e:qat_pt2e",
-    (DynamicInt8Config, QuantBackend.ONNXRUNTIME): "onnxruntime:quantize_dynamic_int8",
-    (DynamicInt8Config, QuantBackend.TORCHAO): "torchao:quantize_torchao",
-    (WeightOnlyInt8Config, QuantBackend.ONNXRUNTIME): "onnxruntime:quantize_weight_only",
-    (WeightOnlyInt8Config, QuantBackend.TORCHAO): "torchao:quantize_torchao",
-    (WeightOnlyInt4Config, QuantBackend.ONNXRUNTIME): "onnxruntime:quantize_weight_only",
-    (Fp16Config, QuantBackend.TORCH): "half:to_half",
-    (Bf16Config, QuantBackend.TORCH): "half:to_half",
-}
 
-
-def _load_handler(ref: str) -> Handler:
+def _handler(config: QuantizeConfig) -> Handler | None:
+    """The handler of ``config``'s mode on its backend (see :mod:`.backends`), imported now:
+    torchao and ONNX Runtime's quantization tools take seconds to import, and ``import slimkit``
+    should not pay for backends a run never touches."""
+    ref = CAPABILITIES[config.backend].handlers.get(config.mode)
+    if ref is None:
+        return None
     module, _, name = ref.partition(":")
     handler: Handler = getattr(importlib.import_module(f"slimkit.quantization.{module}"), name)
     return handler
 
 
-def backends_for(config_type: type[QuantizeConfig]) -> list[str]:
-    """The backends that can run a mode (``auto`` chooses among these by measuring)."""
-    return [str(b) for (c, b) in _HANDLERS if c is config_type]
+def _runs_on(config: QuantizeConfig) -> str:
+    return ", ".join(str(b) for b in backends_for(config.mode))
 
 
 def quantize(
@@ -107,11 +97,10 @@ def quantize(
             "backend: auto measures every candidate on data; call "
             "slimkit.quantization.auto.choose_backend, or use the quantize recipe step."
         )
-    ref = _HANDLERS.get((type(config), config.backend))
-    if ref is None:
+    handler = _handler(config)
+    if handler is None:
         raise StepError(
-            f"{config.mode} cannot run on backend {config.backend}; "
-            f"it runs on: {', '.join(backends_for(type(config)))}."
+            f"{config.mode} cannot run on backend {config.backend}; it runs on: {_runs_on(config)}."
         )
     if data is not None:
         from slimkit.quantization.inputs import inputs_from
@@ -129,7 +118,7 @@ def quantize(
         )
     if out_path is None:
         out_path = Path(tempfile.mkdtemp(prefix="slimkit-quantized-")) / "model"
-    return _load_handler(ref)(
+    return handler(
         model,
         config,
         example_inputs=example_inputs,
@@ -147,10 +136,11 @@ def parse_quantize_config(data: dict[str, Any], where: str) -> QuantizeConfig:
     if mode not in QUANT_MODES:
         raise RecipeError(f"'{where}.mode': " + QUANT_MODES.unknown_message(mode))
     config = QUANT_MODES.get(mode).from_dict(data, where)
-    if config.backend is not QuantBackend.AUTO and (type(config), config.backend) not in _HANDLERS:
+    runs = config.backend is QuantBackend.AUTO or mode in CAPABILITIES[config.backend].handlers
+    if not runs:
         raise RecipeError(
             f"'{where}.backend': {mode} cannot run on {config.backend}; "
-            f"it runs on: {', '.join(backends_for(type(config)))}."
+            f"it runs on: {_runs_on(config)}."
         )
     return config
 

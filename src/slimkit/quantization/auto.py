@@ -56,7 +56,7 @@ def choose_backend(
     built: dict[str, tuple[QuantizedModel, QuantizeConfig, Engine]] = {}
     candidates: list[Candidate] = []
     with workspace(out_path) as work:
-        for backend in backends_for(type(config)):
+        for backend in map(str, backends_for(config.mode)):
             candidate = Candidate(backend)
             candidates.append(candidate)
             try:

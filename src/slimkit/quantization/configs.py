@@ -37,6 +37,13 @@ class IntType(StrEnum):
     UINT8 = "uint8"
 
 
+class Need(StrEnum):
+    """What a mode takes from a data set besides traced and held-out examples."""
+
+    CALIBRATION = "calibration"  # batches of inputs to observe activation ranges on
+    TRAIN_LOOP = "train_loop"  # training through fake quantization
+
+
 class QuantizeConfig(Config):
     """Fields shared by every quantization mode.
 
@@ -50,6 +57,10 @@ class QuantizeConfig(Config):
     max_accuracy_drop: float = Field(1.0, ge=0.0, le=100.0)
     ignore: tuple[str, ...] = Field((), description="Layers to keep in float (names, types, re:).")
     recover: bool = Field(True, description="Climb the recovery ladder when over budget.")
+
+    def needs(self) -> frozenset[Need]:
+        """What :func:`slimkit.quantize` must be given for this mode (none by default)."""
+        return frozenset()
 
     @field_validator("ignore")
     @classmethod
@@ -68,6 +79,10 @@ class StaticInt8Config(QuantizeConfig):
     precision: ClassVar[str] = "int8"  # the tolerance its exported graph is verified at
     calibration_samples: int = Field(512, ge=1, le=1_000_000)
     estimator: Estimator = Estimator.MINMAX
+
+    def needs(self) -> frozenset[Need]:
+        return frozenset({Need.CALIBRATION})
+
     percentile: float = Field(99.999, gt=90.0, le=100.0)
     per_channel: bool = True
     # None: the backend's fast path, uint8 on both: u8s8 is the VNNI kernel, int8 activations
@@ -79,23 +94,25 @@ class StaticInt8Config(QuantizeConfig):
 
     @model_validator(mode="after")
     def _backend_supports_options(self) -> StaticInt8Config:
-        if self.backend is QuantBackend.TORCHAO:
-            if self.estimator not in (Estimator.MINMAX, Estimator.MSE):
-                raise ValueError(
-                    f"estimator {self.estimator} runs on onnxruntime; "
-                    "torchao (PT2E) offers minmax and mse"
-                )
-            if self.activations is IntType.INT8:
-                raise ValueError("torchao's x86 inductor quantizer uses uint8 activations only")
-            if not self.per_channel:
-                raise ValueError("torchao's x86 inductor quantizer quantizes weights per channel")
-        elif self.weight_bits != 8:
-            raise ValueError("weight_bits below 8 runs on torchao (PT2E) only")
-        if self.backend is QuantBackend.ONNXRUNTIME and self.estimator is Estimator.MSE:
+        """Checked against the backend's row of the capability table (``auto``: any row)."""
+        from slimkit.quantization.backends import CAPABILITIES, offering, words
+
+        caps = CAPABILITIES.get(self.backend)
+        if caps is None or self.mode not in caps.handlers:  # auto, or refused by mode later
+            return self
+        if self.estimator not in caps.estimators:
+            elsewhere = words(offering("estimators", self.estimator))
             raise ValueError(
-                "estimator mse runs on torchao (PT2E); "
-                "onnxruntime offers minmax, percentile and entropy"
+                f"estimator {self.estimator} runs on {elsewhere}; "
+                f"{caps.label} offers {words(caps.estimators)}"
             )
+        if self.activations is not None and self.activations not in caps.activations:
+            raise ValueError(f"{caps.label} uses {words(caps.activations)} activations only")
+        if not self.per_channel and not caps.per_tensor_weights:
+            raise ValueError(f"{caps.label} quantizes weights per channel")
+        if self.weight_bits != 8 and not caps.narrow_weights:
+            narrow = [c.label for c in CAPABILITIES.values() if c.narrow_weights]
+            raise ValueError(f"weight_bits below 8 runs on {words(narrow)} only")
         return self
 
 
@@ -107,6 +124,10 @@ class QatConfig(QuantizeConfig):
     precision: ClassVar[str] = "int8"  # the tolerance its exported graph is verified at
     backend: QuantBackend = QuantBackend.TORCHAO
     train: TrainConfig = TrainConfig(epochs=1, lr=1e-4)
+
+    def needs(self) -> frozenset[Need]:
+        return frozenset({Need.TRAIN_LOOP})
+
     weight_bits: int = Field(8, ge=2, le=8)
     distill: DistillConfig | None = Field(None, description="Learn from the float model too.")
 

@@ -17,10 +17,11 @@ from torch import nn
 from slimkit.data.bundle import DataBundle
 from slimkit.distillation.losses import kd_loss
 from slimkit.progress import SILENT, Progress
-from slimkit.quantization.configs import QatConfig, QuantizeConfig, StaticInt8Config
+from slimkit.quantization.configs import Need, QatConfig, QuantizeConfig
 from slimkit.training.trainer import train
 
 CALIBRATION_BATCH = 32
+DEFAULT_CALIBRATION = 512  # samples, for a mode that calibrates but does not say how much
 EXAMPLE_BATCH = 8  # traced with a batch of this size; exports keep the batch axis dynamic
 
 
@@ -44,12 +45,13 @@ def inputs_from(
 ) -> QuantInputs:
     """The inputs ``config`` needs, from ``data``: calibration from a seeded, class-balanced
     sample of the training split; QAT trains a copy of ``model``'s float weights as teacher."""
-    calibration = None
-    if isinstance(config, StaticInt8Config):
-        subset = data.calibration(config.calibration_samples, seed=seed)
+    calibration = train_loop = None
+    if Need.CALIBRATION in config.needs():
+        samples = getattr(config, "calibration_samples", DEFAULT_CALIBRATION)
+        subset = data.calibration(samples, seed=seed)
         calibration = [inputs for inputs, _ in subset.batches(CALIBRATION_BATCH)]
-    train_loop = None
-    if isinstance(config, QatConfig):
+    if Need.TRAIN_LOOP in config.needs():
+        assert isinstance(config, QatConfig)  # the one mode that trains
         train_loop = qat_train_loop(config, data, copy.deepcopy(model), progress)
     return QuantInputs(
         data.sample_inputs(EXAMPLE_BATCH),

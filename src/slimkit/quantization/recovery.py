@@ -25,21 +25,16 @@ from slimkit.data.bundle import DataBundle
 from slimkit.errors import RecipeError, StepError
 from slimkit.quantization import (
     QatConfig,
-    QuantBackend,
     QuantizeConfig,
     QuantizedModel,
     StaticInt8Config,
 )
 from slimkit.quantization._candidates import adopt, build, serve, val_accuracy, variant, workspace
+from slimkit.quantization.backends import CAPABILITIES
 from slimkit.quantization.configs import Estimator
 from slimkit.quantization.coverage import ignored_layers
 from slimkit.training.trainer import TrainConfig
 
-# Estimators each backend offers for static int8 (the config validators enforce the same sets).
-_ESTIMATORS = {
-    QuantBackend.ONNXRUNTIME: (Estimator.PERCENTILE, Estimator.ENTROPY),
-    QuantBackend.TORCHAO: (Estimator.MSE,),
-}
 MAX_FLOAT_SHARE = 0.25  # keep at most a quarter of the layers float: beyond that, little is left
 SHORT_QAT = TrainConfig(epochs=1, lr=1e-4)
 
@@ -145,8 +140,9 @@ def _estimators(climb: Climb, attempt: Attempt, model: nn.Module) -> None:
     if not isinstance(cfg, StaticInt8Config):
         climb.log.append(f"range estimator: {cfg.mode} has no calibrated activation ranges")
         return
-    for estimator in _ESTIMATORS.get(cfg.backend, ()):
-        if estimator is cfg.estimator or climb.met:
+    caps = CAPABILITIES.get(cfg.backend)  # the backend's own range estimators, beyond minmax
+    for estimator in caps.estimators if caps is not None else ():
+        if estimator in (cfg.estimator, Estimator.MINMAX) or climb.met:
             continue
         variant = _variant(climb.best_config, estimator=str(estimator))
         if variant is not None:

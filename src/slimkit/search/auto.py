@@ -44,6 +44,8 @@ from slimkit.pipeline import execute, measure_as, prepare_baseline
 from slimkit.progress import SILENT, Progress
 from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
 from slimkit.pruning.vocab import token_embeddings
+from slimkit.quantization.backends import CAPABILITIES
+from slimkit.quantization.configs import QuantBackend
 from slimkit.recipe import Recipe, with_opt_ins
 from slimkit.resume import check_run_dir
 from slimkit.rundir import create_run_dir
@@ -139,6 +141,7 @@ def auto(
                     f"{mode}@{b}"
                     for b in QUANT_BACKENDS[config.backend]
                     for mode in QUANT_MODES[kind][b]
+                    if mode in CAPABILITIES[QuantBackend(b)].handlers
                 ),
             ),
             sensitive=sensitive,

@@ -1,0 +1,80 @@
+"""What each quantization backend can do, in one table that everything reads.
+
+The config validator checks static-int8 options against it, ``quantize`` finds the handler of a
+mode on a backend in it, ``backend: auto`` tries the backends it lists for a mode, the recovery
+ladder tries the range estimators it lists, and ``slimkit auto`` proposes only modes a backend
+runs. A new backend, or a mode on an existing one, is a row or an entry here plus its handler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from slimkit.quantization.configs import Estimator, IntType, QuantBackend
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """One backend: its handler per mode (``module:function`` in ``slimkit.quantization``,
+    imported on first use), the static-int8 options it offers, and the runtime it serves on."""
+
+    label: str  # how messages name it
+    serves: str  # the runtime its models run on
+    handlers: dict[str, str] = field(default_factory=dict)
+    estimators: tuple[Estimator, ...] = ()
+    activations: tuple[IntType, ...] = ()
+    per_tensor_weights: bool = False
+    narrow_weights: bool = False  # weight_bits below 8 (simulated inside int8 storage)
+
+
+CAPABILITIES: dict[QuantBackend, Capabilities] = {
+    QuantBackend.ONNXRUNTIME: Capabilities(
+        label="onnxruntime",
+        serves="onnxruntime",
+        handlers={
+            "static-int8": "onnxruntime:quantize_static_int8",
+            "dynamic-int8": "onnxruntime:quantize_dynamic_int8",
+            "weight-only-int8": "onnxruntime:quantize_weight_only",
+            "weight-only-int4": "onnxruntime:quantize_weight_only",
+        },
+        estimators=(Estimator.MINMAX, Estimator.PERCENTILE, Estimator.ENTROPY),
+        activations=(IntType.UINT8, IntType.INT8),
+        per_tensor_weights=True,
+    ),
+    QuantBackend.TORCHAO: Capabilities(
+        label="torchao (PT2E)",
+        serves="compile",
+        handlers={
+            "static-int8": "pt2e:static_int8_pt2e",
+            "qat": "pt2e:qat_pt2e",
+            "dynamic-int8": "torchao:quantize_torchao",
+            "weight-only-int8": "torchao:quantize_torchao",
+        },
+        estimators=(Estimator.MINMAX, Estimator.MSE),
+        activations=(IntType.UINT8,),
+        narrow_weights=True,
+    ),
+    QuantBackend.TORCH: Capabilities(
+        label="torch",
+        serves="eager",
+        handlers={"fp16": "half:to_half", "bf16": "half:to_half"},
+    ),
+}
+
+
+def backends_for(mode: str) -> list[QuantBackend]:
+    """The backends that run ``mode``, in the table's order (``backend: auto`` tries these)."""
+    return [b for b, caps in CAPABILITIES.items() if mode in caps.handlers]
+
+
+def offering(option: str, value: object) -> list[str]:
+    """The labels of the backends whose ``option`` (a tuple field) includes ``value``."""
+    return [caps.label for caps in CAPABILITIES.values() if value in getattr(caps, option)]
+
+
+def words(items: list[str] | tuple[str, ...]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = [str(i) for i in items]
+    if len(items) < 2:
+        return items[0] if items else "nothing"
+    return ", ".join(items[:-1]) + " and " + items[-1]
