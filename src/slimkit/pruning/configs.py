@@ -58,7 +58,7 @@ class PruneConfig(Config):
     """Fields shared by every pruning method."""
 
     method: str
-    ignore: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = Field((), description="Layers left whole (names, types, re:).")
 
     def needs(self) -> frozenset[Need]:
         """What :func:`slimkit.prune` must be given for this config (none by default)."""
@@ -93,9 +93,9 @@ class MagnitudeConfig(PruneConfig):
     """Unstructured: zero the smallest-magnitude weights until ``sparsity`` of them are zero."""
 
     method: Literal["magnitude"] = "magnitude"
-    sparsity: float = Field(gt=0.0, lt=1.0)
-    scope: Scope = Scope.GLOBAL
-    targets: tuple[str, ...] = ("Conv2d", "Linear")
+    sparsity: float = Field(gt=0.0, lt=1.0, description="Share of targeted weights zeroed.")
+    scope: Scope = Field(Scope.GLOBAL, description="One threshold, per layer, or by sensitivity.")
+    targets: tuple[str, ...] = Field(("Conv2d", "Linear"), description="Layers pruned.")
     overrides: dict[str, float] = Field(
         default_factory=dict, description="Layer pattern -> its own sparsity (layer-wise)."
     )
@@ -134,9 +134,9 @@ class NMConfig(PruneConfig):
     """
 
     method: Literal["n:m"] = "n:m"
-    n: int = Field(2, ge=1, le=64)
-    m: int = Field(4, ge=2, le=64)
-    targets: tuple[str, ...] = ("Conv2d", "Linear")
+    n: int = Field(2, ge=1, le=64, description="Weights kept in each group.")
+    m: int = Field(4, ge=2, le=64, description="Consecutive input weights per group.")
+    targets: tuple[str, ...] = Field(("Conv2d", "Linear"), description="Layers pruned.")
 
     @property
     def nominal_sparsity(self) -> float | None:
@@ -163,7 +163,7 @@ class ChannelConfig(PruneConfig):
         default_factory=dict,
         description="Layer pattern -> the share removed from the group that layer leads.",
     )
-    importance: Importance = Importance.L2
+    importance: Importance = Field(Importance.L2, description="How channels are ranked.")
     round_to: int | None = Field(None, ge=1, description="Keep channel counts multiples of this.")
     iterations: int = Field(1, ge=1, le=100, description="Reach the ratio in this many rounds.")
     finetune: TrainConfig | None = Field(None, description="Training between iterative rounds.")
@@ -191,8 +191,8 @@ class HeadsConfig(PruneConfig):
     """Structured, transformers: remove ``ratio`` of the attention heads of every layer."""
 
     method: Literal["heads"] = "heads"
-    ratio: float = Field(gt=0.0, lt=1.0)
-    importance: Importance = Importance.L2
+    ratio: float = Field(gt=0.0, lt=1.0, description="Share removed from every layer.")
+    importance: Importance = Field(Importance.L2, description="How they are ranked.")
 
     @field_validator("importance")
     @classmethod

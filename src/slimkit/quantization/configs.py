@@ -53,8 +53,12 @@ class QuantizeConfig(Config):
 
     precision: ClassVar[str]  # numeric format of the result: the tolerance exports are verified at
     mode: str
-    backend: QuantBackend = QuantBackend.ONNXRUNTIME
-    max_accuracy_drop: float = Field(1.0, ge=0.0, le=100.0)
+    backend: QuantBackend = Field(
+        QuantBackend.ONNXRUNTIME, description="The library that quantizes; auto measures them."
+    )
+    max_accuracy_drop: float = Field(
+        1.0, ge=0.0, le=100.0, description="Points of validation accuracy auto and recovery keep."
+    )
     ignore: tuple[str, ...] = Field((), description="Layers to keep in float (names, types, re:).")
     recover: bool = Field(True, description="Climb the recovery ladder when over budget.")
 
@@ -77,20 +81,22 @@ class StaticInt8Config(QuantizeConfig):
 
     mode: Literal["static-int8"] = "static-int8"
     precision: ClassVar[str] = "int8"  # the tolerance its exported graph is verified at
-    calibration_samples: int = Field(512, ge=1, le=1_000_000)
-    estimator: Estimator = Estimator.MINMAX
+    calibration_samples: int = Field(
+        512, ge=1, le=1_000_000, description="Training examples activation ranges come from."
+    )
+    estimator: Estimator = Field(Estimator.MINMAX, description="How a range is chosen.")
 
     def needs(self) -> frozenset[Need]:
         return frozenset({Need.CALIBRATION})
 
-    percentile: float = Field(99.999, gt=90.0, le=100.0)
-    per_channel: bool = True
+    percentile: float = Field(99.999, gt=90.0, le=100.0, description="For estimator percentile.")
+    per_channel: bool = Field(True, description="One weight scale per output channel.")
     # None: the backend's fast path, uint8 on both: u8s8 is the VNNI kernel, int8 activations
     # ran 2.5-3x slower (docs/measurements.md). torchao's x86 quantizer takes uint8 only.
-    activations: IntType | None = None
+    activations: IntType | None = Field(None, description="uint8 or int8; null: the fast one.")
     # Fewer than 8 bits simulates narrower weights inside int8 storage (PT2E only): the way to
     # see what QAT recovers when 8 bits lose nothing.
-    weight_bits: int = Field(8, ge=2, le=8)
+    weight_bits: int = Field(8, ge=2, le=8, description="Below 8: narrower weights (torchao).")
 
     @model_validator(mode="after")
     def _backend_supports_options(self) -> StaticInt8Config:
@@ -128,7 +134,7 @@ class QatConfig(QuantizeConfig):
     def needs(self) -> frozenset[Need]:
         return frozenset({Need.TRAIN_LOOP})
 
-    weight_bits: int = Field(8, ge=2, le=8)
+    weight_bits: int = Field(8, ge=2, le=8, description="Below 8: narrower weights (torchao).")
     distill: DistillConfig | None = Field(None, description="Learn from the float model too.")
 
 

@@ -72,29 +72,39 @@ class Unfreeze(StrEnum):
 class TrainConfig(Config):
     """How to train: epochs, batch, optimizer and schedule, precision, what trains and how fast."""
 
-    epochs: int = Field(1, ge=1, le=10_000)
+    epochs: int = Field(1, ge=1, le=10_000, description="Passes over the training split.")
     batch_size: int = Field(64, ge=1, le=65_536, description="Global batch, over all processes.")
-    lr: float = Field(1e-3, gt=0.0, le=10.0)
-    optimizer: Optimizer = Optimizer.ADAMW
+    lr: float = Field(1e-3, gt=0.0, le=10.0, description="Peak learning rate.")
+    optimizer: Optimizer = Field(Optimizer.ADAMW, description="AdamW, or SGD with momentum.")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="Decoupled, for both optimizers.")
-    schedule: Schedule = Schedule.ONECYCLE
-    warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    augment: tuple[str, ...] = ()
-    grad_clip: float | None = Field(None, gt=0.0)
-    grad_accumulation: int = Field(1, ge=1, le=4096)
-    precision: Precision = Precision.FP32
+    schedule: Schedule = Field(Schedule.ONECYCLE, description="How the learning rate moves.")
+    warmup_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of the steps spent warming up."
+    )
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Cross-entropy smoothing.")
+    augment: tuple[str, ...] = Field((), description="Augmentations by name (random-shift).")
+    grad_clip: float | None = Field(None, gt=0.0, description="Clip the gradient norm to this.")
+    grad_accumulation: int = Field(
+        1, ge=1, le=4096, description="Batches summed per optimizer step."
+    )
+    precision: Precision = Field(Precision.FP32, description="Autocast precision (bf16 on CPU).")
     patience: int | None = Field(
         None, ge=1, description="Stop after this many epochs without a new best."
     )
-    keep_best: bool = True
-    regularize: RegularizeConfig = RegularizeConfig()
+    keep_best: bool = Field(
+        True, description="Keep the best validation epoch; false keeps the last one."
+    )
+    regularize: RegularizeConfig = Field(
+        RegularizeConfig(), description="Penalties added to the loss (L1, L2, group lasso, BN)."
+    )
     freeze: tuple[str, ...] = Field((), description="Layers whose parameters never train.")
-    unfreeze: Unfreeze = Unfreeze.ALL
+    unfreeze: Unfreeze = Field(
+        Unfreeze.ALL, description="gradual thaws one block per epoch from the top."
+    )
     layer_lr_decay: float | None = Field(
         None, gt=0.0, le=1.0, description="LR ratio per block down."
     )
-    seed: int = 0
+    seed: int = Field(0, description="Seeds shuffling, augmentation and initialisation.")
 
     @field_validator("augment")
     @classmethod
