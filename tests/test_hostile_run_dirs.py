@@ -45,6 +45,7 @@ class Interrupted:
     run_dir: Path
     key: Path
     reference: list[dict]
+    finished: Path  # the uninterrupted run's directory
 
 
 def _figures(results: dict) -> list[dict]:
@@ -80,7 +81,9 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interrupte
         m.setattr("slimkit.pipeline.time_as", stop)
         with pytest.raises(RunInterrupted):
             slimkit.run(slimkit.Recipe.from_dict(recipe), out=root / "run")
-    yield Interrupted(root / "run", root / "cache" / KEY, _figures(reference.results))
+    yield Interrupted(
+        root / "run", root / "cache" / KEY, _figures(reference.results), root / "reference"
+    )
 
 
 @pytest.fixture
@@ -453,3 +456,57 @@ def test_every_mutation_resumes_to_the_same_figures_or_is_refused(
     else:
         assert out.code in (0, 2), (out.code, out.err)
     assert not (tmp_path / "code-ran").exists()
+
+
+@st.composite
+def _results_edits(draw: st.DrawFn) -> tuple[list[str], object]:
+    """A path into results.json (keys and list indices as strings) and a value to put there."""
+    path = draw(
+        st.sampled_from(
+            [
+                ["summary"],
+                ["summary", "speedup"],
+                ["summary", "final"],
+                ["steps"],
+                ["steps", "0"],
+                ["steps", "0", "latency_ms"],
+                ["steps", "0", "latency_ms", "p50"],
+                ["steps", "1", "size_bytes"],
+                ["steps", "1", "notes"],
+                ["steps", "2", "params"],
+                ["environment", "versions"],
+                ["recipe", "name"],
+                ["warnings"],
+                ["search"],
+            ]
+        )
+    )
+    return path, draw(_JSON_VALUES)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+@given(edit=_results_edits())
+def test_every_edit_of_a_results_file_renders_or_is_refused(
+    edit: tuple[list[str], object], interrupted: Interrupted, tmp_path: Path, cli
+):
+    run_dir = Path(tempfile.mkdtemp(dir=tmp_path)) / "run"
+    shutil.copytree(interrupted.finished, run_dir)
+    path, value = edit
+    results = json.loads((run_dir / "results.json").read_text())
+    node = results
+    for part in path[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if isinstance(node, list):
+        node[int(path[-1])] = value
+    else:
+        node[path[-1]] = value
+    (run_dir / "results.json").write_text(json.dumps(results))
+    out = cli("report", str(run_dir))
+    assert out.code in (0, 2), (out.code, out.err)
+    assert "Traceback" not in out.out + out.err
