@@ -67,6 +67,15 @@ _QUOTE.maxlevel, _QUOTE.maxstring, _QUOTE.maxother = 3, 160, 160
 _QUOTE.maxdict = _QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxset = 6
 
 
+def few(names: list[str], n: int = 4) -> str:
+    """The first ``n`` of ``names``, and how many more: what a message lists of a long list.
+
+    >>> few(["a", "b", "c"], 2)
+    'a, b and 1 more'
+    """
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def quote(value: object, limit: int = 200) -> str:
     """``repr(value)`` cut to at most ``limit`` characters, without expanding nested values.
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from slimkit._io import atomic_path
 from slimkit._signing import sign, verify
-from slimkit.errors import ModelLoadError, quote
+from slimkit.errors import ModelLoadError, few, quote
 from slimkit.models.checkpoints import load_checkpoint_state
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.models.sparse import compress_state, decompress_state
@@ -320,17 +320,17 @@ def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: Pat
     ]
     if broken:
         raise ModelLoadError(
-            f"The weights in {path} contain NaN or Inf values ({_few(broken)}): the model that "
+            f"The weights in {path} contain NaN or Inf values ({few(broken)}): the model that "
             "saved them diverged or the file is damaged. Use weights from before the divergence."
         )
     if missing or unexpected or shape:
         parts = []
         if missing:
-            parts.append(f"missing {_few(missing)}")
+            parts.append(f"missing {few(missing)}")
         if unexpected:
-            parts.append(f"unexpected {_few(unexpected)}")
+            parts.append(f"unexpected {few(unexpected)}")
         if shape:
-            parts.append(f"shape mismatch (file vs model) {_few(shape)}")
+            parts.append(f"shape mismatch (file vs model) {few(shape)}")
         raise ModelLoadError(
             f"The weights in {path} do not fit the model: {'; '.join(parts)}. "
             "Check that the architecture and its kwargs match the ones the weights were saved from."
@@ -351,8 +351,3 @@ def _tied_aliases(model: nn.Module) -> dict[str, str]:
         else:
             first[ptr] = name
     return aliases
-
-
-def _few(items: list[str], n: int = 4) -> str:
-    shown = ", ".join(items[:n])
-    return shown + (f" and {len(items) - n} more" if len(items) > n else "")

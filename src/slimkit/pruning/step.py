@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slimkit.errors import StepError
+from slimkit.errors import StepError, few
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.pruning import (
@@ -76,7 +76,7 @@ def sparsity_notes(model: nn.Module, config: PruneConfig) -> list[str]:
     if isinstance(config, NMConfig):
         _, unfit = nm_layers(model, config)
         if unfit:
-            notes.append(f"left dense, input size not a multiple of m={config.m}: {_few(unfit)}")
+            notes.append(f"left dense, input size not a multiple of m={config.m}: {few(unfit)}")
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
     total = sum(m.weight.numel() for _, m in layers)
     zeros = sum(int((m.weight == 0).sum()) for _, m in layers)
@@ -84,14 +84,10 @@ def sparsity_notes(model: nn.Module, config: PruneConfig) -> list[str]:
         dense = [n for n, m in layers if not bool((m.weight == 0).any())]
         notes.append(
             f"only {zeros / total:.1%} of all Conv2d/Linear weights are zero, far below the "
-            f"nominal {nominal:.0%}: still dense are {_few(dense)}; widen targets: or ignore "
+            f"nominal {nominal:.0%}: still dense are {few(dense)}; widen targets: or ignore "
             "fewer layers"
         )
     return notes
-
-
-def _few(names: list[str], n: int = 4) -> str:
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _unk_token(ctx: StepContext) -> int:

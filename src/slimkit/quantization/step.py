@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimkit.errors import few
 from slimkit.evaluation.latency import measure_latency
 from slimkit.quantization import (
     QUANT_MODES,
@@ -101,9 +102,7 @@ def _trainer(ctx: StepContext) -> Callable[[nn.Module, TrainConfig], None]:
 def _coverage_note(result: QuantizedModel) -> str:
     note = f"{result.quantized_layers} weight layers quantized"
     if result.float_layers:
-        shown = ", ".join(result.float_layers[:8])
-        more = f" and {len(result.float_layers) - 8} more" if len(result.float_layers) > 8 else ""
-        note += f"; {len(result.float_layers)} left in float: {shown}{more}"
+        note += f"; {len(result.float_layers)} left in float: {few(result.float_layers, 8)}"
     return note
 
 
