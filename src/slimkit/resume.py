@@ -156,16 +156,16 @@ class StepStore:
         A record that is missing, torn, edited or stale gives None (the step is computed
         again); one naming files slimkit does not write, or code, raises (see :meth:`audit`).
         """
-        record = self._checked(name)
-        if record is None or record["key"] != key:
+        checked = self._checked(name)
+        if checked is None or checked[0]["key"] != key:
             return None
+        record, arch = checked
         expected = {record["model"], *([record["artifact"]] if record["artifact"] else [])}
         if set(record["sha256"]) != expected or not all(
             self._intact(rel, digest) for rel, digest in record["sha256"].items()
         ):
             return None
         model_file = self.run_dir / record["model"]
-        arch = self._arch(model_file) or {}
         code = is_import_path(str(arch.get("source", "")))
         module = build_model(ModelSpec(source=str(model_file), trust_checkpoint=code))
         artifact = self.run_dir / record["artifact"] if record["artifact"] else None
@@ -180,8 +180,9 @@ class StepStore:
             for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
                 self._checked(folder.name)
 
-    def _checked(self, name: str) -> dict[str, Any] | None:
-        """:meth:`_record` of ``name``, refused if it names files or code it may not."""
+    def _checked(self, name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """:meth:`_record` of ``name`` and its model's architecture (``{}`` when unreadable),
+        refused if it names files or code it may not."""
         record = self._record(name)
         if record is None:
             return None
@@ -195,8 +196,7 @@ class StepStore:
                 f"artifacts/{name}.onnx), so this record was not written by a run. "
                 "Refusing to resume from it."
             )
-        self._arch(self.run_dir / model_rel)
-        return record
+        return record, self._arch(self.run_dir / model_rel) or {}
 
     def _arch(self, model_file: Path) -> dict[str, Any] | None:
         """The architecture a kept model names; a factory in it must be one the run vouched
