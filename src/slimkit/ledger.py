@@ -85,7 +85,7 @@ def _module_file(name: str) -> Path | None:
 def record(run_dir: Path, refs: list[str]) -> None:
     """Sign and write the ledger of ``refs`` for ``run_dir`` (before any of them is imported)."""
     entries = [fingerprint(ref) for ref in refs]
-    write_json(run_dir / FILE, {"imports": entries, "mac": _mac(entries)})
+    write_json(run_dir / FILE, {"imports": entries, "mac": sign(_payload(entries))})
 
 
 def check(run_dir: Path, refs: list[str], trusted: bool) -> None:
@@ -108,11 +108,12 @@ def _signed_entries(path: Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         entries = data["imports"]
-        valid = verify(json.dumps(entries, sort_keys=True).encode(), data["mac"])
+        valid = verify(_payload(entries), data["mac"])
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return []
     return list(entries) if valid else []
 
 
-def _mac(entries: Any) -> str:
-    return sign(json.dumps(entries, sort_keys=True).encode())
+def _payload(entries: Any) -> bytes:
+    """What is signed: the entries in canonical JSON."""
+    return json.dumps(entries, sort_keys=True).encode()

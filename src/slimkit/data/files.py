@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slimkit._io import atomic_path
+from slimkit._io import write_bytes
 from slimkit.data.bundle import DataBundle
 from slimkit.errors import DataLoadError
 
@@ -28,16 +28,14 @@ def write_split_rows(bundle: DataBundle, path: Path) -> None:
         raise DataLoadError(
             f"Data {bundle.name!r} records no split: it was not read from a source."
         )
+    split = {name: getattr(rows, name).astype(np.int64) for name in ("train", "val", "test")}
+    write_bytes(path, _npz({**split, "test_given": np.array(rows.test_given)}))
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(
-        buffer,
-        train=rows.train.astype(np.int64),
-        val=rows.val.astype(np.int64),
-        test=rows.test.astype(np.int64),
-        test_given=np.array(rows.test_given),
-    )
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    np.savez_compressed(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
 
 
 def scored_arrays(bundle: DataBundle) -> dict[str, np.ndarray]:
@@ -61,9 +59,7 @@ def write_test_split(bundle: DataBundle, path: Path, fmt: str) -> int:
     """
     arrays = scored_arrays(bundle)
     if fmt == "npz":
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, allow_pickle=False, **arrays)
-        data = buffer.getvalue()
+        data = _npz(arrays)
     else:
         names = bundle.class_names
         lines = []
@@ -74,6 +70,5 @@ def write_test_split(bundle: DataBundle, path: Path, fmt: str) -> int:
                 row["class"] = names[label]
             lines.append(json.dumps(row))
         data = ("\n".join(lines) + "\n").encode()
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    write_bytes(path, data)
     return len(arrays["label"])

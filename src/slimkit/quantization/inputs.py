@@ -17,11 +17,10 @@ from torch import nn
 from slimkit.data.bundle import DataBundle
 from slimkit.distillation.losses import kd_loss
 from slimkit.progress import SILENT, Progress
-from slimkit.quantization.configs import Need, QatConfig, QuantizeConfig
+from slimkit.quantization.configs import Need, QatConfig, QuantizeConfig, StaticInt8Config
 from slimkit.training.trainer import train
 
 CALIBRATION_BATCH = 32
-DEFAULT_CALIBRATION = 512  # samples, for a mode that calibrates but does not say how much
 EXAMPLE_BATCH = 8  # traced with a batch of this size; exports keep the batch axis dynamic
 
 
@@ -43,12 +42,12 @@ def inputs_from(
     seed: int = 0,
     progress: Progress = SILENT,
 ) -> QuantInputs:
-    """The inputs ``config`` needs, from ``data``: calibration from a seeded, class-balanced
-    sample of the training split; QAT trains a copy of ``model``'s float weights as teacher."""
+    """The inputs ``config`` needs, from ``data``: calibration from a seeded random sample of
+    the training split; QAT distils from a copy of ``model``'s float weights."""
     calibration = train_loop = None
     if Need.CALIBRATION in config.needs():
-        samples = getattr(config, "calibration_samples", DEFAULT_CALIBRATION)
-        subset = data.calibration(samples, seed=seed)
+        assert isinstance(config, StaticInt8Config)  # the one mode that calibrates
+        subset = data.calibration(config.calibration_samples, seed=seed)
         calibration = [inputs for inputs, _ in subset.batches(CALIBRATION_BATCH)]
     if Need.TRAIN_LOOP in config.needs():
         assert isinstance(config, QatConfig)  # the one mode that trains

@@ -25,7 +25,7 @@ from torchao.quantization.pt2e import (
 )
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
-from slimkit._io import atomic_path
+from slimkit._io import write_bytes
 from slimkit.errors import StepError
 from slimkit.export.onnx import Agreement
 from slimkit.quantization.calibration import check_calibration
@@ -112,8 +112,7 @@ def _save_program(
         got, want = loaded(*inputs), module(*inputs)
     diff = float((got - want).abs().max())
     Agreement(diff, float(want.abs().max())).check("fp32", "exported .pt2 program")
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    write_bytes(target, buffer.getvalue())
     return target
 
 
