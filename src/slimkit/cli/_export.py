@@ -58,10 +58,9 @@ def export(
         raise ExportError(
             f"{out} already exists; slimkit never overwrites a file. Choose another --out."
         )
+    trust = Trust(trust_checkpoint, trust_remote_code)
     if format in _SPLIT_FORMATS:
-        rows = _export_split(
-            out, format, model, data, run, Trust(trust_checkpoint, trust_remote_code)
-        )
+        rows = _export_split(out, format, model, data, run, trust)
         console.print(f"Wrote {out}: the {rows:,} test rows ({out.stat().st_size:,} bytes).")
         return
     if model is None or data is None or run is not None:
@@ -69,9 +68,7 @@ def export(
     from slimkit.export import export_onnx, save_model
 
     with progress_for(console) as progress, progress.task(f"exporting to {format.value}"):
-        net, bundle, arch = model_and_data(
-            model, data, weights, Trust(trust_checkpoint, trust_remote_code)
-        )
+        net, bundle, arch = model_and_data(model, data, weights, trust)
         if format is Format.onnx:
             export_onnx(
                 net, bundle.sample_inputs(2), bundle.input_names, out, bundle.held_out_inputs()
@@ -93,7 +90,7 @@ def _export_split(
     if run is not None:
         if data is not None or model is not None:
             raise ExportError("--run takes the model and data from the run; drop --model/--data.")
-        bundle = _run_test_split(run)
+        bundle = _run_test_split(run, trust)
     elif data is not None:
         spec = ModelSpec.parse(trust.apply({"source": model})) if model else None
         bundle = load_data(data, load_tokenizer_for(spec) if spec else None)
@@ -102,9 +99,9 @@ def _export_split(
     return write_test_split(bundle, out, format.value)
 
 
-def _run_test_split(run: Path) -> Any:
+def _run_test_split(run: Path, trust: Trust) -> Any:
     """The test split of ``run`` (its recipe's data, tokenised for its model), checked to be
-    the rows its split.npz records."""
+    the rows its split.npz records. The saved recipe's opt-ins are replaced by the user's."""
     import numpy as np
 
     from slimkit.data import load_data
@@ -114,7 +111,7 @@ def _run_test_split(run: Path) -> Any:
 
     if not (run / "recipe.yaml").is_file() or not (run / "split.npz").is_file():
         raise RunDirError(f"{run} is not a run directory with a recorded split (split.npz).")
-    recipe = with_opt_ins(Recipe.load(run / "recipe.yaml"), False, False)  # a file's, not yours
+    recipe = with_opt_ins(Recipe.load(run / "recipe.yaml"), trust.checkpoint, trust.remote_code)
     bundle = load_data(recipe.data, load_tokenizer_for(recipe.model))
     try:
         with np.load(run / "split.npz", allow_pickle=False) as recorded:
