@@ -206,3 +206,17 @@ def test_load_reports_missing_file_and_bad_yaml(tmp_path: Path):
 def test_shipped_recipes_validate(path: Path):
     recipe = Recipe.load(path)
     assert recipe.steps, "a shipped recipe without steps demonstrates nothing"
+
+
+def test_opt_ins_are_found_and_replaced_wherever_a_recipe_sets_them():
+    from slimkit.recipe import steps_opt_in, with_opt_ins
+
+    base = {"name": "r", "model": "resnet-mini", "data": "mnist5k"}
+    plain = Recipe.from_dict({**base, "steps": [{"transfer": {"checkpoint": "w.pt"}}]})
+    opted = Recipe.from_dict(
+        {**base, "steps": [{"transfer": {"checkpoint": "w.pt", "trust_checkpoint": True}}]}
+    )
+    assert not steps_opt_in(plain) and steps_opt_in(opted)
+    reset = with_opt_ins(opted, False, False)
+    assert not steps_opt_in(reset) and not reset.model.trust_checkpoint
+    assert with_opt_ins(plain, True, False).model.trust_checkpoint

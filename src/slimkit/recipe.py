@@ -204,12 +204,19 @@ def with_opt_ins(recipe: Recipe, trust_checkpoint: bool, trust_remote_code: bool
     """``recipe`` with every ``trust_checkpoint`` / ``trust_remote_code`` it sets, anywhere,
     replaced by the given values: opt-ins are the user's, never a file's."""
     given = {"trust_checkpoint": trust_checkpoint, "trust_remote_code": trust_remote_code}
+    return Recipe.from_dict(_set_opt_ins(recipe.to_dict(), given))
 
-    def reset(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: given[k] if k in given else reset(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [reset(v) for v in value]
-        return value
 
-    return Recipe.from_dict(reset(recipe.to_dict()))
+def steps_opt_in(recipe: Recipe) -> bool:
+    """Whether any step of ``recipe`` sets an opt-in to running code."""
+    steps = [s.to_dict() for s in recipe.steps]
+    return steps != _set_opt_ins(steps, {"trust_checkpoint": False, "trust_remote_code": False})
+
+
+def _set_opt_ins(value: Any, given: dict[str, bool]) -> Any:
+    """``value`` (plain data) with every opt-in key, at any depth, set as ``given`` says."""
+    if isinstance(value, dict):
+        return {k: given[k] if k in given else _set_opt_ins(v, given) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_set_opt_ins(v, given) for v in value]
+    return value

@@ -24,7 +24,6 @@ smallest) model within an accuracy budget, measured on the runtime that will ser
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +45,7 @@ from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
 from slimkit.pruning.vocab import token_embeddings
 from slimkit.quantization.backends import CAPABILITIES
 from slimkit.quantization.configs import QuantBackend
-from slimkit.recipe import Recipe, with_opt_ins
+from slimkit.recipe import Recipe, steps_opt_in, with_opt_ins
 from slimkit.resume import check_run_dir
 from slimkit.rundir import create_run_dir
 from slimkit.search.budget import Deadline
@@ -221,9 +220,7 @@ def _refuse_code_from_the_study(
     """A study database is untrusted (shared over --storage, or a colleague's): the chosen
     trial's steps come from it, and must not name code or opt-ins the recipe does not."""
     foreign = sorted(set(code_refs(best)) - set(code_refs(recipe)))
-    steps = json.dumps([s.to_dict() for s in best.steps])
-    opted_in = '"trust_checkpoint": true' in steps or '"trust_remote_code": true' in steps
-    if chosen is not None and (foreign or opted_in):
+    if chosen is not None and (foreign or steps_opt_in(best)):
         what = f"the factory {quote(foreign[0])}" if foreign else "an opt-in to running code"
         raise UnsafeCheckpointError(
             f"Trial {chosen['number']} in the study's database names {what}, which the recipe "
