@@ -87,7 +87,7 @@ def main() -> None:
             sizes[name], accs[name], backends[name], walls[name] = (
                 step["size_bytes"],
                 step["accuracy"],
-                step["backend"],
+                step["runtime"],
                 step["wall_s"],
             )
         baseline = slimkit.build_model(str(run_dir / res["steps"][0]["artifact"]))

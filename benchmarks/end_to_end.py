@@ -194,10 +194,10 @@ def anchor_rows(
         work = Path(tmp)
 
         def add(
-            name: str, backend: str, engine: Any, artifact: Path, macs: int, wall: float, peak: str
+            name: str, runtime: str, engine: Any, artifact: Path, macs: int, wall: float, peak: str
         ) -> None:
             entries[name] = {
-                "backend": backend,
+                "runtime": runtime,
                 "engine": engine,
                 "accuracy": accuracy(*predict(engine, data.test.batches(64))),
                 "size": artifact.stat().st_size,
@@ -218,7 +218,7 @@ def anchor_rows(
                 arch=base.arch,
             )
             macs = macs or count_macs(model, data.sample_inputs(1))
-            add(name, state.backend, prepared.engine, prepared.artifact, macs, wall, peak)
+            add(name, state.runtime, prepared.engine, prepared.artifact, macs, wall, peak)
             return prepared
 
         add_state("fp32 baseline", ModelState(base.model, "eager"), base.model, 0.0, "fp32")
@@ -264,7 +264,7 @@ def anchor_rows(
         row(
             workload,
             name,
-            e["backend"],
+            e["runtime"],
             accuracy=e["accuracy"],
             base_accuracy=base_entry["accuracy"],
             latency=lat[name],
@@ -285,7 +285,7 @@ def anchor_rows(
             row(
                 workload,
                 found["name"],
-                last["backend"],
+                last["runtime"],
                 accuracy=last["accuracy"],
                 base_accuracy=first["accuracy"],
                 latency=last["latency_ms"]["p50"],
@@ -321,7 +321,7 @@ def _serve_again(
         return served
     pt2 = art.suffix == ".pt2"  # else safetensors + manifest
     module = load_step_model(art)
-    state = ModelState(module, final["backend"], artifact=art if pt2 else None)
+    state = ModelState(module, final["runtime"], artifact=art if pt2 else None)
     return add_state(name, state, module, found["wall"], found["peak"], final["macs"])
 
 

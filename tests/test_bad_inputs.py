@@ -211,7 +211,7 @@ def _step(**changes: object) -> dict[str, object]:
         "latency_ms": {"p50": 1.0, "p90": 1.2},
         "throughput": 1000.0,
         "batch_size": 1,
-        "backend": "eager",
+        "runtime": "eager",
         "params": 10,
         "nonzero_params": 10,
         "size_bytes": 100,

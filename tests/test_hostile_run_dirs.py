@@ -32,7 +32,7 @@ from slimkit.errors import RunDirError, RunInterrupted
 from slimkit.resume import content_sha256
 from slimkit.rundir import create_run_dir
 
-COMPARED = ("name", "accuracy", "params", "nonzero_params", "size_bytes", "macs", "backend")
+COMPARED = ("name", "accuracy", "params", "nonzero_params", "size_bytes", "macs", "runtime")
 FIXTURES = Path(__file__).parent / "fixtures"
 KEY = "run-key"
 

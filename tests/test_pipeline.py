@@ -25,7 +25,7 @@ STEP_KEYS = {
     "latency_ms",
     "throughput",
     "batch_size",
-    "backend",
+    "runtime",
     "params",
     "nonzero_params",
     "size_bytes",
@@ -82,7 +82,7 @@ def test_full_run_writes_the_contract(blobs_npz: Path, fixtures_on_path: Path, t
     assert base["params"] - base["nonzero_params"] == 0
     assert pruned["params"] - pruned["nonzero_params"] == weights // 2
     assert tuned["nonzero_params"] == pruned["nonzero_params"]  # fine-tuning kept the zeros
-    assert quant["backend"] == "onnxruntime" and quant["artifact"].endswith(".onnx")
+    assert quant["runtime"] == "onnxruntime" and quant["artifact"].endswith(".onnx")
     # the int8 file, loaded by a plain InferenceSession, scores what slimkit reported
     sess = ort.InferenceSession(
         str(run_dir / quant["artifact"]), providers=["CPUExecutionProvider"]

@@ -106,7 +106,7 @@ def test_recipe_round_trips_and_fills_defaults():
     )
     assert [s.name for s in recipe.steps] == ["prune", "ft", "quantize"]
     assert recipe.model.source == "resnet-mini" and recipe.data.test_fraction == 0.2
-    assert recipe.evaluation.batch_size == 1 and recipe.evaluation.backend == "eager"
+    assert recipe.evaluation.batch_size == 1 and recipe.evaluation.runtime == "eager"
     assert isinstance(recipe.steps[1].config, FinetuneConfig)
     assert recipe.steps[1].config.keep_sparsity is True
     again = Recipe.from_dict(yaml.safe_load(recipe.to_yaml()))
@@ -131,7 +131,7 @@ def test_repeated_step_kinds_get_unique_names():
             r"'recipe\.evaluation\.batch_size': Input should be greater than or equal to 1",
         ),
         (
-            {**MINIMAL, "evaluation": {"backend": "tensorrt"}},
+            {**MINIMAL, "evaluation": {"runtime": "tensorrt"}},
             r"Unknown runtime 'tensorrt'.*Known: compile, eager, onnxruntime",
         ),
         (
@@ -220,3 +220,9 @@ def test_opt_ins_are_found_and_replaced_wherever_a_recipe_sets_them():
     reset = with_opt_ins(opted, False, False)
     assert not steps_opt_in(reset) and not reset.model.trust_checkpoint
     assert with_opt_ins(plain, True, False).model.trust_checkpoint
+
+
+def test_a_recipe_naming_the_runtime_backend_as_older_ones_did_still_loads():
+    recipe = Recipe.from_dict({**MINIMAL, "evaluation": {"backend": "onnxruntime"}})
+    assert recipe.evaluation.runtime == "onnxruntime"
+    assert recipe.to_dict()["evaluation"]["runtime"] == "onnxruntime"

@@ -21,7 +21,7 @@ from slimkit.errors import RunDirError, RunInterrupted
 from slimkit.pipeline import resume
 
 FIXTURES = Path(__file__).parent / "fixtures"
-COMPARED = ("accuracy", "params", "nonzero_params", "size_bytes", "macs", "backend")
+COMPARED = ("accuracy", "params", "nonzero_params", "size_bytes", "macs", "runtime")
 
 
 def _figures(results: dict) -> list[dict]:

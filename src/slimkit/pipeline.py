@@ -166,7 +166,7 @@ def execute(
         m.wall_s, m.notes = time.perf_counter() - done.start, [*done.state.notes, *m.notes]
         return m
 
-    state = ModelState(base.model, ev.backend, notes=base.notes)
+    state = ModelState(base.model, ev.runtime, notes=base.notes)
     first = Done(state, run_dir / "artifacts" / "00-baseline", base.arch, start)
     records = [measured("baseline", "baseline", first)]
     reused: list[str] = []
@@ -270,7 +270,7 @@ def apply_step(step: StepSpec, state: ModelState, ctx: StepContext) -> ModelStat
     reproduces it and a resumed run reach each step with it in different states.
     """
     torch.manual_seed(ctx.seed)
-    given = ModelState(copy.deepcopy(state.module), state.backend)
+    given = ModelState(copy.deepcopy(state.module), state.runtime)
     return STEPS.get(step.kind).apply(given, step.config, ctx)
 
 
@@ -317,7 +317,7 @@ def _follow(recipe: Recipe) -> RunResult:
     rank 0 (their training is collective), measuring nothing and writing no run directory."""
     torch.manual_seed(recipe.seed)
     base = prepare_baseline(recipe)
-    state = ModelState(base.model, recipe.evaluation.backend)
+    state = ModelState(base.model, recipe.evaluation.runtime)
     with tempfile.TemporaryDirectory(prefix="slimkit-follower-") as tmp:
         for _ in apply_steps(recipe, base, state, Path(tmp), SILENT):
             pass
@@ -364,7 +364,7 @@ def prepare_baseline(
         notes = _baseline(model, arch, recipe, data, progress, where)
         if store is None or not recipe.baseline.train:
             return Baseline(model.eval(), data, arch, notes, key)
-        state = ModelState(model, recipe.evaluation.backend, notes=notes)
+        state = ModelState(model, recipe.evaluation.runtime, notes=notes)
         kept = store.save(name, key, state, arch, time.perf_counter() - start)
         assert kept is not None  # only an exported program goes unkept; a baseline is a module
     model_key = chain_key(key, {"model": kept.digest})
@@ -433,8 +433,8 @@ def _note_regressions(records: list[Measurement]) -> None:
     for prev, rec in itertools.pairwise(records):
         assert prev.latency is not None and rec.latency is not None
         where = (
-            f"p50 {rec.latency.p50:.3f} ms on {rec.state.backend} "
-            f"vs {prev.latency.p50:.3f} ms on {prev.state.backend}"
+            f"p50 {rec.latency.p50:.3f} ms on {rec.state.runtime} "
+            f"vs {prev.latency.p50:.3f} ms on {prev.state.runtime}"
         )
         if rec.latency.p50 > prev.latency.p50 * SLOWER_MARGIN:
             rec.notes.append(f"slower than {prev.name}: {where}")

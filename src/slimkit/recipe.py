@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from slimkit._yaml import YamlError, load_yaml
 from slimkit.config import Config
@@ -46,7 +46,10 @@ class BaselineConfig(Config):
 class EvaluationConfig(Config):
     """How every step is measured. The same settings apply to the baseline and every step."""
 
-    backend: str = "eager"
+    runtime: str = Field(
+        "eager",
+        description="The runtime the baseline (and steps that keep a PyTorch model) serve on.",
+    )
     batch_size: int = Field(1, ge=1, le=65_536)
     threads: int | None = Field(None, ge=1, le=1024, description="Default: torch's thread count.")
     warmup: int = Field(10, ge=0, le=100_000)
@@ -54,9 +57,17 @@ class EvaluationConfig(Config):
     per_round: int = Field(10, ge=1, le=100_000)
     metrics: tuple[str, ...] = ("accuracy",)
 
-    @field_validator("backend")
+    @model_validator(mode="before")
     @classmethod
-    def _known_backend(cls, v: str) -> str:
+    def _old_name(cls, data: Any) -> Any:
+        """Older recipes called the runtime ``backend``: they still load."""
+        if isinstance(data, dict) and "backend" in data and "runtime" not in data:
+            data = {("runtime" if k == "backend" else k): v for k, v in data.items()}
+        return data
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, v: str) -> str:
         if v not in RUNTIMES:
             raise ValueError(RUNTIMES.unknown_message(v))
         return v

@@ -8,9 +8,9 @@
       "steps": [{                           # the baseline first, then each step in order
         "name", "kind",                     # "baseline"/"baseline", or the step's name and type
         "accuracy",                         # % on the test split
-        "latency_ms": {"p50", "p90"},       # per batch, on "backend", at "batch_size"
+        "latency_ms": {"p50", "p90"},       # per batch, on "runtime", at "batch_size"
         "throughput",                       # examples / s at the median latency
-        "batch_size", "backend",
+        "batch_size", "runtime",
         "params", "nonzero_params",         # parameter count; those not exactly zero
         "size_bytes",                       # size on disk of "artifact"
         "bytes_by_layer_type",              # {"Conv2d": ..., "other": ...}: its stored tensors
@@ -33,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from slimkit.config import describe_validation_error
 from slimkit.evaluation.evaluate import Measurement
@@ -49,7 +49,7 @@ def step_dict(m: Measurement, run_dir: Path) -> dict[str, Any]:
         "latency_ms": {"p50": lat.p50, "p90": lat.p90} if lat else None,
         "throughput": lat.throughput if lat else None,
         "batch_size": lat.batch_size if lat else None,
-        "backend": m.state.backend,
+        "runtime": m.state.runtime,
         "params": m.params,
         "nonzero_params": m.nonzero_params,
         "size_bytes": m.size_bytes,
@@ -110,7 +110,8 @@ class _Step(_Record):
     latency_ms: _Latency
     throughput: float = Field(ge=0)
     batch_size: int = Field(ge=1)
-    backend: str
+    # older results.json files call it "backend"
+    runtime: str = Field(validation_alias=AliasChoices("runtime", "backend"))
     params: int = Field(ge=1)
     nonzero_params: int = Field(ge=0)
     size_bytes: int = Field(ge=1)

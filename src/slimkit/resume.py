@@ -44,7 +44,7 @@ FOLDER = "checkpoints"
 _RECORD = "step.json"
 _MODEL = "model.safetensors"
 _ARTIFACT_SUFFIXES = (".onnx",)  # artifacts a kept step may carry beside its model
-_RECORD_KEYS = {"key", "model", "backend", "artifact", "notes", "wall_s", "sha256"}
+_RECORD_KEYS = {"key", "model", "runtime", "artifact", "notes", "wall_s", "sha256"}
 
 
 def chain_key(previous: str, settings: dict[str, Any]) -> str:
@@ -139,7 +139,7 @@ class StepStore:
         record = {
             "key": key,
             "model": self._rel(model_file),
-            "backend": state.backend,
+            "runtime": state.runtime,
             "artifact": self._rel(state.artifact) if state.artifact is not None else None,
             "notes": state.notes,
             "wall_s": wall_s,
@@ -169,7 +169,7 @@ class StepStore:
         code = is_import_path(str(arch.get("source", "")))
         module = build_model(ModelSpec(source=str(model_file), trust_checkpoint=code))
         artifact = self.run_dir / record["artifact"] if record["artifact"] else None
-        state = ModelState(module, record["backend"], artifact, list(record["notes"]))
+        state = ModelState(module, record["runtime"], artifact, list(record["notes"]))
         return Snapshot(state, arch, record["wall_s"], record["sha256"][record["model"]])
 
     def audit(self) -> None:
@@ -227,9 +227,9 @@ class StepStore:
         valid = (
             isinstance(record, dict)
             and set(record) == _RECORD_KEYS
-            and all(isinstance(record[k], str) for k in ("key", "model", "backend"))
+            and all(isinstance(record[k], str) for k in ("key", "model", "runtime"))
             and (record["artifact"] is None or isinstance(record["artifact"], str))
-            and record["backend"] in RUNTIMES
+            and record["runtime"] in RUNTIMES
             and isinstance(record["notes"], list)
             and all(isinstance(n, str) for n in record["notes"])
             and isinstance(record["wall_s"], int | float)

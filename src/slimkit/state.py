@@ -13,7 +13,7 @@ from torch import nn
 class ModelState:
     """What a step hands to the next one.
 
-    ``module`` is the PyTorch model (float, possibly pruned or quantized in place). ``backend``
+    ``module`` is the PyTorch model (float, possibly pruned or quantized in place). ``runtime``
     names the runtime that serves it. ``artifact`` is set when a step already wrote the file that
     runtime loads and it is not a plain save of ``module``: an int8 ONNX graph, or a ``.pt2``
     exported program. Such a state can be evaluated and deployed but no longer trained.
@@ -22,7 +22,7 @@ class ModelState:
     """
 
     module: nn.Module
-    backend: str = "eager"
+    runtime: str = "eager"
     artifact: Path | None = None
     notes: list[str] = field(default_factory=list)
     arch: dict[str, Any] | None = None

@@ -91,7 +91,7 @@ def test_size_on_disk_is_the_artifact_file(tmp_path: Path):
     figures = slimkit.evaluate(
         net,
         data,
-        backend="eager",
+        runtime="eager",
         batch_size=2,
         rounds=2,
         arch={"source": "small-cnn", "kwargs": {"width": 4, "depth": 2}},
@@ -133,11 +133,11 @@ def test_evaluate_takes_what_quantize_returns_and_serves_it_on_its_runtime(
     int8 = slimkit.quantize(net, StaticInt8Config(calibration_samples=32), data)
     assert int8.runtime == "onnxruntime" and int8.artifact is not None
     figures = slimkit.evaluate(int8, data, rounds=2)
-    assert figures["backend"] == "onnxruntime"
+    assert figures["runtime"] == "onnxruntime"
     assert figures["size_bytes"] == int8.artifact.stat().st_size
-    assert slimkit.evaluate(int8, data, backend="onnxruntime", rounds=2)["backend"] == "onnxruntime"
+    assert slimkit.evaluate(int8, data, runtime="onnxruntime", rounds=2)["runtime"] == "onnxruntime"
     with pytest.raises(StepError, match="runs on onnxruntime only"):
-        slimkit.evaluate(int8, data, backend="eager", rounds=2)
+        slimkit.evaluate(int8, data, runtime="eager", rounds=2)
 
 
 def test_quantize_without_data_or_example_inputs_says_what_it_needs(fixtures_on_path: Path):

@@ -186,7 +186,7 @@ def test_pipeline_quantize_step_reports_auto_choice_coverage_and_speed(
     assert "backend auto chose" in notes and "onnxruntime:" in notes and "torchao:" in notes
     assert "3 weight layers quantized" in notes
     assert "than the float model on" in notes
-    assert step["backend"] in ("onnxruntime", "compile")
+    assert step["runtime"] in ("onnxruntime", "compile")
     assert step["artifact"].endswith((".onnx", ".pt2"))
 
 

@@ -97,7 +97,7 @@ def print_results(results: dict[str, Any], run_dir: Path) -> None:
     table = Table(title=f"slimkit run {results['recipe']['name']}", title_justify="left")
     keep = [HEADERS.index(h) for h in COMPACT]
     for h in COMPACT:
-        table.add_column(h, justify="left" if h in ("step", "backend") else "right", no_wrap=True)
+        table.add_column(h, justify="left" if h in ("step", "runtime") else "right", no_wrap=True)
     for row in step_rows(results):
         table.add_row(*(row[i] for i in keep))
     console.print(table)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -25,19 +24,25 @@ from slimkit.cli._common import (
 from slimkit.pruning.sensitivity import DEFAULT_RATIOS
 
 
-class Backend(StrEnum):
-    eager = "eager"
-    compile = "compile"
-    onnxruntime = "onnxruntime"
+def _runtime(name: str) -> str:
+    """A registered runtime's name (plugins add runtimes, so this is not a fixed choice)."""
+    from slimkit.runtimes import RUNTIMES
+
+    if name not in RUNTIMES:
+        raise typer.BadParameter(RUNTIMES.unknown_message(name))
+    return name
+
+
+RuntimeOpt = typer.Option(
+    "--runtime", "--backend", callback=lambda v: v and _runtime(v), help="Runtime to serve on."
+)
 
 
 def eval_cmd(
     model: ModelOpt,
     data: DataOpt,
     weights: WeightsOpt = None,
-    backend: Annotated[
-        Backend, typer.Option(help="Runtime to serve the model on.")
-    ] = Backend.eager,
+    runtime: Annotated[str, RuntimeOpt] = "eager",
     batch_size: BatchOpt = 1,
     trust_checkpoint: TrustCheckpointOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
@@ -49,7 +54,7 @@ def eval_cmd(
         net, bundle, arch = model_and_data(
             model, data, weights, Trust(trust_checkpoint, trust_remote_code)
         )
-        figures = evaluate(net, bundle, backend=backend.value, batch_size=batch_size, arch=arch)
+        figures = evaluate(net, bundle, runtime=runtime, batch_size=batch_size, arch=arch)
     table = Table(title=f"{model} on {data}", title_justify="left")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -69,9 +74,14 @@ def bench(
     model: ModelOpt,
     data: DataOpt,
     weights: WeightsOpt = None,
-    backend: Annotated[
-        list[Backend] | None,
-        typer.Option(help="Repeat to compare runtimes [default: eager and onnxruntime]."),
+    runtime: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--runtime",
+            "--backend",
+            callback=lambda v: v and [_runtime(r) for r in v],
+            help="Repeat to compare runtimes [default: eager and onnxruntime].",
+        ),
     ] = None,
     batch_size: BatchOpt = 1,
     rounds: Annotated[int, typer.Option(min=1, help="Interleaved timing rounds.")] = 20,
@@ -85,7 +95,7 @@ def bench(
     from slimkit.report.markdown import human_bytes
     from slimkit.state import ModelState
 
-    backends = list(dict.fromkeys(backend or [Backend.eager, Backend.onnxruntime]))
+    runtimes = list(dict.fromkeys(runtime or ["eager", "onnxruntime"]))
     with progress_for(console) as progress, tempfile.TemporaryDirectory() as tmp:
         with progress.task("loading model and data"):
             net, bundle, arch = model_and_data(
@@ -93,20 +103,20 @@ def bench(
             )
         ms = [
             measure(
-                b.value,
+                r,
                 "bench",
-                ModelState(net, b.value),
+                ModelState(net, r),
                 bundle,
-                artifact_stem=Path(tmp) / b.value,
+                artifact_stem=Path(tmp) / r,
                 arch=arch,
                 batch_size=batch_size,
             )
-            for b in backends
+            for r in runtimes
         ]
         time_interleaved(ms, bundle, batch_size=batch_size, rounds=rounds, progress=progress)
     table = Table(title=f"{model} on {data}, batch {batch_size}", title_justify="left")
-    for col in ("backend", "acc %", "size", "p50 ms", "p90 ms", "ex/s", "vs first"):
-        table.add_column(col, justify="left" if col == "backend" else "right")
+    for col in ("runtime", "acc %", "size", "p50 ms", "p90 ms", "ex/s", "vs first"):
+        table.add_column(col, justify="left" if col == "runtime" else "right")
     first = ms[0].latency
     for m in ms:
         lat = m.latency

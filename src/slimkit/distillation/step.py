@@ -56,4 +56,4 @@ def distill_step(state: ModelState, config: DistillStepConfig, ctx: StepContext)
         f"T={config.temperature:g}, alpha={config.alpha:g}; "
         + describe(history, "distilled", config)
     )
-    return ModelState(student, state.backend, notes=[note], arch=arch)
+    return ModelState(student, state.runtime, notes=[note], arch=arch)

@@ -117,7 +117,7 @@ def evaluate(
     model: nn.Module | QuantizedModel,
     data: DataBundle,
     *,
-    backend: str | None = None,
+    runtime: str | None = None,
     batch_size: int = 1,
     arch: dict[str, Any] | None = None,
     rounds: int = 20,
@@ -125,7 +125,7 @@ def evaluate(
     """Accuracy, parameters, non-zeros, size, MACs and latency of ``model`` on ``data``.
 
     ``model`` is a module (what ``prune``, ``train`` and ``distill`` leave) or what ``quantize``
-    returns. ``backend`` is the runtime to serve it on: by default eager PyTorch for a module,
+    returns. ``runtime`` is the one to serve it on: by default eager PyTorch for a module,
     and the runtime it was quantized for for a quantized model.
 
     >>> import slimkit
@@ -137,9 +137,9 @@ def evaluate(
     from slimkit.quantization.result import QuantizedModel
 
     if isinstance(model, QuantizedModel):
-        state = ModelState(model.module, backend or model.runtime, artifact=model.artifact)
+        state = ModelState(model.module, runtime or model.runtime, artifact=model.artifact)
     else:
-        state = ModelState(model, backend or "eager")
+        state = ModelState(model, runtime or "eager")
     with tempfile.TemporaryDirectory(prefix="slimkit-eval-") as tmp:
         m = measure(
             "model",
@@ -154,7 +154,7 @@ def evaluate(
         assert m.latency is not None
         return {
             "accuracy": m.accuracy,
-            "backend": state.backend,
+            "runtime": state.runtime,
             "params": m.params,
             "nonzero_params": m.nonzero_params,
             "size_bytes": m.size_bytes,

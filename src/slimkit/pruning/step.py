@@ -53,7 +53,7 @@ def prune_step(state: ModelState, config: PruneConfig, ctx: StepContext) -> Mode
             f"{config.gradual.finetune.epochs} epochs; final validation accuracy "
             f"{history.val_accuracy[-1]:.2f}%"
         )
-        return ModelState(state.module, state.backend, notes=[*notes, note])
+        return ModelState(state.module, state.runtime, notes=[*notes, note])
     if isinstance(config, VocabConfig) and config.unk_token is None:
         config = config.model_copy(update={"unk_token": _unk_token(ctx)})
     batches = ctx.data.train.batches(64) if Need.BATCHES in config.needs() else None
@@ -63,7 +63,7 @@ def prune_step(state: ModelState, config: PruneConfig, ctx: StepContext) -> Mode
     if isinstance(config, VocabConfig):
         notes.append(_vocab_note(state.module, module, config, ctx))
     notes += sparsity_notes(module, config)
-    return ModelState(module, state.backend, notes=notes)
+    return ModelState(module, state.runtime, notes=notes)
 
 
 def sparsity_notes(model: nn.Module, config: PruneConfig) -> list[str]:

@@ -123,7 +123,7 @@ def _speed_note(float_state: ModelState, quantized: ModelState, ctx: StepContext
         }
         stats = measure_latency(engines, inputs, warmup=5, rounds=COMPARE_ROUNDS, per_round=5)
     f, q = stats["float"].p50, stats["quantized"].p50
-    where = f"on {quantized.backend} at batch {ctx.batch_size}"
+    where = f"on {quantized.runtime} at batch {ctx.batch_size}"
     if q >= f:
         return (
             f"warning: not faster than the float model {where} "

@@ -31,7 +31,7 @@ def step_rows(results: dict[str, Any]) -> list[list[str]]:
             [
                 s["name"],
                 s["kind"],
-                s["backend"],
+                s["runtime"],
                 f"{s['accuracy']:.2f}",
                 f"{s['accuracy'] - base['accuracy']:+.2f}",
                 human_count(s["params"]),
@@ -49,12 +49,12 @@ def step_rows(results: dict[str, Any]) -> list[list[str]]:
 
 
 # The terminal table keeps the columns that fit 80 characters; report.md has them all.
-COMPACT = ["step", "backend", "acc %", "Δ pts", "size", "p50 ms", "speedup", "smaller"]
+COMPACT = ["step", "runtime", "acc %", "Δ pts", "size", "p50 ms", "speedup", "smaller"]
 
 HEADERS = [
     "step",
     "kind",
-    "backend",
+    "runtime",
     "acc %",
     "Δ pts",
     "params",
@@ -79,7 +79,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"**{summary['final']}** vs **{summary['baseline']}**: {summary['speedup']:.2f}x faster, "
         f"{summary['compression']:.2f}x smaller, accuracy {-summary['accuracy_drop']:+.2f} points.",
         "",
-        f"Latency per batch of {batch} on each step's backend, {env['threads']} threads, "
+        f"Latency per batch of {batch} on each step's runtime, {env['threads']} threads, "
         "all models timed interleaved in one process.",
         "",
         "| " + " | ".join(HEADERS) + " |",

@@ -49,9 +49,9 @@ def _bars(
 
 @PLOTS.register("latency")
 def latency(results: dict[str, Any]) -> bytes | None:
-    """p50 latency of each step on the backend that serves it."""
+    """p50 latency of each step on the runtime that serves it."""
     steps = results["steps"]
-    names = [f"{s['name']}\n({s['backend']})" for s in steps]
+    names = [f"{s['name']}\n({s['runtime']})" for s in steps]
     p50 = [s["latency_ms"]["p50"] for s in steps]
     return _bars(names, p50, [f"{v:.3g} ms" for v in p50], "p50 latency per batch (ms)")
 

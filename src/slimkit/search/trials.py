@@ -95,7 +95,7 @@ class TrialRunner:
         candidate = Recipe.from_dict({**self.recipe.to_dict(), "steps": steps})
         ev = self.recipe.evaluation
         state, arch, prev = (
-            ModelState(self.base.model, ev.backend),
+            ModelState(self.base.model, ev.runtime),
             self.base.arch,
             self.base_record,
         )
@@ -192,7 +192,7 @@ class TrialRunner:
         assert m.latency is not None and prev.latency is not None
         return (
             f"{m.latency.p50:.4g} vs {prev.latency.p50:.4g} ms, "
-            f"{m.size_bytes:,} vs {prev.size_bytes:,} bytes on {m.state.backend}"
+            f"{m.size_bytes:,} vs {prev.size_bytes:,} bytes on {m.state.runtime}"
         )
 
     def _record(
@@ -215,7 +215,7 @@ class TrialRunner:
             "size_bytes": last.size_bytes,
             "compression": base.size_bytes / last.size_bytes,
             "macs": last.macs,
-            "backend": last.state.backend,
+            "runtime": last.state.runtime,
             "notes": notes,
             "constraint": drop - self.config.max_accuracy_drop,
         }.items():

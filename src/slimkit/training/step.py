@@ -59,4 +59,4 @@ def finetune_step(state: ModelState, config: FinetuneConfig, ctx: StepContext) -
             checkpoint_dir=ctx.checkpoint_dir,
         )
         what = "fine-tuned"
-    return ModelState(state.module, state.backend, notes=[describe(history, what, config)])
+    return ModelState(state.module, state.runtime, notes=[describe(history, what, config)])

@@ -46,4 +46,4 @@ def transfer_step(state: ModelState, config: TransferConfig, ctx: StepContext) -
     write_json(
         ctx.artifact_stem.with_name(ctx.artifact_stem.name + ".transfer.json"), report.to_dict()
     )
-    return ModelState(state.module.eval(), state.backend, notes=[report.summary()])
+    return ModelState(state.module.eval(), state.runtime, notes=[report.summary()])
