@@ -11,6 +11,8 @@ The public API, on one page:
 - ``evaluate(model, data)``: the figures every step is measured by.
 - ``auto(recipe, AutoConfig(...))``: search all techniques for the best model within a budget.
 - ``list_models()``, ``list_datasets()``, ``list_steps()``: what is registered.
+- ``register_*``: add a model, source form, data set, pruning method, quantization mode,
+  runtime, search space or step type, from your own code or a plugin (:mod:`slimkit.plugins`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,18 @@ from slimkit.evaluation import evaluate
 from slimkit.models import MODELS, ModelSpec, register_model, save_model
 from slimkit.models import build_model as _build_model
 from slimkit.pipeline import RunResult, run
+from slimkit.plugins import (
+    load_plugins,
+    register_dataset,
+    register_pruner,
+    register_pruning_method,
+    register_quantization_mode,
+    register_quantizer,
+    register_runtime,
+    register_source_form,
+    register_space,
+    register_step,
+)
 from slimkit.pruning import prune
 from slimkit.pruning import step as _prune_step  # noqa: F401  (registers the step)
 from slimkit.quantization import quantize
@@ -108,11 +122,24 @@ __all__ = [
     "list_models",
     "list_steps",
     "load_data",
+    "load_plugins",
     "prune",
     "quantize",
+    "register_dataset",
     "register_model",
+    "register_pruner",
+    "register_pruning_method",
+    "register_quantization_mode",
+    "register_quantizer",
+    "register_runtime",
+    "register_source_form",
+    "register_space",
+    "register_step",
     "run",
     "save_model",
     "train",
     "transfer_weights",
 ]
+
+
+load_plugins()  # last: a plugin imports slimkit, which must be complete by then

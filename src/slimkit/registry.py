@@ -63,6 +63,10 @@ class Registry(Generic[T]):
         """Registered names matching a shell-style ``pattern``, sorted."""
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
 
+    def values(self) -> tuple[T, ...]:
+        """Every registered object, in the order it was registered."""
+        return tuple(self._items.values())
+
     def help(self, name: str) -> str:
         """One line describing ``name`` (its docstring's first line unless given)."""
         return self._help[name]

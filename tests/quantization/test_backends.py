@@ -4,13 +4,11 @@ validator, the recovery ladder and backend: auto agree with it."""
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 from slimkit.errors import RecipeError
 from slimkit.quantization import QUANT_MODES, parse_quantize_config
-from slimkit.quantization.backends import CAPABILITIES, backends_for
+from slimkit.quantization.backends import CAPABILITIES, backends_for, handler
 from slimkit.quantization.configs import Estimator, QuantBackend
 
 
@@ -20,8 +18,7 @@ from slimkit.quantization.configs import Estimator, QuantBackend
     ids=lambda v: str(v),
 )
 def test_every_handler_in_the_table_imports(backend: QuantBackend, mode: str):
-    module, _, name = CAPABILITIES[backend].handlers[mode].partition(":")
-    assert callable(getattr(importlib.import_module(f"slimkit.quantization.{module}"), name))
+    assert callable(handler(backend, mode))
 
 
 def test_every_registered_mode_runs_on_some_backend_and_only_those_are_accepted():

@@ -21,7 +21,9 @@ class Listing(StrEnum):
     pruning = "pruning"
     quantization = "quantization"
     runtimes = "runtimes"
+    spaces = "spaces"
     forms = "forms"
+    plugins = "plugins"
 
 
 def list_cmd(
@@ -30,12 +32,16 @@ def list_cmd(
         bool, typer.Option("--keys", help="With steps: every key of every step, as Markdown.")
     ] = False,
 ) -> None:
-    """Show what is registered: models, data, steps, pruning, quantization, runtimes, forms."""
+    """Show what is registered: models, data, steps, pruning, quantization, runtimes, search
+    spaces, source forms, and the plugins that added to them."""
     from slimkit.data import DATA_FORMS, DATASETS
     from slimkit.models import MODELS, SOURCE_FORMS
+    from slimkit.models.sources import REGISTERED_NAME
+    from slimkit.plugins import load_plugins
     from slimkit.pruning import PRUNE_METHODS
     from slimkit.quantization import QUANT_MODES
     from slimkit.runtimes import RUNTIMES
+    from slimkit.search.space import SPACES
     from slimkit.steps import STEPS
 
     if keys:
@@ -50,8 +56,15 @@ def list_cmd(
         Listing.pruning: [(n, PRUNE_METHODS.help(n)) for n in PRUNE_METHODS],
         Listing.quantization: [(n, QUANT_MODES.help(n)) for n in QUANT_MODES],
         Listing.runtimes: [(n, RUNTIMES.get(n).description) for n in RUNTIMES],
-        Listing.forms: [(f"--model {f.example}", f.name) for f in SOURCE_FORMS]
+        Listing.spaces: [(n, SPACES.help(n)) for n in SPACES],
+        Listing.forms: [
+            (f"--model {f.example}", f.name) for f in [*SOURCE_FORMS.values(), REGISTERED_NAME]
+        ]
         + [(f"--data {f.example}", f.name) for f in DATA_FORMS],
+        Listing.plugins: [
+            (p.name, f"{p.value} ({p.distribution})" + (f": FAILED, {p.error}" if p.error else ""))
+            for p in load_plugins()
+        ],
     }
     for section, rows in sections.items():
         if what in (Listing.all, section):

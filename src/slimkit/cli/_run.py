@@ -94,6 +94,9 @@ def auto(
     max_accuracy_drop: Annotated[float, typer.Option(help="Accuracy budget, in points.")] = 1.0,
     objective: Annotated[str, typer.Option(help="latency, size or macs.")] = "latency",
     backend: Annotated[str, typer.Option(help="auto, torch or onnxruntime.")] = "auto",
+    space: Annotated[
+        str | None, typer.Option(help="Search space (slimkit list spaces); default: by model.")
+    ] = None,
     trials: Annotated[
         int, typer.Option(min=1, help="Trials in the study, all runs together.")
     ] = 20,
@@ -138,6 +141,7 @@ def auto(
             "max_accuracy_drop": max_accuracy_drop,
             "objective": objective,
             "backend": backend,
+            "space": space,
             "trials": trials,
             "time_budget_min": time_budget,
         },

@@ -92,9 +92,13 @@ def layer_manifest(model: nn.Module) -> dict[str, dict[str, Any]]:
 
 
 def is_import_path(source: str) -> bool:
-    """Whether model source ``source`` names a factory to import (``module:f``, ``file.py:f``):
-    code, which a manifest naming it may only ask for with this machine's signature."""
-    return ":" in source and not source.startswith("hf:") and len(source.split(":")[0]) > 1
+    """Whether model source ``source`` names a factory to import (``package.module:f``,
+    ``path/to/file.py:f``): code, which a manifest naming it may only ask for with this
+    machine's signature. Anything of that shape is taken for one, whatever else matches it."""
+    module, sep, attr = source.rpartition(":")
+    if not sep or not attr.isidentifier():
+        return False
+    return module.endswith(".py") or all(part.isidentifier() for part in module.split("."))
 
 
 def signed_here(path: Path) -> bool:

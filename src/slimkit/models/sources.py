@@ -5,6 +5,7 @@ Accepted forms, tried in this order (``slimkit list`` prints them):
 - ``hf:path/to/dir``: a local Hugging Face encoder directory, with a classification head;
 - ``path/to/model.safetensors``: a model slimkit saved (architecture manifest + weights);
 - ``package.module:factory`` or ``path/to/file.py:factory``: a user factory, called with kwargs;
+- a form a plugin added with :func:`register_source_form`;
 - a registered name such as ``resnet-mini`` or ``minilm-l6``.
 
 Weights for a built architecture come from ``weights:`` — safetensors, or a PyTorch checkpoint
@@ -31,6 +32,7 @@ from slimkit.models import persist, surgery, text
 from slimkit.models.checkpoints import load_checkpoint_state
 from slimkit.models.persist import is_import_path
 from slimkit.models.registry import MODELS
+from slimkit.registry import Registry
 
 # What a data set tells a model factory: passed to parameters of these names (see ModelSpec.hints).
 DATA_HINTS = ("num_classes", "in_channels")
@@ -84,13 +86,37 @@ class ModelSpec(Config):
 
 @dataclass(frozen=True)
 class SourceForm:
-    """One accepted shape of a model source string."""
+    """One accepted shape of a model source string, e.g. ``hf:DIR``.
+
+    ``matches`` says whether a source string has this form; ``build(spec, hints)`` builds the
+    model (``hints`` are the data hints, see :class:`ModelSpec`); ``tokenizer_dir`` finds a text
+    model's tokenizer; ``arch(spec, hints)`` is the record a saved model is rebuilt from, by
+    default the source and its kwargs.
+    """
 
     name: str
     example: str
     matches: Callable[[str], bool]
     build: Callable[[ModelSpec, dict[str, Any]], nn.Module]
-    tokenizer_dir: Callable[[ModelSpec], Path | None]
+    tokenizer_dir: Callable[[ModelSpec], Path | None] = lambda spec: None
+    arch: Callable[[ModelSpec, dict[str, Any]], dict[str, Any]] | None = None
+
+
+# Forms in the order they are tried; a source matching none is a registered model name.
+SOURCE_FORMS: Registry[SourceForm] = Registry("model source form")
+
+
+def register_source_form(form: SourceForm) -> SourceForm:
+    """Accept a new shape of model source string everywhere a model is named (recipes, CLI,
+    students, saved models), tried after the forms registered before it.
+
+    Give the form a prefix that is not a Python module name (``my-zoo:``, with a hyphen): a
+    source shaped like ``module:name`` is always an import path, for safety's sake.
+
+    >>> register_source_form(SourceForm("zoo", "zoo:NAME", lambda s: s.startswith("zoo:"),
+    ...                                 build_from_zoo))  # doctest: +SKIP
+    """
+    return SOURCE_FORMS.add(form.name, form, help=form.example)
 
 
 def _existing(path: str) -> Path:
@@ -175,7 +201,9 @@ def _build_registered(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
     if spec.source not in MODELS:
         raise ModelLoadError(
             MODELS.unknown_message(spec.source)
-            + " Other forms: hf:DIR, FILE.safetensors, package.module:factory."
+            + " Other forms: "
+            + ", ".join(f.example for f in SOURCE_FORMS.values())
+            + "."
         )
     return _call(MODELS.get(spec.source), spec, hints)
 
@@ -253,32 +281,62 @@ def _saved_tokenizer(spec: ModelSpec) -> Path | None:
     return tokenizer_dir(ModelSpec.parse(arch["source"])) if arch else None
 
 
-SOURCE_FORMS: list[SourceForm] = [
+def _hf_arch(spec: ModelSpec, hints: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "source": spec.source,
+        "kwargs": {"num_classes": hints.get("num_classes", 2), **spec.kwargs},
+    }
+
+
+def _saved_arch(spec: ModelSpec, hints: dict[str, Any]) -> dict[str, Any]:
+    arch = persist.saved_arch(_existing(spec.source))
+    return arch if arch is not None else {"source": spec.source, "kwargs": {}}
+
+
+def _factory_arch(spec: ModelSpec, hints: dict[str, Any]) -> dict[str, Any]:
+    factory = factory_of(spec.source)
+    assert factory is not None
+    return {"source": spec.source, "kwargs": _resolve_kwargs(factory, spec, hints)}
+
+
+register_source_form(
     SourceForm(
         "Hugging Face directory",
         "hf:path/to/dir",
         lambda s: s.startswith("hf:"),
         _build_hf,
         lambda spec: _existing(spec.source[3:]),
-    ),
+        _hf_arch,
+    )
+)
+register_source_form(
     SourceForm(
         "slimkit-saved model",
         "path/to/model.safetensors",
         lambda s: s.endswith(".safetensors"),
         _build_saved,
         _saved_tokenizer,
-    ),
+        _saved_arch,
+    )
+)
+register_source_form(
     SourceForm(
-        "import path", "package.module:factory", is_import_path, _build_import, lambda spec: None
-    ),
-    SourceForm(
-        "registered name", "resnet-mini", lambda s: True, _build_registered, _registered_tokenizer
-    ),
-]
+        "import path", "package.module:factory", is_import_path, _build_import, arch=_factory_arch
+    )
+)
+# The fallback, tried after every registered form: a name in the model registry.
+REGISTERED_NAME = SourceForm(
+    "registered name",
+    "resnet-mini",
+    lambda s: True,
+    _build_registered,
+    _registered_tokenizer,
+    _factory_arch,
+)
 
 
 def _form_for(source: str) -> SourceForm:
-    return next(f for f in SOURCE_FORMS if f.matches(source))
+    return next((f for f in SOURCE_FORMS.values() if f.matches(source)), REGISTERED_NAME)
 
 
 def build_model(spec: ModelSpec, **hints: Any) -> nn.Module:
@@ -326,16 +384,11 @@ def load_tokenizer_for(spec: ModelSpec) -> Any:
 
 def arch_of(spec: ModelSpec, hints: dict[str, Any]) -> dict[str, Any]:
     """The ``arch`` record to save with a model built from ``spec`` (hints resolved)."""
-    source = spec.source
-    if source.endswith(".safetensors"):
-        arch = persist.saved_arch(_existing(source))
-        if arch is not None:
-            return arch
-    if source.startswith("hf:"):
-        kwargs = {"num_classes": hints.get("num_classes", 2), **spec.kwargs}
-    elif is_import_path(source):
-        kwargs = _resolve_kwargs(_import_factory(source), spec, hints)
-    else:
-        kwargs = _resolve_kwargs(MODELS.get(source), spec, hints)
-    kwargs.pop("pretrained", None)
-    return {"source": source, "kwargs": kwargs}
+    form = _form_for(spec.source)
+    arch: dict[str, Any] = (
+        form.arch(spec, hints)
+        if form.arch is not None
+        else {"source": spec.source, "kwargs": dict(spec.kwargs)}
+    )
+    kwargs = {k: v for k, v in arch.get("kwargs", {}).items() if k != "pretrained"}
+    return {**arch, "kwargs": kwargs}

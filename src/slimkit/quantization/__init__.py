@@ -11,7 +11,6 @@ that says where it runs and which layers stayed float.
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,7 +21,8 @@ from torch import nn
 
 from slimkit.data.bundle import DataBundle
 from slimkit.errors import RecipeError, StepError
-from slimkit.quantization.backends import CAPABILITIES, backends_for
+from slimkit.quantization import backends
+from slimkit.quantization.backends import CAPABILITIES, backends_for, register_quantizer
 from slimkit.quantization.configs import (
     QUANT_MODES,
     Bf16Config,
@@ -38,20 +38,6 @@ from slimkit.quantization.configs import (
     WeightOnlyInt8Config,
 )
 from slimkit.quantization.result import QuantizedModel
-
-Handler = Callable[..., QuantizedModel]
-
-
-def _handler(config: QuantizeConfig) -> Handler | None:
-    """The handler of ``config``'s mode on its backend (see :mod:`.backends`), imported now:
-    torchao and ONNX Runtime's quantization tools take seconds to import, and ``import slimkit``
-    should not pay for backends a run never touches."""
-    ref = CAPABILITIES[config.backend].handlers.get(config.mode)
-    if ref is None:
-        return None
-    module, _, name = ref.partition(":")
-    handler: Handler = getattr(importlib.import_module(f"slimkit.quantization.{module}"), name)
-    return handler
 
 
 def _runs_on(config: QuantizeConfig) -> str:
@@ -97,7 +83,7 @@ def quantize(
             "backend: auto measures every candidate on data; call "
             "slimkit.quantization.auto.choose_backend, or use the quantize recipe step."
         )
-    handler = _handler(config)
+    handler = backends.handler(config.backend, config.mode)
     if handler is None:
         raise StepError(
             f"{config.mode} cannot run on backend {config.backend}; it runs on: {_runs_on(config)}."
@@ -162,4 +148,5 @@ __all__ = [
     "backends_for",
     "parse_quantize_config",
     "quantize",
+    "register_quantizer",
 ]

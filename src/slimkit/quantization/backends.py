@@ -8,19 +8,27 @@ runs. A new backend, or a mode on an existing one, is a row or an entry here plu
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from slimkit.quantization.configs import Estimator, IntType, QuantBackend
+
+# handler(model, config, *, example_inputs, input_names, out_path, calibration, train_loop,
+# check_inputs) -> QuantizedModel
+Handler = Callable[..., Any]
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """One backend: its handler per mode (``module:function`` in ``slimkit.quantization``,
-    imported on first use), the static-int8 options it offers, and the runtime it serves on."""
+    """One backend: its handler per mode (a function, or ``module:function`` in
+    ``slimkit.quantization`` imported on first use), the static-int8 options it offers, and the
+    runtime it serves on."""
 
     label: str  # how messages name it
     serves: str  # the runtime its models run on
-    handlers: dict[str, str] = field(default_factory=dict)
+    handlers: dict[str, str | Handler] = field(default_factory=dict)
     estimators: tuple[Estimator, ...] = ()
     activations: tuple[IntType, ...] = ()
     per_tensor_weights: bool = False
@@ -60,6 +68,35 @@ CAPABILITIES: dict[QuantBackend, Capabilities] = {
         handlers={"fp16": "half:to_half", "bf16": "half:to_half"},
     ),
 }
+
+
+def register_quantizer(mode: str, backend: QuantBackend | str) -> Callable[[Handler], Handler]:
+    """Make the decorated function quantize ``mode`` (a name in ``QUANT_MODES``) on
+    ``backend``: a new mode, or an existing mode on another backend. The handler receives the
+    model, its config and the keyword arguments of :func:`slimkit.quantize` (take ``**_`` for
+    those it does not use) and returns a :class:`~slimkit.quantization.QuantizedModel`.
+    """
+    caps = CAPABILITIES[QuantBackend(backend)]
+
+    def decorator(handler: Handler) -> Handler:
+        if mode in caps.handlers:
+            raise ValueError(f"{mode} already has a handler on {caps.label}")
+        caps.handlers[mode] = handler
+        return handler
+
+    return decorator
+
+
+def handler(backend: QuantBackend, mode: str) -> Handler | None:
+    """The handler of ``mode`` on ``backend``, imported now if the table names it by module:
+    torchao and ONNX Runtime's quantization tools take seconds to import, and ``import slimkit``
+    should not pay for backends a run never touches."""
+    ref = CAPABILITIES[backend].handlers.get(mode)
+    if ref is None or callable(ref):
+        return ref
+    module, _, name = ref.partition(":")
+    found: Handler = getattr(importlib.import_module(f"slimkit.quantization.{module}"), name)
+    return found
 
 
 def backends_for(mode: str) -> list[QuantBackend]:

@@ -7,6 +7,22 @@ runtime that would serve the model.
 """
 
 from slimkit.runtimes import eager, onnxruntime  # noqa: F401  (register the runtimes)
-from slimkit.runtimes.base import RUNTIMES, Engine, Prepared, Runtime, prepare
+from slimkit.runtimes.base import (
+    RUNTIMES,
+    Engine,
+    Prepared,
+    Runtime,
+    ServeContext,
+    prepare,
+    register_runtime,
+)
 
-__all__ = ["RUNTIMES", "Engine", "Prepared", "Runtime", "prepare"]
+__all__ = [
+    "RUNTIMES",
+    "Engine",
+    "Prepared",
+    "Runtime",
+    "ServeContext",
+    "prepare",
+    "register_runtime",
+]

@@ -43,16 +43,34 @@ class ServeContext:
     check_inputs: Inputs | None = None
 
 
+PrepareFn = Callable[[ModelState, Path, "ServeContext"], Prepared]
+
+
 @dataclass(frozen=True)
 class Runtime:
     """How to serve a state: ``prepare(state, artifact_stem, context) -> Prepared``."""
 
     name: str
     description: str
-    prepare: Callable[[ModelState, Path, ServeContext], Prepared]
+    prepare: PrepareFn
 
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
+
+
+def register_runtime(name: str, description: str | None = None) -> Callable[[PrepareFn], PrepareFn]:
+    """Register ``prepare(state, artifact_stem, context) -> Prepared`` as runtime ``name``.
+
+    ``prepare`` writes the file the runtime loads next to ``artifact_stem`` (its size is the
+    model's size on disk) and returns the engine every latency figure is timed through.
+    """
+
+    def decorator(prepare: PrepareFn) -> PrepareFn:
+        doc = (prepare.__doc__ or "").strip().splitlines()
+        RUNTIMES.add(name, Runtime(name, description or (doc[0] if doc else ""), prepare))
+        return prepare
+
+    return decorator
 
 
 def fewer_threads(
@@ -115,7 +133,7 @@ def prepare(
     check_inputs: Inputs | None = None,
 ) -> Prepared:
     """Serve ``state`` on its runtime, writing its artifact next to ``artifact_stem``."""
-    if state.backend not in RUNTIMES:
-        raise StepError(RUNTIMES.unknown_message(state.backend))
+    if state.runtime not in RUNTIMES:
+        raise StepError(RUNTIMES.unknown_message(state.runtime))
     context = ServeContext(input_names, sample_inputs, threads, arch, check_inputs)
-    return RUNTIMES.get(state.backend).prepare(state, artifact_stem, context)
+    return RUNTIMES.get(state.runtime).prepare(state, artifact_stem, context)

@@ -12,14 +12,13 @@ from slimkit.data.bundle import Inputs
 from slimkit.errors import StepError
 from slimkit.models.persist import save_model
 from slimkit.runtimes.base import (
-    RUNTIMES,
     Engine,
     Prepared,
-    Runtime,
     ServeContext,
     fewer_threads,
     in_dtype,
     param_dtype,
+    register_runtime,
 )
 from slimkit.state import ModelState
 
@@ -31,7 +30,7 @@ def _torch_artifact(state: ModelState, stem: Path, ctx: ServeContext) -> Path:
     if state.artifact.suffix != ".pt2":
         raise StepError(
             f"This model is an ONNX graph ({state.artifact}); it runs on onnxruntime only, "
-            f"not on {state.backend}."
+            f"not on {state.runtime}."
         )
     target = stem.with_suffix(".pt2")
     if state.artifact.resolve() != target.resolve():
@@ -48,6 +47,7 @@ def _serve(module: Callable[..., torch.Tensor], dtype: torch.dtype) -> Engine:
     return engine
 
 
+@register_runtime("eager", "PyTorch eager mode (fp32 unless the step changed it)")
 def _eager(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     """Eager PyTorch on the run's threads, or on one where that is faster for this model."""
     artifact = _torch_artifact(state, stem, ctx)
@@ -58,15 +58,10 @@ def _eager(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     return Prepared(engine, artifact, notes=(note,) if note else (), threads=used)
 
 
+@register_runtime("compile", "torch.compile with the inductor backend")
 def _compiled(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     artifact = _torch_artifact(state, stem, ctx)
     # dynamic=False: one graph per batch shape, specialised like a serving deployment would be.
     state.module.eval()
     compiled = torch.compile(state.module, dynamic=False)
     return Prepared(_serve(compiled, param_dtype(state.module)), artifact)
-
-
-RUNTIMES.add(
-    "eager", Runtime("eager", "PyTorch eager mode (fp32 unless the step changed it)", _eager)
-)
-RUNTIMES.add("compile", Runtime("compile", "torch.compile with the inductor backend", _compiled))

@@ -21,7 +21,7 @@ import torch
 
 from slimkit._io import copy_file
 from slimkit.export.onnx import export_onnx
-from slimkit.runtimes.base import RUNTIMES, Prepared, Runtime, ServeContext, fewer_threads
+from slimkit.runtimes.base import Prepared, ServeContext, fewer_threads, register_runtime
 from slimkit.state import ModelState
 
 _QUANTIZING_OPS = {"QuantizeLinear", "DynamicQuantizeLinear"}
@@ -84,6 +84,7 @@ def serve_onnx(artifact: Path, ctx: ServeContext) -> Prepared:
     return Prepared(engine, artifact, notes=(note,) if note else (), threads=used)
 
 
+@register_runtime("onnxruntime", "ONNX Runtime, CPU execution provider")
 def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     artifact = stem.with_suffix(".onnx")
     if state.artifact is not None:
@@ -92,8 +93,3 @@ def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     else:
         export_onnx(state.module, ctx.sample_inputs, ctx.input_names, artifact, ctx.check_inputs)
     return serve_onnx(artifact, ctx)
-
-
-RUNTIMES.add(
-    "onnxruntime", Runtime("onnxruntime", "ONNX Runtime, CPU execution provider", _prepare)
-)

@@ -51,7 +51,6 @@ from slimkit.rundir import create_run_dir
 from slimkit.search.budget import Deadline
 from slimkit.search.config import (
     QUANT_BACKENDS,
-    QUANT_MODES,
     STUDY,
     AutoConfig,
     AutoResult,
@@ -109,7 +108,7 @@ def auto(
         )
     base = prepare_baseline(recipe, progress)
     with tempfile.TemporaryDirectory(prefix="slimkit-auto-") as tmp:
-        baseline_state = ModelState(base.model, recipe.evaluation.backend)
+        baseline_state = ModelState(base.model, recipe.evaluation.runtime)
         base_record = measure_as(
             recipe,
             base.data,
@@ -123,6 +122,7 @@ def auto(
         with progress.task("per-layer sensitivity"):
             curves = _sensitivity(base, config.sensitivity_samples)
         kind = family(base.model)
+        space = SPACES.get(config.space or kind)
         prunable = [  # for CNNs, the convolutions: what channel pruning acts on
             c
             for c in curves
@@ -139,7 +139,7 @@ def auto(
                 *(
                     f"{mode}@{b}"
                     for b in QUANT_BACKENDS[config.backend]
-                    for mode in QUANT_MODES[kind][b]
+                    for mode in space.quantize.get(b, ())
                     if mode in CAPABILITIES[QuantBackend(b)].handlers
                 ),
             ),
@@ -149,7 +149,6 @@ def auto(
             vocab=_has_token_table(base.model),
             image_size=base.data.image_size if kind == "cnn" else None,
         )
-        space = SPACES.get(kind)
         sampler = optuna.samplers.TPESampler(seed=config.seed)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(

@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from slimkit.config import Config
 
@@ -33,13 +33,6 @@ QUANT_BACKENDS = {
     BackendChoice.TORCH: ("torchao",),
     BackendChoice.ONNXRUNTIME: ("onnxruntime",),
 }
-# What a family's trials may quantize with, per backend: int8 activations where int8 kernels
-# pay; for CNNs also int8 weights over float kernels, which win on layers too narrow to fill
-# int8 vector registers (a heavily pruned net at batch 1).
-QUANT_MODES: dict[str, dict[str, tuple[str, ...]]] = {
-    "cnn": {"onnxruntime": ("static-int8", "weight-only-int8"), "torchao": ("static-int8",)},
-    "transformer": {"onnxruntime": ("dynamic-int8",), "torchao": ("dynamic-int8",)},
-}
 
 
 class AutoConfig(Config):
@@ -48,11 +41,23 @@ class AutoConfig(Config):
     max_accuracy_drop: float = Field(1.0, ge=0.0, le=100.0, description="Points of accuracy.")
     objective: Objective = Objective.LATENCY
     backend: BackendChoice = BackendChoice.AUTO
+    space: str | None = Field(
+        None, description="A registered search space; default: cnn or transformer, by model."
+    )
     trials: int = Field(20, ge=1, le=100_000)
     time_budget_min: float | None = Field(None, gt=0.0)
     finetune_epochs: int | None = Field(None, ge=1, description="Default: 40% of the baseline's.")
     sensitivity_samples: int = Field(256, ge=16)
     seed: int = 0
+
+    @field_validator("space")
+    @classmethod
+    def _known_space(cls, v: str | None) -> str | None:
+        from slimkit.search.space import SPACES
+
+        if v is not None and v not in SPACES:
+            raise ValueError(SPACES.unknown_message(v))
+        return v
 
 
 @dataclass(frozen=True)

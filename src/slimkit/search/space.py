@@ -40,13 +40,24 @@ class Space:
     """A family's search space: ``draw`` turns a trial into steps; ``corner`` names the choices
     of its most compressed model, which the search tries first. A generous budget is then met
     by the first trial, and where it is not, the sampler learns from the start where accuracy
-    gives out instead of spending its random start-up trials near the baseline."""
+    gives out instead of spending its random start-up trials near the baseline.
+
+    ``quantize`` lists, per quantization backend, the modes its trials may end with (they reach
+    ``draw`` as :attr:`SpaceInputs.quantize`).
+    """
 
     draw: Callable[[Any, SpaceInputs], Steps]
     corner: Callable[[SpaceInputs], dict[str, Any]]
+    quantize: dict[str, tuple[str, ...]]
 
 
 SPACES: Registry[Space] = Registry("search space")
+
+
+def register_space(name: str, space: Space, help: str | None = None) -> Space:
+    """Make ``space`` available to ``slimkit auto`` as ``space: name`` (by default the search
+    picks ``cnn`` or ``transformer`` from the model)."""
+    return SPACES.add(name, space, help)
 
 
 def family(model: nn.Module) -> str:
@@ -240,9 +251,23 @@ def transformer_corner(inputs: SpaceInputs) -> dict[str, Any]:
     }
 
 
-SPACES.add("cnn", Space(cnn, cnn_corner), "channel pruning, recovery, quantization")
-SPACES.add(
+# CNN trials may also end in int8 weights over float kernels, which win on layers too narrow to
+# fill int8 vector registers (a heavily pruned net at batch 1).
+register_space(
+    "cnn",
+    Space(
+        cnn,
+        cnn_corner,
+        {"onnxruntime": ("static-int8", "weight-only-int8"), "torchao": ("static-int8",)},
+    ),
+    "channel pruning or shallow students, recovery, quantization",
+)
+register_space(
     "transformer",
-    Space(transformer, transformer_corner),
+    Space(
+        transformer,
+        transformer_corner,
+        {"onnxruntime": ("dynamic-int8",), "torchao": ("dynamic-int8",)},
+    ),
     "vocabulary trimming, students, heads and FFN pruning, quantization",
 )
