@@ -30,6 +30,7 @@ from slimkit.errors import RunDirError, RunInterrupted, ShapeMismatchError
 from slimkit.evaluation import Measurement, measure, time_interleaved
 from slimkit.ledger import code_refs
 from slimkit.models import arch_of, build_model, load_tokenizer_for
+from slimkit.models.arch import Arch
 from slimkit.progress import SILENT, Progress, Task
 from slimkit.recipe import Recipe, StepSpec, with_opt_ins
 from slimkit.report import write_reports
@@ -196,7 +197,7 @@ class Done:
 
     state: ModelState
     stem: Path
-    arch: dict[str, Any]
+    arch: Arch
     start: float
     label: str = "baseline"
 
@@ -208,7 +209,7 @@ def measure_as(
     kind: str,
     state: ModelState,
     stem: Path,
-    arch: dict[str, Any],
+    arch: Arch,
 ) -> Measurement:
     """Measure ``state`` (all but latency) the way ``recipe``'s evaluation settings say."""
     ev = recipe.evaluation
@@ -244,7 +245,7 @@ def step_context(
     recipe: Recipe,
     base: Baseline,
     stem: Path,
-    arch: dict[str, Any],
+    arch: Arch,
     progress: Progress,
     checkpoint_dir: Path | None = None,
 ) -> StepContext:
@@ -330,7 +331,7 @@ class Baseline:
 
     model: nn.Module
     data: DataBundle
-    arch: dict[str, Any]
+    arch: Arch
     notes: list[str]
     key: str  # what produced it: the root of the steps' content keys
 
@@ -397,7 +398,7 @@ def check_fits(model: nn.Module, data: DataBundle, source: str) -> None:
 
 def _baseline(
     model: nn.Module,
-    arch: dict[str, Any],
+    arch: Arch,
     recipe: Recipe,
     data: DataBundle,
     progress: Progress,

@@ -35,6 +35,7 @@ from typing import Any
 
 from slimkit._io import write_json
 from slimkit.errors import ModelLoadError, RunDirError, UnsafeCheckpointError, quote
+from slimkit.models.arch import Arch
 from slimkit.models.persist import save_model, saved_arch
 from slimkit.models.sources import ModelSpec, build_model, is_import_path
 from slimkit.runtimes import RUNTIMES
@@ -95,7 +96,7 @@ class Snapshot:
     """A finished step: its model state, architecture record, wall time and content hash."""
 
     state: ModelState
-    arch: dict[str, Any]
+    arch: Arch
     wall_s: float
     digest: str  # sha256 of the model file: what the next step's key builds on
 
@@ -123,7 +124,7 @@ class StepStore:
         return self.root / name / f"train-{key[:16]}"
 
     def save(
-        self, name: str, key: str, state: ModelState, arch: dict[str, Any], wall_s: float
+        self, name: str, key: str, state: ModelState, arch: Arch, wall_s: float
     ) -> Snapshot | None:
         """Keep step ``name``'s result; written last, ``step.json`` marks it complete.
 
@@ -157,16 +158,18 @@ class StepStore:
         again); one naming files slimkit does not write, or code, raises (see :meth:`audit`).
         """
         checked = self._checked(name)
-        if checked is None or checked[0]["key"] != key:
+        if checked is None:
             return None
         record, arch = checked
+        if record["key"] != key or arch is None:
+            return None
         expected = {record["model"], *([record["artifact"]] if record["artifact"] else [])}
         if set(record["sha256"]) != expected or not all(
             self._intact(rel, digest) for rel, digest in record["sha256"].items()
         ):
             return None
         model_file = self.run_dir / record["model"]
-        code = is_import_path(str(arch.get("source", "")))
+        code = is_import_path(arch.source)
         module = build_model(ModelSpec(source=str(model_file), trust_checkpoint=code))
         artifact = self.run_dir / record["artifact"] if record["artifact"] else None
         state = ModelState(module, record["runtime"], artifact, list(record["notes"]))
@@ -180,8 +183,8 @@ class StepStore:
             for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
                 self._checked(folder.name)
 
-    def _checked(self, name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """:meth:`_record` of ``name`` and its model's architecture (``{}`` when unreadable),
+    def _checked(self, name: str) -> tuple[dict[str, Any], Arch | None] | None:
+        """:meth:`_record` of ``name`` and its model's architecture (None when unreadable),
         refused if it names files or code it may not."""
         record = self._record(name)
         if record is None:
@@ -196,16 +199,16 @@ class StepStore:
                 f"artifacts/{name}.onnx), so this record was not written by a run. "
                 "Refusing to resume from it."
             )
-        return record, self._arch(self.run_dir / model_rel) or {}
+        return record, self._arch(self.run_dir / model_rel)
 
-    def _arch(self, model_file: Path) -> dict[str, Any] | None:
+    def _arch(self, model_file: Path) -> Arch | None:
         """The architecture a kept model names; a factory in it must be one the run vouched
         for, since building the model would import it."""
         try:
             arch = saved_arch(model_file) if model_file.is_file() else None
         except ModelLoadError:  # damaged: its hash will not match, and the step is recomputed
             return None
-        source = str((arch or {}).get("source", ""))
+        source = arch.source if arch is not None else ""
         if is_import_path(source) and source not in self.factories and not self.trusted:
             raise UnsafeCheckpointError(
                 f"{model_file} says it is built by the factory {quote(source)}, which the "

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from torch import nn
+
+from slimkit.models.arch import Arch
 
 
 @dataclass
@@ -25,4 +26,4 @@ class ModelState:
     runtime: str = "eager"
     artifact: Path | None = None
     notes: list[str] = field(default_factory=list)
-    arch: dict[str, Any] | None = None
+    arch: Arch | None = None

@@ -15,6 +15,7 @@ from torch import nn
 
 from slimkit.config import Config
 from slimkit.data.bundle import DataBundle
+from slimkit.models.arch import Arch
 from slimkit.progress import Progress
 from slimkit.registry import Registry
 from slimkit.state import ModelState
@@ -29,7 +30,7 @@ class StepContext:
     progress: Progress
     seed: int
     batch_size: int  # the batch size models are timed at (evaluation.batch_size)
-    arch: dict[str, Any] | None = None  # how to rebuild the incoming model (its architecture)
+    arch: Arch | None = None  # how to rebuild the incoming model (its architecture)
     baseline: nn.Module | None = None  # the run's baseline, e.g. a teacher; never modify it
     # where a training step keeps its epoch checkpoint, so an interrupted run resumes mid-step
     checkpoint_dir: Path | None = None

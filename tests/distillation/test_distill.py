@@ -17,9 +17,10 @@ from slimkit.distillation.task import DistillTrainConfig, distill
 from slimkit.errors import RecipeError, StepError
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.models import ModelSpec, build_model, save_model
+from slimkit.models.arch import Arch, KeptLayers
 from slimkit.training import TrainConfig, train
 
-BERT_ARCH = {"source": "tiny_models:tiny_bert", "kwargs": {"num_classes": 3}}
+BERT_ARCH = Arch(source="tiny_models:tiny_bert", kwargs={"num_classes": 3})
 
 
 def _bert_data(n: int = 96) -> DataBundle:
@@ -50,7 +51,7 @@ def test_layer_dropped_student_keeps_teacher_weights_and_reloads(bert_teacher, t
     student, arch = build_student(bert_teacher, StudentConfig(keep_every=2), BERT_ARCH, {})
     assert len(student.encoder.encoder.layer) == 1
     assert student.encoder.config.num_hidden_layers == 1
-    assert arch["layers"] == {"path": "encoder.encoder.layer", "keep": [1]}
+    assert arch.layers == KeptLayers(path="encoder.encoder.layer", keep=(1,))
     kept = student.encoder.encoder.layer[0].output.dense.weight
     assert torch.equal(kept, bert_teacher.encoder.encoder.layer[1].output.dense.weight)
     assert len(bert_teacher.encoder.encoder.layer) == 2  # the teacher is untouched
@@ -64,10 +65,10 @@ def test_layer_dropped_student_keeps_teacher_weights_and_reloads(bert_teacher, t
 
 
 def test_width_student_is_the_same_architecture_narrower():
-    arch = {"source": "resnet-mini", "kwargs": {"num_classes": 10, "in_channels": 1}}
+    arch = Arch(source="resnet-mini", kwargs={"num_classes": 10, "in_channels": 1})
     teacher = build_model(ModelSpec(source="resnet-mini"), num_classes=10, in_channels=1)
     student, student_arch = build_student(teacher, StudentConfig(width=0.5), arch, {})
-    assert student_arch["kwargs"]["width"] == 8 and student.stem[0].out_channels == 8
+    assert student_arch.kwargs["width"] == 8 and student.stem[0].out_channels == 8
     teacher_params = sum(p.numel() for p in teacher.parameters())
     assert sum(p.numel() for p in student.parameters()) < teacher_params / 3
 
@@ -76,9 +77,7 @@ def test_student_needs_exactly_one_recipe():
     with pytest.raises(RecipeError, match="exactly one of"):
         StudentConfig.from_dict({"width": 0.5, "keep_every": 2}, "student")
     with pytest.raises(StepError, match="takes none"):
-        build_student(
-            None, StudentConfig(width=0.5), {"source": "tiny_models:mlp", "kwargs": {}}, {}
-        )
+        build_student(None, StudentConfig(width=0.5), Arch(source="tiny_models:mlp"), {})
 
 
 def test_mismatched_teacher_and_student_outputs_are_refused(blobs_npz: Path, fixtures_on_path):

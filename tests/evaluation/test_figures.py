@@ -10,6 +10,7 @@ from torch import nn
 
 from slimkit.evaluation import count_macs, count_nonzero, count_params, measure_latency
 from slimkit.evaluation.metrics import accuracy, macro_f1
+from slimkit.models.arch import Arch
 
 
 def _net() -> nn.Sequential:
@@ -94,7 +95,7 @@ def test_size_on_disk_is_the_artifact_file(tmp_path: Path):
         runtime="eager",
         batch_size=2,
         rounds=2,
-        arch={"source": "small-cnn", "kwargs": {"width": 4, "depth": 2}},
+        arch=Arch(source="small-cnn", kwargs={"width": 4, "depth": 2}),
     )
     # safetensors: 8-byte length + JSON header + fp32 tensors (incl. BN buffers)
     tensor_bytes = sum(t.numel() * t.element_size() for t in net.state_dict().values())

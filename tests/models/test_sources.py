@@ -198,7 +198,7 @@ def test_a_factory_taking_kwargs_gets_no_hint_it_does_not_name(fixtures_on_path:
     spec = {"source": "tiny_models:strict_kwargs", "kwargs": {"in_ch": 1, "width": 8}}
     net = build_model(ModelSpec.parse(spec), num_classes=5, in_channels=1)
     assert net(torch.randn(2, 1, 8, 8)).shape == (2, 3)  # StrictNet's own default, n_out=3
-    assert arch_of(ModelSpec.parse(spec), {"num_classes": 5})["kwargs"] == spec["kwargs"]
+    assert arch_of(ModelSpec.parse(spec), {"num_classes": 5}).kwargs == spec["kwargs"]
 
 
 def test_a_recipe_maps_or_drops_data_hints(fixtures_on_path: Path):

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from slimkit.models.arch import Arch
+
 app = typer.Typer(
     help="Make trained PyTorch models smaller and faster, and measure every trade-off.",
     no_args_is_help=True,
@@ -71,7 +73,7 @@ class Trust:
 
 def model_and_data(
     model: str, data: str, weights: Path | None, trust: Trust
-) -> tuple[Any, Any, dict[str, Any]]:
+) -> tuple[Any, Any, Arch]:
     from slimkit.data import load_data
     from slimkit.models import ModelSpec, arch_of, build_model, load_tokenizer_for
     from slimkit.pipeline import check_fits

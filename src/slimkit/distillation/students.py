@@ -22,6 +22,7 @@ from torch import nn
 
 from slimkit.config import Config
 from slimkit.errors import StepError
+from slimkit.models.arch import Arch, KeptLayers
 from slimkit.models.sources import ModelSpec, arch_of, build_model, factory_of
 from slimkit.models.surgery import keep_layers, layer_list
 
@@ -47,8 +48,8 @@ class StudentConfig(Config):
 
 
 def build_student(
-    teacher: nn.Module, config: StudentConfig, arch: dict[str, Any], hints: dict[str, Any]
-) -> tuple[nn.Module, dict[str, Any]]:
+    teacher: nn.Module, config: StudentConfig, arch: Arch, hints: dict[str, Any]
+) -> tuple[nn.Module, Arch]:
     """The student and the ``arch`` record that rebuilds it."""
     if config.current:
         return teacher, arch
@@ -66,21 +67,22 @@ def build_student(
         raise StepError(f"keep_every: {config.keep_every} keeps none of the {depth} layers.")
     student = copy.deepcopy(teacher)
     keep_layers(student, path, keep)
-    previous = arch.get("layers")
-    if previous is not None and previous["path"] == path:  # the teacher was already a student
-        keep = [previous["keep"][i] for i in keep]
-    return student, {**arch, "layers": {"path": path, "keep": keep}}
+    previous = arch.layers
+    if previous is not None and previous.path == path:  # the teacher was already a student
+        keep = [previous.keep[i] for i in keep]
+    return student, arch.model_copy(update={"layers": KeptLayers(path=path, keep=tuple(keep))})
 
 
-def _narrower(share: float, arch: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    factory = factory_of(arch["source"])
+def _narrower(share: float, arch: Arch) -> tuple[nn.Module, Arch]:
+    factory = factory_of(arch.source)
     params = {} if factory is None else inspect.signature(factory).parameters
     if "width" not in params:
         raise StepError(
-            f"width scaling rebuilds the teacher with a smaller width kwarg; {arch['source']!r} "
+            f"width scaling rebuilds the teacher with a smaller width kwarg; {arch.source!r} "
             "takes none. Use keep_every:/keep_layers: for transformers or give a student model:."
         )
-    width = arch["kwargs"].get("width", params["width"].default)
-    kwargs = {**arch["kwargs"], "width": max(1, round(width * share))}
-    spec = ModelSpec(source=arch["source"], kwargs=kwargs)
-    return build_model(spec), {"source": arch["source"], "kwargs": kwargs}
+    width = arch.kwargs.get("width", params["width"].default)
+    kwargs = {**arch.kwargs, "width": max(1, round(width * share))}
+    return build_model(ModelSpec(source=arch.source, kwargs=kwargs)), Arch(
+        source=arch.source, kwargs=kwargs
+    )

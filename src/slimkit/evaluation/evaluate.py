@@ -16,6 +16,7 @@ from slimkit.evaluation.latency import LatencyStats, measure_latency
 from slimkit.evaluation.macs import count_macs
 from slimkit.evaluation.metrics import METRICS, predict
 from slimkit.evaluation.size import bytes_by_layer_type, count_nonzero, count_params
+from slimkit.models.arch import Arch
 from slimkit.progress import SILENT, Progress
 from slimkit.runtimes import Prepared, prepare
 from slimkit.state import ModelState
@@ -56,7 +57,7 @@ def measure(
     data: DataBundle,
     *,
     artifact_stem: Path,
-    arch: dict[str, Any],
+    arch: Arch | None,
     batch_size: int,
     metrics: Sequence[str] = (),
 ) -> Measurement:
@@ -119,7 +120,7 @@ def evaluate(
     *,
     runtime: str | None = None,
     batch_size: int = 1,
-    arch: dict[str, Any] | None = None,
+    arch: Arch | None = None,
     rounds: int = 20,
 ) -> dict[str, Any]:
     """Accuracy, parameters, non-zeros, size, MACs and latency of ``model`` on ``data``.
@@ -147,7 +148,7 @@ def evaluate(
             state,
             data,
             artifact_stem=Path(tmp) / "model",
-            arch=arch or {},
+            arch=arch,
             batch_size=batch_size,
         )
         time_interleaved([m], data, batch_size=batch_size, rounds=rounds)

@@ -23,6 +23,7 @@ from torch import nn
 from slimkit._io import atomic_path
 from slimkit._signing import sign, verify
 from slimkit.errors import ModelLoadError, few, quote
+from slimkit.models.arch import Arch
 from slimkit.models.checkpoints import load_checkpoint_state
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.models.sparse import compress_state, decompress_state
@@ -108,19 +109,26 @@ def signed_here(path: Path) -> bool:
     return "slimkit.arch" in meta and verify(meta["slimkit.arch"].encode(), meta.get(_ARCH_MAC))
 
 
-def save_model(model: nn.Module, path: str | os.PathLike[str], arch: dict[str, Any]) -> Path:
+def save_model(
+    model: nn.Module, path: str | os.PathLike[str], arch: Arch | dict[str, Any] | None
+) -> Path:
     """Write ``model``'s weights and manifest to ``path`` (a ``.safetensors`` file), atomically.
 
-    ``arch`` is ``{"source": ..., "kwargs": {...}}``: what :func:`slimkit.load_model` needs to
-    build the unpruned network before reshaping it to the manifest.
+    ``arch`` (an :class:`~slimkit.models.arch.Arch`, or its fields as a mapping:
+    ``{"source": "resnet-mini", "kwargs": {...}}``) is what a model source needs to build the
+    unpruned network before reshaping it to the manifest; without one the file holds weights
+    that load only into a model built for them.
     """
+    if isinstance(arch, dict):
+        arch = Arch.model_validate(arch)
     metadata = {
         "slimkit.format": FORMAT_VERSION,
-        "slimkit.arch": json.dumps(arch, sort_keys=True),
         "slimkit.layers": json.dumps(layer_manifest(model), sort_keys=True),
     }
-    if is_import_path(str(arch.get("source", ""))):  # rebuilding it will import a factory
-        metadata[_ARCH_MAC] = sign(metadata["slimkit.arch"].encode())
+    if arch is not None:
+        metadata["slimkit.arch"] = arch.to_json()
+        if is_import_path(arch.source):  # rebuilding it will import a factory
+            metadata[_ARCH_MAC] = sign(metadata["slimkit.arch"].encode())
     state, subclass_metadata = _flatten(model.state_dict())
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={**metadata, **subclass_metadata})
@@ -168,12 +176,15 @@ def read_metadata(path: Path) -> dict[str, str]:
         raise ModelLoadError(f"{path} is not a readable safetensors file: {err}") from None
 
 
-def saved_arch(path: Path) -> dict[str, Any] | None:
-    """The ``arch`` a slimkit-saved file was written with, or None for plain safetensors."""
+def saved_arch(path: Path) -> Arch | None:
+    """The architecture a slimkit-saved file was written with, or None for plain safetensors."""
     meta = read_metadata(path)
     if "slimkit.arch" not in meta:
         return None
-    return _metadata_json(path, meta, "slimkit.arch", ("source",))
+    arch = Arch.parse(_metadata_json(path, meta, "slimkit.arch"))
+    if arch is None:
+        raise ModelLoadError(_damaged(path, "slimkit.arch"))
+    return arch
 
 
 def saved_layers(path: Path) -> dict[str, dict[str, Any]]:
@@ -181,22 +192,24 @@ def saved_layers(path: Path) -> dict[str, dict[str, Any]]:
     meta = read_metadata(path)
     if "slimkit.layers" not in meta:
         return {}
-    return _metadata_json(path, meta, "slimkit.layers", ())
+    return _metadata_json(path, meta, "slimkit.layers")
 
 
-def _metadata_json(
-    path: Path, meta: dict[str, str], key: str, required: tuple[str, ...]
-) -> dict[str, Any]:
+def _metadata_json(path: Path, meta: dict[str, str], key: str) -> dict[str, Any]:
     try:
         value = json.loads(meta[key])
     except (ValueError, RecursionError):
         value = None
-    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in required):
-        raise ModelLoadError(
-            f"{path} has a damaged {key} record in its metadata; it was not saved by slimkit "
-            "as it is now. Re-save the model, or load only its weights with weights:."
-        )
+    if not isinstance(value, dict):
+        raise ModelLoadError(_damaged(path, key))
     return value
+
+
+def _damaged(path: Path, key: str) -> str:
+    return (
+        f"{path} has a damaged {key} record in its metadata; it was not saved by slimkit "
+        "as it is now. Re-save the model, or load only its weights with weights:."
+    )
 
 
 def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -> None:

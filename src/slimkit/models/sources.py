@@ -29,6 +29,7 @@ from torch import nn
 from slimkit.config import Config
 from slimkit.errors import ModelLoadError, UnsafeCheckpointError, quote
 from slimkit.models import persist, surgery, text
+from slimkit.models.arch import Arch
 from slimkit.models.checkpoints import load_checkpoint_state
 from slimkit.models.persist import is_import_path
 from slimkit.models.registry import MODELS
@@ -99,7 +100,7 @@ class SourceForm:
     matches: Callable[[str], bool]
     build: Callable[[ModelSpec, dict[str, Any]], nn.Module]
     tokenizer_dir: Callable[[ModelSpec], Path | None] = lambda spec: None
-    arch: Callable[[ModelSpec, dict[str, Any]], dict[str, Any]] | None = None
+    arch: Callable[[ModelSpec, dict[str, Any]], Arch] | None = None
 
 
 # Forms in the order they are tried; a source matching none is a registered model name.
@@ -148,10 +149,10 @@ def _build_saved(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
         raise ModelLoadError(
             f"{path} is a saved model: its architecture comes from the file, so kwargs "
             f"{quote(spec.kwargs)} cannot change it. For another head or size, build a fresh "
-            f"model ({quote(arch['source'])} with those kwargs) and load this one into it with a "
+            f"model ({quote(arch.source)} with those kwargs) and load this one into it with a "
             f"transfer step (transfer: {{checkpoint: {path}}})."
         )
-    inner = ModelSpec.parse({"source": arch["source"], "kwargs": arch.get("kwargs", {})})
+    inner = ModelSpec(source=arch.source, kwargs=arch.kwargs)
     if is_import_path(inner.source) and not (spec.trust_checkpoint or persist.signed_here(path)):
         raise UnsafeCheckpointError(
             f"{path} was saved from the factory {quote(inner.source)}, and building it imports "
@@ -278,25 +279,23 @@ def _registered_tokenizer(spec: ModelSpec) -> Path | None:
 
 def _saved_tokenizer(spec: ModelSpec) -> Path | None:
     arch = persist.saved_arch(_existing(spec.source))
-    return tokenizer_dir(ModelSpec.parse(arch["source"])) if arch else None
+    return tokenizer_dir(ModelSpec(source=arch.source)) if arch else None
 
 
-def _hf_arch(spec: ModelSpec, hints: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "source": spec.source,
-        "kwargs": {"num_classes": hints.get("num_classes", 2), **spec.kwargs},
-    }
+def _hf_arch(spec: ModelSpec, hints: dict[str, Any]) -> Arch:
+    return Arch(
+        source=spec.source, kwargs={"num_classes": hints.get("num_classes", 2), **spec.kwargs}
+    )
 
 
-def _saved_arch(spec: ModelSpec, hints: dict[str, Any]) -> dict[str, Any]:
-    arch = persist.saved_arch(_existing(spec.source))
-    return arch if arch is not None else {"source": spec.source, "kwargs": {}}
+def _saved_arch(spec: ModelSpec, hints: dict[str, Any]) -> Arch:
+    return persist.saved_arch(_existing(spec.source)) or Arch(source=spec.source)
 
 
-def _factory_arch(spec: ModelSpec, hints: dict[str, Any]) -> dict[str, Any]:
+def _factory_arch(spec: ModelSpec, hints: dict[str, Any]) -> Arch:
     factory = factory_of(spec.source)
     assert factory is not None
-    return {"source": spec.source, "kwargs": _resolve_kwargs(factory, spec, hints)}
+    return Arch(source=spec.source, kwargs=_resolve_kwargs(factory, spec, hints))
 
 
 register_source_form(
@@ -382,13 +381,13 @@ def load_tokenizer_for(spec: ModelSpec) -> Any:
     return text.load_tokenizer(path, trust_remote_code=spec.trust_remote_code)
 
 
-def arch_of(spec: ModelSpec, hints: dict[str, Any]) -> dict[str, Any]:
-    """The ``arch`` record to save with a model built from ``spec`` (hints resolved)."""
+def arch_of(spec: ModelSpec, hints: dict[str, Any]) -> Arch:
+    """The record to save with a model built from ``spec`` (hints resolved)."""
     form = _form_for(spec.source)
-    arch: dict[str, Any] = (
+    arch = (
         form.arch(spec, hints)
         if form.arch is not None
-        else {"source": spec.source, "kwargs": dict(spec.kwargs)}
+        else Arch(source=spec.source, kwargs=spec.kwargs)
     )
-    kwargs = {k: v for k, v in arch.get("kwargs", {}).items() if k != "pretrained"}
-    return {**arch, "kwargs": kwargs}
+    kwargs = {k: v for k, v in arch.kwargs.items() if k != "pretrained"}
+    return arch.model_copy(update={"kwargs": kwargs})

@@ -7,11 +7,10 @@ builds the full architecture and drops the same layers before the weights go in.
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from slimkit.errors import ModelLoadError, StepError
+from slimkit.models.arch import Arch
 
 _LAYER_LISTS = ("layer", "layers", "blocks", "h")
 
@@ -47,7 +46,7 @@ def keep_layers(model: nn.Module, path: str, keep: list[int]) -> None:
             config.num_hidden_layers = len(keep)
 
 
-def apply_edits(model: nn.Module, arch: dict[str, Any]) -> None:
+def apply_edits(model: nn.Module, arch: Arch) -> None:
     """Replay the edits an ``arch`` records onto a freshly built ``model``."""
-    if "layers" in arch:
-        keep_layers(model, arch["layers"]["path"], list(arch["layers"]["keep"]))
+    if arch.layers is not None:
+        keep_layers(model, arch.layers.path, list(arch.layers.keep))

@@ -94,8 +94,7 @@ def _unk_token(ctx: StepContext) -> int:
     """The [UNK] id of the model's tokenizer, found through its architecture record."""
     from slimkit.models import ModelSpec, load_tokenizer_for
 
-    source = (ctx.arch or {}).get("source")
-    tokenizer = load_tokenizer_for(ModelSpec.parse(source)) if source else None
+    tokenizer = load_tokenizer_for(ModelSpec(source=ctx.arch.source)) if ctx.arch else None
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk is None:
         raise StepError(

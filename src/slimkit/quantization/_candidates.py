@@ -67,7 +67,7 @@ def serve(
         input_names=data.input_names,
         sample_inputs=data.sample_inputs(batch_size),
         threads=torch.get_num_threads(),
-        arch={},
+        arch=None,
     ).engine
 
 

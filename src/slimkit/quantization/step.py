@@ -117,7 +117,7 @@ def _speed_note(float_state: ModelState, quantized: ModelState, ctx: StepContext
                 input_names=ctx.data.input_names,
                 sample_inputs=inputs,
                 threads=torch.get_num_threads(),
-                arch={},
+                arch=None,
             ).engine
             for name, s in (("float", float_state), ("quantized", quantized))
         }

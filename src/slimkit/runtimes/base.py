@@ -6,12 +6,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from slimkit.data.bundle import Inputs
 from slimkit.errors import StepError
+from slimkit.models.arch import Arch
 from slimkit.registry import Registry
 from slimkit.state import ModelState
 
@@ -39,7 +39,7 @@ class ServeContext:
     input_names: tuple[str, ...]
     sample_inputs: Inputs
     threads: int
-    arch: dict[str, Any]
+    arch: Arch | None
     check_inputs: Inputs | None = None
 
 
@@ -129,7 +129,7 @@ def prepare(
     input_names: tuple[str, ...],
     sample_inputs: Inputs,
     threads: int,
-    arch: dict[str, Any],
+    arch: Arch | None,
     check_inputs: Inputs | None = None,
 ) -> Prepared:
     """Serve ``state`` on its runtime, writing its artifact next to ``artifact_stem``."""

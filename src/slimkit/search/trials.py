@@ -14,6 +14,7 @@ from typing import Any
 
 from slimkit.distillation.step import DistillStepConfig
 from slimkit.evaluation import Measurement
+from slimkit.models.arch import Arch
 from slimkit.pipeline import SLOWER_MARGIN, apply_step, measure_as, step_context, time_as
 from slimkit.progress import SILENT
 from slimkit.recipe import Recipe, StepSpec
@@ -54,7 +55,7 @@ class _Applied:
     """One step as a trial applied it: the model it gave, measured, and whether it paid."""
 
     state: ModelState
-    arch: dict[str, Any]
+    arch: Arch
     measured: Measurement
     paid: bool
     trial: int
@@ -140,7 +141,7 @@ class TrialRunner:
         candidate: Recipe,
         spec: StepSpec,
         state: ModelState,
-        arch: dict[str, Any],
+        arch: Arch,
         prev: Measurement,
         stem: Path,
     ) -> _Applied:

@@ -17,12 +17,13 @@ import torch
 from slimkit._io import write_json
 from slimkit._signing import cache_dir, usable_cache_dir
 from slimkit.errors import ModelLoadError
+from slimkit.models.arch import Arch
 from slimkit.models.persist import load_weights_into, save_model
 
 
-def baseline_key(arch: dict[str, Any], data: dict[str, Any], train: dict[str, Any]) -> str:
+def baseline_key(arch: Arch, data: dict[str, Any], train: dict[str, Any]) -> str:
     payload = {
-        "arch": arch,
+        "arch": arch.to_dict(),
         "data": data,
         "train": train,
         "slimkit": metadata.version("slimkit"),
@@ -49,7 +50,7 @@ def load_cached(model: torch.nn.Module, key: str) -> dict[str, Any] | None:
     return history
 
 
-def store(model: torch.nn.Module, key: str, arch: dict[str, Any], history: dict[str, Any]) -> None:
+def store(model: torch.nn.Module, key: str, arch: Arch, history: dict[str, Any]) -> None:
     folder = usable_cache_dir() / "baselines"
     save_model(model, folder / f"{key}.safetensors", arch)
     write_json(folder / f"{key}.json", history)

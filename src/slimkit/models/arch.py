@@ -1,0 +1,51 @@
+"""The architecture record: how to rebuild a model, stored with everything slimkit saves.
+
+A saved model is weights plus this record plus a layer manifest (shapes), never a pickled
+module. The record names the source the network was first built from, the factory kwargs, and
+the edits since that the shapes alone cannot say (which layers a student kept).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from slimkit.config import Config
+
+
+class KeptLayers(Config):
+    """A student that kept some layers of a stack: the stack's qualified name and the indices
+    of the teacher's layers it kept, in order."""
+
+    path: str
+    keep: tuple[int, ...] = Field(min_length=1)
+
+
+class Arch(Config):
+    """How to rebuild a model: ``source`` and ``kwargs`` build the network as it was first
+    made; ``layers`` replays a layer-dropping student's cut onto it.
+
+    >>> Arch(source="resnet-mini", kwargs={"num_classes": 10}).to_dict()
+    {'source': 'resnet-mini', 'kwargs': {'num_classes': 10}}
+    """
+
+    source: str = Field(min_length=1)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    layers: KeptLayers | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, without the edits a model does not have (the form saved files hold)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def parse(cls, value: Any) -> Arch | None:
+        """The record in ``value`` (as read from a file), or None if it is not one."""
+        try:
+            return cls.model_validate(value)
+        except ValidationError:
+            return None
