@@ -123,7 +123,8 @@ def run_workload(
     repeats: int,
     threads: int,
 ) -> list[dict[str, Any]]:
-    from slimkit.distillation.task import DistillTrainConfig, distill
+    from slimkit.distillation.step import DistillStepConfig
+    from slimkit.distillation.task import distill
     from slimkit.evaluation import count_macs, count_nonzero, count_params
     from slimkit.evaluation.metrics import accuracy, predict
     from slimkit.models import save_model
@@ -140,7 +141,10 @@ def run_workload(
         inner = method.method if isinstance(method, Distilled) else method
         model, prune_s = apply(inner, base.model, data, finetune)
         if isinstance(method, Distilled):
-            distill(base.model, model, data, DistillTrainConfig.from_dict(DISTILL[workload]))
+            recovery = DistillStepConfig.from_dict(
+                {"student": {"current": True}, **DISTILL[workload]}
+            )
+            distill(base.model, model, data, recovery.distill, recovery.train)
         elif not _is_gradual(method):  # gradual pruning fine-tunes as it prunes
             # keep_sparsity: pruned weights stay zero while fine-tuning, as the finetune step does
             train(model, data, finetune, keep_sparsity=True)

@@ -114,10 +114,11 @@ def _w2_row(
 
 
 def w2_distillation(
-    teacher: Any, arch: dict[str, Any], data: Any, quick: bool, repeats: int
+    teacher: Any, arch: Any, data: Any, quick: bool, repeats: int
 ) -> list[dict[str, Any]]:
-    from slimkit.distillation.students import StudentConfig, build_student
-    from slimkit.distillation.task import DistillTrainConfig, distill
+    from slimkit.distillation.configs import DistillConfig, KeepEveryStudent
+    from slimkit.distillation.students import build_student
+    from slimkit.distillation.task import distill
     from slimkit.training import TrainConfig, train
 
     budget = {"epochs": 1 if quick else 4, "lr": 1e-4, "batch_size": 16, "weight_decay": 0.01}
@@ -125,12 +126,12 @@ def w2_distillation(
     students: dict[str, tuple[torch.nn.Module, float]] = {}
     for method in ("labels only", "KD (T=4, alpha=0.5)"):
         torch.manual_seed(0)
-        student, _ = build_student(teacher, StudentConfig(keep_every=3), arch, {})
+        student, _ = build_student(teacher, KeepEveryStudent(keep_every=3), arch, {})
         if method == "labels only":
             _, wall = _timed(lambda s=student: train(s, data, TrainConfig(**budget)))
         else:
-            config = DistillTrainConfig(**budget, temperature=4.0, alpha=0.5)
-            _, wall = _timed(lambda s=student, c=config: distill(teacher, s, data, c))
+            kd, schedule = DistillConfig(temperature=4.0, alpha=0.5), TrainConfig(**budget)
+            _, wall = _timed(lambda s=student, k=kd, c=schedule: distill(teacher, s, data, k, c))
         students[method] = (student, wall)
     engines = {"teacher": teacher, **{m: s for m, (s, _) in students.items()}}
     latency = median_p50(
@@ -161,8 +162,9 @@ def w2_distillation(
 
 
 def w1_distillation(quick: bool) -> list[dict[str, Any]]:
-    from slimkit.distillation.students import StudentConfig, build_student
-    from slimkit.distillation.task import DistillTrainConfig, distill
+    from slimkit.distillation.configs import DistillConfig, NarrowerStudent
+    from slimkit.distillation.students import build_student
+    from slimkit.distillation.task import distill
     from slimkit.training import TrainConfig, train
 
     _, base = shipped_baseline("demo.yaml")
@@ -180,14 +182,17 @@ def w1_distillation(quick: bool) -> list[dict[str, Any]]:
         accs, walls = [], []
         for seed in SEEDS[:1] if quick else SEEDS:
             torch.manual_seed(seed)
-            student, _ = build_student(teacher, StudentConfig(width=0.25), base.arch, {})
+            student, _ = build_student(teacher, NarrowerStudent(width=0.25), base.arch, {})
             if method == "labels only":
                 _, wall = _timed(
                     lambda s=student, r=seed: train(s, data, TrainConfig(**budget, seed=r))
                 )
             else:
-                config = DistillTrainConfig(**budget, seed=seed, temperature=4.0, alpha=0.5)
-                _, wall = _timed(lambda s=student, c=config: distill(teacher, s, data, c))
+                kd = DistillConfig(temperature=4.0, alpha=0.5)
+                schedule = TrainConfig(**budget, seed=seed)
+                _, wall = _timed(
+                    lambda s=student, k=kd, c=schedule: distill(teacher, s, data, k, c)
+                )
             accs.append(_accuracy(student, data))
             walls.append(wall)
         rows.append(

@@ -31,7 +31,7 @@ def test_the_python_section_names_every_public_verb():
     code = python_section()
     verbs = {
         "run", "Recipe", "build_model", "load_data", "train", "TrainConfig", "distill",
-        "DistillTrainConfig", "transfer_weights", "prune", "quantize", "evaluate", "auto",
+        "DistillConfig", "transfer_weights", "prune", "quantize", "evaluate", "auto",
         "AutoConfig", "save_model", "register_model", "list_models", "list_datasets",
         "list_steps",
     }  # fmt: skip

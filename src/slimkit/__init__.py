@@ -5,7 +5,7 @@ The public API, on one page:
 - ``run(recipe)``, ``Recipe``: run a baseline and its steps into a run directory.
 - ``build_model(source)``, ``load_data(source)``: the model and data sources recipes name.
 - ``prune(model, config)``, ``quantize(model, config, ...)``, ``train(model, data, config)``,
-  ``distill(teacher, student, data, config)``, ``transfer_weights(model, tensors)``: the
+  ``distill(teacher, student, data, config, train)``, ``transfer_weights(model, tensors)``: the
   techniques as plain functions, one typed config each (``TrainConfig.regularize`` takes a
   ``RegularizeConfig``).
 - ``evaluate(model, data)``: the figures every step is measured by.
@@ -25,7 +25,8 @@ from torch import nn
 from slimkit._quiet import quiet_third_party
 from slimkit.data import DataBundle, DataSpec, load_data
 from slimkit.distillation import step as _distill_step  # noqa: F401  (registers the step)
-from slimkit.distillation.task import DistillTrainConfig, distill
+from slimkit.distillation.configs import DistillConfig
+from slimkit.distillation.task import distill
 from slimkit.errors import (
     DataLoadError,
     ExportError,
@@ -99,7 +100,7 @@ __all__ = [
     "DataBundle",
     "DataLoadError",
     "DataSpec",
-    "DistillTrainConfig",
+    "DistillConfig",
     "ExportError",
     "ModelLoadError",
     "ModelSpec",

@@ -32,6 +32,28 @@ class Config(BaseModel):
             raise RecipeError(describe_validation_error(err, cls, where)) from None
 
 
+def gather_keys(data: Any, into: dict[str, type[BaseModel]]) -> Any:
+    """The short form of a composed config: keys of a nested config written at the top level
+    (``finetune: {epochs: 3}``) move under the field that holds it (``{train: {epochs: 3}}``).
+
+    For a ``mode="before"`` validator. A key given both ways is an error, never a silent choice.
+    """
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for field, model in into.items():
+        moved = {k: data.pop(k) for k in list(data) if k in model.model_fields}
+        if not moved:
+            continue
+        inner = data.get(field) or {}
+        if not isinstance(inner, dict):
+            raise ValueError(f"{field} must be a mapping of settings")
+        if both := sorted(set(moved) & set(inner)):
+            raise ValueError(f"{both[0]} is given both at the top level and under {field}")
+        data[field] = {**inner, **moved}
+    return data
+
+
 def describe_validation_error(err: ValidationError, model: type[BaseModel], where: str) -> str:
     """Turn pydantic's error list into sentences that name the key and the allowed values."""
     problems = []

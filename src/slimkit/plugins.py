@@ -13,7 +13,8 @@ on its config, :func:`register_pruner` on its handler), a quantization mode
 (:func:`register_quantization_mode`, :func:`register_quantizer`), a model
 (:func:`register_model`) or model source form (:func:`register_source_form`), a data set
 (:func:`register_dataset`), a runtime (:func:`register_runtime`), a search space
-(:func:`register_space`) and a step type (:func:`register_step`). ``slimkit list`` shows them
+(:func:`register_space`, whose ``draw`` returns steps made with :func:`step`) and a step type
+(:func:`register_step`). ``slimkit list`` shows them
 with the built-ins, and ``slimkit list plugins`` which plugins loaded.
 
 A plugin that fails to load is reported (a warning, and in ``slimkit list plugins``) and
@@ -38,6 +39,7 @@ from slimkit.pruning.configs import PRUNE_METHODS, PruneConfig
 from slimkit.pruning.handlers import PruneInputs, register_pruner
 from slimkit.quantization.backends import register_quantizer
 from slimkit.quantization.configs import QUANT_MODES, QuantizeConfig
+from slimkit.recipe import StepSpec, step
 from slimkit.runtimes.base import register_runtime
 from slimkit.search.space import Space, register_space
 from slimkit.steps import register_step
@@ -104,6 +106,7 @@ __all__ = [
     "PruneInputs",
     "SourceForm",
     "Space",
+    "StepSpec",
     "load_plugins",
     "register_dataset",
     "register_model",
@@ -115,4 +118,5 @@ __all__ = [
     "register_source_form",
     "register_space",
     "register_step",
+    "step",
 ]

@@ -33,7 +33,7 @@ from slimkit.evaluation.metrics import METRICS
 from slimkit.models.sources import ModelSpec
 from slimkit.runtimes import RUNTIMES
 from slimkit.steps import STEPS
-from slimkit.training.trainer import TrainConfig
+from slimkit.training.config import TrainConfig
 
 
 class BaselineConfig(Config):
@@ -161,6 +161,20 @@ class Recipe:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def with_steps(self, steps: list[StepSpec], name: str | None = None) -> Recipe:
+        """This recipe's model, data, baseline and evaluation with ``steps`` instead (renamed
+        where two share a name, and checked like a recipe's own)."""
+        raw = {**self.to_dict(), "steps": [s.to_dict() for s in steps]}
+        return Recipe.from_dict({**raw, "name": name or self.name})
+
+
+def step(kind: str, config: dict[str, Any], where: str = "step") -> StepSpec:
+    """One step of type ``kind``, its mapping validated now (named after its type until a
+    recipe holds it)."""
+    if kind not in STEPS:
+        raise RecipeError(f"'{where}': " + STEPS.unknown_message(kind))
+    return StepSpec(kind, kind, STEPS.get(kind).parse(config, f"{where}.{kind}"))
 
 
 def _parse_steps(raw: list[Any], where: str) -> tuple[StepSpec, ...]:

@@ -101,6 +101,8 @@ def _cell(text: str) -> str:
 
 def _type(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # a tagged union's members, or a constrained type
+        return _type(typing.get_args(annotation)[0])
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if origin in (typing.Union, types.UnionType):
         optional = len(args) < len(typing.get_args(annotation))

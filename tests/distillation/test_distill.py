@@ -11,9 +11,18 @@ from tests.test_pipeline import tiny_recipe
 import slimkit
 from slimkit.data import load_data
 from slimkit.data.bundle import ArrayDataset, DataBundle
-from slimkit.distillation.features import AttentionPair, HintPair, attention_kl
-from slimkit.distillation.students import StudentConfig, build_student
-from slimkit.distillation.task import DistillTrainConfig, distill
+from slimkit.distillation.configs import (
+    AttentionPair,
+    DistillConfig,
+    HintPair,
+    KeepEveryStudent,
+    KeepLayersStudent,
+    NarrowerStudent,
+)
+from slimkit.distillation.features import attention_kl
+from slimkit.distillation.step import DistillStepConfig
+from slimkit.distillation.students import build_student
+from slimkit.distillation.task import distill
 from slimkit.errors import RecipeError, StepError
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.models import ModelSpec, build_model, save_model
@@ -48,7 +57,7 @@ def _acc(net, data: DataBundle) -> float:
 
 
 def test_layer_dropped_student_keeps_teacher_weights_and_reloads(bert_teacher, tmp_path: Path):
-    student, arch = build_student(bert_teacher, StudentConfig(keep_every=2), BERT_ARCH, {})
+    student, arch = build_student(bert_teacher, KeepEveryStudent(keep_every=2), BERT_ARCH, {})
     assert len(student.encoder.encoder.layer) == 1
     assert student.encoder.config.num_hidden_layers == 1
     assert arch.layers == KeptLayers(path="encoder.encoder.layer", keep=(1,))
@@ -67,17 +76,19 @@ def test_layer_dropped_student_keeps_teacher_weights_and_reloads(bert_teacher, t
 def test_width_student_is_the_same_architecture_narrower():
     arch = Arch(source="resnet-mini", kwargs={"num_classes": 10, "in_channels": 1})
     teacher = build_model(ModelSpec(source="resnet-mini"), num_classes=10, in_channels=1)
-    student, student_arch = build_student(teacher, StudentConfig(width=0.5), arch, {})
+    student, student_arch = build_student(teacher, NarrowerStudent(width=0.5), arch, {})
     assert student_arch.kwargs["width"] == 8 and student.stem[0].out_channels == 8
     teacher_params = sum(p.numel() for p in teacher.parameters())
     assert sum(p.numel() for p in student.parameters()) < teacher_params / 3
 
 
-def test_student_needs_exactly_one_recipe():
+def test_student_needs_exactly_one_recipe(fixtures_on_path):
     with pytest.raises(RecipeError, match="exactly one of"):
-        StudentConfig.from_dict({"width": 0.5, "keep_every": 2}, "student")
+        DistillStepConfig.from_dict({"student": {"width": 0.5, "keep_every": 2}}, "distill")
+    with pytest.raises(RecipeError, match="exactly one of"):
+        DistillStepConfig.from_dict({"student": {}}, "distill")
     with pytest.raises(StepError, match="takes none"):
-        build_student(None, StudentConfig(width=0.5), Arch(source="tiny_models:mlp"), {})
+        build_student(None, NarrowerStudent(width=0.5), Arch(source="tiny_models:mlp"), {})
 
 
 def test_mismatched_teacher_and_student_outputs_are_refused(blobs_npz: Path, fixtures_on_path):
@@ -87,16 +98,16 @@ def test_mismatched_teacher_and_student_outputs_are_refused(blobs_npz: Path, fix
     with pytest.raises(
         StepError, match=r"teacher outputs \(3,\) per example but the student \(4,\)"
     ):
-        distill(teacher, student, data, DistillTrainConfig())
+        distill(teacher, student, data, DistillConfig(), TrainConfig())
 
 
 def test_unknown_hint_layer_names_the_layer(blobs_npz: Path, fixtures_on_path):
     data = load_data(str(blobs_npz))
     teacher = build_model(ModelSpec.parse("tiny_models:tiny_cnn"), num_classes=3)
     student = build_model(ModelSpec.parse("tiny_models:tiny_cnn"), num_classes=3, width=2)
-    config = DistillTrainConfig(hints=(HintPair(teacher="4", student="44"),))
+    config = DistillConfig(hints=(HintPair(teacher="4", student="44"),))
     with pytest.raises(StepError, match=r"student has no layer '44'.*Did you mean '4'"):
-        distill(teacher, student, data, config)
+        distill(teacher, student, data, config, TrainConfig())
 
 
 def test_cached_and_live_teacher_train_the_same_student(blobs_npz: Path, fixtures_on_path):
@@ -108,8 +119,9 @@ def test_cached_and_live_teacher_train_the_same_student(blobs_npz: Path, fixture
     for cache in (True, False):
         torch.manual_seed(1)
         student = build_model(ModelSpec.parse("tiny_models:tiny_cnn"), num_classes=3, width=2)
-        config = DistillTrainConfig(epochs=6, lr=0.03, batch_size=16, cache_teacher=cache)
-        runs.append((distill(teacher, student, data, config), student))
+        schedule = TrainConfig(epochs=6, lr=0.03, batch_size=16)
+        config = DistillConfig(cache_teacher=cache)
+        runs.append((distill(teacher, student, data, config, schedule), student))
     (cached, student), (live, _) = runs
     assert _acc(student, data) >= 90.0
     # Same batches, same soft targets: the losses agree to float rounding (cached logits come
@@ -147,10 +159,9 @@ def test_hints_pull_student_features_toward_the_teacher(blobs_npz: Path, fixture
         torch.manual_seed(1)
         student = build_model(ModelSpec.parse("tiny_models:tiny_cnn"), num_classes=3, width=4)
         hint = HintPair(teacher="5", student="5")
-        config = DistillTrainConfig(
-            epochs=8, lr=0.03, batch_size=16, hints=(hint,), hint_weight=weight
-        )
-        history = distill(teacher, student, data, config)
+        config = DistillConfig(hints=(hint,), hint_weight=weight)
+        schedule = TrainConfig(epochs=8, lr=0.03, batch_size=16)
+        history = distill(teacher, student, data, config, schedule)
         assert max(history.val_accuracy) >= 90.0
         unexplained[weight] = _unexplained(student, teacher, data.test.inputs[0][:], "5")
     assert unexplained[20.0] < 0.7 * unexplained[0.0]
@@ -168,16 +179,12 @@ def test_attention_transfer_brings_student_maps_toward_the_teacher(bert_teacher)
 
     results = {}
     for weight in (0.0, 10.0):
-        student, _ = build_student(bert_teacher, StudentConfig(keep_layers=(0,)), BERT_ARCH, {})
+        student, _ = build_student(bert_teacher, KeepLayersStudent(keep_layers=(0,)), BERT_ARCH, {})
         torch.nn.init.normal_(student.encoder.encoder.layer[0].attention.self.query.weight, std=0.3)
-        config = DistillTrainConfig(
-            epochs=4,
-            lr=3e-3,
-            batch_size=16,
-            attention=(AttentionPair(teacher=1, student=0),),
-            attention_weight=weight,
+        config = DistillConfig(
+            attention=(AttentionPair(teacher=1, student=0),), attention_weight=weight
         )
-        distill(bert_teacher, student, data, config)
+        distill(bert_teacher, student, data, config, TrainConfig(epochs=4, lr=3e-3, batch_size=16))
         for net in (student, bert_teacher):
             net.encoder.set_attn_implementation("eager")
         with torch.no_grad():

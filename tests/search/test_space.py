@@ -7,8 +7,11 @@ import dataclasses
 import optuna
 import pytest
 
+from slimkit.distillation.configs import CurrentStudent, KeepEveryStudent
+from slimkit.pruning import ChannelConfig, HeadsConfig
 from slimkit.pruning.sensitivity import LayerSensitivity
-from slimkit.recipe import Recipe
+from slimkit.quantization import DynamicInt8Config, WeightOnlyInt8Config
+from slimkit.recipe import Recipe, StepSpec
 from slimkit.search.space import CNN_STUDENTS, SPACES, SpaceInputs
 
 INPUTS = SpaceInputs(
@@ -26,11 +29,18 @@ INPUTS = SpaceInputs(
 )
 
 
-def _draw(space: str, params: dict) -> tuple[list[dict], dict]:
+def _draw(space: str, params: dict) -> tuple[list[StepSpec], dict]:
     study = optuna.create_study()
     study.enqueue_trial(params)
     trial = study.ask()
     return SPACES.get(space).draw(trial, INPUTS), trial.distributions
+
+
+def _recipe(steps: list[StepSpec]) -> Recipe:
+    """The steps as a recipe holds them: written out and read back as a user's YAML is."""
+    recipe = Recipe.from_dict({"model": "m", "data": "d"}).with_steps(steps)
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+    return recipe
 
 
 def test_a_transformer_student_keeps_evenly_spaced_layers_and_trains_as_long_as_the_baseline():
@@ -49,14 +59,14 @@ def test_a_transformer_student_keeps_evenly_spaced_layers_and_trains_as_long_as_
     )
     assert dists["keep_every"].choices == (1, 2, 3, 6)  # the divisors of the depth
     assert dists["vocab_min_count"].choices == (1, 3)  # every trial trims the token table
-    assert [next(iter(s)) for s in steps] == ["prune", "distill", "prune", "finetune", "quantize"]
-    student = steps[1]["distill"]
-    assert student["student"] == {"keep_every": 6} and student["epochs"] == 3
-    assert student["lr"] == pytest.approx(2e-4)
+    assert [s.kind for s in steps] == ["prune", "distill", "prune", "finetune", "quantize"]
+    student = steps[1].config
+    assert student.student == KeepEveryStudent(keep_every=6) and student.train.epochs == 3
+    assert student.train.lr == pytest.approx(2e-4)
     assert dists["structure_epochs"].choices == (1, 3)  # the recovery's or the baseline's
-    assert steps[3]["finetune"]["epochs"] == 1  # repairing a pruned model is shorter
-    assert steps[2] == {"prune": {"method": "heads", "ratio": 0.5}}
-    Recipe.from_dict({"model": "m", "data": "d", "steps": steps})  # every step validates
+    assert steps[3].config.train.epochs == 1  # repairing a pruned model is shorter
+    assert steps[2].config == HeadsConfig(ratio=0.5)
+    _recipe(steps)
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.5])
@@ -74,12 +84,10 @@ def test_a_cnn_trial_prunes_channels_then_recovers_or_only_quantizes(ratio):
     if not ratio:
         assert steps == []
         return
-    assert steps[0] == {
-        "prune": {"method": "channels", "ratio": 0.5, "importance": "l2", "ignore": ["layers.0"]}
-    }
-    assert steps[1]["distill"]["student"] == {"current": True}
-    assert steps[1]["distill"]["epochs"] == 3
-    Recipe.from_dict({"model": "m", "data": "d", "steps": steps})
+    assert steps[0].config == ChannelConfig(ratio=0.5, importance="l2", ignore=("layers.0",))
+    assert steps[1].config.student == CurrentStudent(current=True)
+    assert steps[1].config.train.epochs == 3
+    _recipe(steps)
 
 
 def test_a_cnn_trial_may_spread_the_ratio_over_layers_by_their_sensitivity():
@@ -92,11 +100,11 @@ def test_a_cnn_trial_may_spread_the_ratio_over_layers_by_their_sensitivity():
         "quantize": "none",
     }
     steps, dists = _draw("cnn", params)
-    overrides = steps[0]["prune"]["overrides"]
+    overrides = steps[0].config.overrides
     # the robust, heavy layer takes the cut; the fragile stem is left whole
     assert overrides == {"stem": 0.0, "layers.0": 0.0, "layers.1": 0.8}
     assert "keep_sensitive" not in dists
-    Recipe.from_dict({"model": "m", "data": "d", "steps": steps})
+    _recipe(steps)
 
 
 @pytest.mark.parametrize("space", ["cnn", "transformer"])
@@ -107,13 +115,13 @@ def test_the_corner_tried_first_is_a_point_of_the_space_and_its_most_compressed(
     trial = study.ask()
     steps = SPACES.get(space).draw(trial, INPUTS)
     assert trial.params == corner  # every choice was drawn, none fell outside its options
-    assert steps[-1] == {"quantize": {"mode": "dynamic-int8", "backend": "onnxruntime"}}
+    assert steps[-1].config == DynamicInt8Config(backend="onnxruntime")
     if space == "transformer":
-        assert [next(iter(s)) for s in steps] == ["prune", "distill", "quantize"]
-        assert steps[1]["distill"]["student"] == {"keep_every": INPUTS.depth}
+        assert [s.kind for s in steps] == ["prune", "distill", "quantize"]
+        assert steps[1].config.student == KeepEveryStudent(keep_every=INPUTS.depth)
     else:
-        assert steps[0]["prune"]["ratio"] == max(trial.distributions["channels"].choices)
-    Recipe.from_dict({"model": "m", "data": "d", "steps": steps})
+        assert steps[0].config.ratio == max(trial.distributions["channels"].choices)
+    _recipe(steps)
 
 
 @pytest.mark.parametrize(
@@ -131,13 +139,13 @@ def test_a_cnn_trial_on_images_may_distil_a_shallow_student_that_keeps_its_last_
     trial = study.ask()
     steps = SPACES.get("cnn").draw(trial, inputs)
     assert "channels" not in trial.params  # the baseline's layers are not the student's
-    distill = steps[0]["distill"]
-    kwargs = distill["student"]["model"]["kwargs"]
+    distill = steps[0].config
+    kwargs = distill.student.model.kwargs
     # the head sees where features are: the last map, pooled to at most 7 x 7
     assert kwargs == {"width": CNN_STUDENTS[name][0], "depth": depth, "grid": grid}
-    assert distill["epochs"] == INPUTS.train["epochs"] and distill["keep_best"] is False
-    assert steps[1] == {"quantize": {"mode": "weight-only-int8", "backend": "onnxruntime"}}
-    Recipe.from_dict({"model": "m", "data": "d", "steps": steps})
+    assert distill.train.epochs == INPUTS.train["epochs"] and distill.train.keep_best is False
+    assert steps[1].config == WeightOnlyInt8Config(backend="onnxruntime")
+    _recipe(steps)
 
 
 def test_the_cnn_corner_on_images_is_the_smallest_student_with_int8_weights_only():
@@ -164,4 +172,4 @@ def test_a_transformer_without_a_token_table_is_never_asked_to_trim_one():
     trial = study.ask()
     steps = SPACES.get("transformer").draw(trial, inputs)
     assert trial.params == corner
-    assert [next(iter(s)) for s in steps] == ["distill", "quantize"]
+    assert [s.kind for s in steps] == ["distill", "quantize"]

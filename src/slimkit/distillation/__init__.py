@@ -1,5 +1,6 @@
-"""Knowledge distillation: losses as pure functions of logits."""
+"""Knowledge distillation: its config, losses as pure functions, students built from teachers."""
 
-from slimkit.distillation.losses import DistillConfig, kd_loss
+from slimkit.distillation.configs import DistillConfig, StudentConfig
+from slimkit.distillation.losses import kd_loss
 
-__all__ = ["DistillConfig", "kd_loss"]
+__all__ = ["DistillConfig", "StudentConfig", "kd_loss"]

@@ -18,26 +18,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from slimkit.config import Config
+from slimkit.distillation.configs import AttentionPair, HintPair
 from slimkit.errors import StepError
 from slimkit.models.surgery import layer_list
-
-
-class HintPair(Config):
-    """A teacher layer whose output the named student layer learns to predict."""
-
-    teacher: str
-    student: str
-
-
-class AttentionPair(Config):
-    """Transformer layer indices (0-based) whose attention maps are matched."""
-
-    teacher: int = Field(ge=0)
-    student: int = Field(ge=0)
 
 
 def _module(model: nn.Module, name: str, role: str) -> nn.Module:

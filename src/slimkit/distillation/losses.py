@@ -4,16 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
-
-from slimkit.config import Config
-
-
-class DistillConfig(Config):
-    """Soft targets at ``temperature``, mixed with the hard-label loss by ``alpha``."""
-
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the soft-target term.")
 
 
 def kd_loss(

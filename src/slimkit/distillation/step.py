@@ -5,11 +5,16 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from slimkit.distillation.students import StudentConfig, build_student
-from slimkit.distillation.task import DistillTrainConfig, distill
+from pydantic import Field, model_validator
+
+from slimkit.config import Config, gather_keys
+from slimkit.distillation.configs import DistillConfig, StudentConfig
+from slimkit.distillation.students import build_student
+from slimkit.distillation.task import distill
 from slimkit.errors import StepError
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, register_step
+from slimkit.training.config import TrainConfig
 from slimkit.training.step import describe
 
 
@@ -18,11 +23,21 @@ class Teacher(StrEnum):
     BASELINE = "baseline"  # the run's baseline teaches (e.g. a pruned model: student current)
 
 
-class DistillStepConfig(DistillTrainConfig):
-    """The student to build, who teaches it, and how to train it."""
+class DistillStepConfig(Config):
+    """The student to build, who teaches it, what it learns (``distill``) and how it trains
+    (``train``); the keys of those two may also be written at the top level of the step."""
 
-    student: StudentConfig
-    teacher: Teacher = Teacher.CURRENT
+    student: StudentConfig = Field(
+        description="One of keep_every, keep_layers, width, model, current."
+    )
+    teacher: Teacher = Field(Teacher.CURRENT, description="current, or the run's baseline.")
+    distill: DistillConfig = Field(DistillConfig(), description="What the student learns.")
+    train: TrainConfig = Field(TrainConfig(), description="How the student trains.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        return gather_keys(data, {"distill": DistillConfig, "train": TrainConfig})
 
 
 def _parse(data: dict[str, Any], where: str) -> DistillStepConfig:
@@ -48,12 +63,14 @@ def distill_step(state: ModelState, config: DistillStepConfig, ctx: StepContext)
             "The student is the teacher (student: {current: true} with teacher: current). "
             "Use teacher: baseline to fine-tune the current model from the baseline."
         )
-    history = distill(teacher, student, ctx.data, config, ctx.progress, ctx.checkpoint_dir)
+    history = distill(
+        teacher, student, ctx.data, config.distill, config.train, ctx.progress, ctx.checkpoint_dir
+    )
     teacher_params = sum(p.numel() for p in teacher.parameters())
     student_params = sum(p.numel() for p in student.parameters())
     note = (
         f"student with {student_params / teacher_params:.0%} of the teacher's parameters; "
-        f"T={config.temperature:g}, alpha={config.alpha:g}; "
-        + describe(history, "distilled", config)
+        f"T={config.distill.temperature:g}, alpha={config.distill.alpha:g}; "
+        + describe(history, "distilled", config.train)
     )
     return ModelState(student, state.runtime, notes=[note], arch=arch)

@@ -1,4 +1,4 @@
-"""Students built from a teacher: fewer transformer layers, narrower CNNs, or any model.
+"""Students built from a teacher, one builder per :data:`StudentConfig` type.
 
 - ``keep_every: k`` / ``keep_layers: [...]``: a copy of the teacher with only some transformer
   layers, initialised from the teacher's weights. ``keep_every: 3`` keeps layers 3 and 6 of a
@@ -15,56 +15,70 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Callable
 from typing import Any
 
-from pydantic import Field, model_validator
 from torch import nn
 
-from slimkit.config import Config
+from slimkit.distillation.configs import (
+    CurrentStudent,
+    KeepEveryStudent,
+    KeepLayersStudent,
+    ModelStudent,
+    NarrowerStudent,
+    StudentConfig,
+)
 from slimkit.errors import StepError
 from slimkit.models.arch import Arch, KeptLayers
 from slimkit.models.sources import ModelSpec, arch_of, build_model, factory_of
 from slimkit.models.surgery import keep_layers, layer_list
 
+Built = tuple[nn.Module, Arch]
+_BUILDERS: dict[type, Callable[[Any, nn.Module, Arch, dict[str, Any]], Built]] = {}
 
-class StudentConfig(Config):
-    """How to get the student; exactly one of the five ways."""
 
-    keep_every: int | None = Field(None, ge=1)
-    keep_layers: tuple[int, ...] | None = None
-    width: float | None = Field(None, gt=0.0, lt=1.0)
-    model: ModelSpec | None = None
-    current: bool = False
+def _builds(kind: type) -> Callable[[Callable[..., Built]], Callable[..., Built]]:
+    def decorator(fn: Callable[..., Built]) -> Callable[..., Built]:
+        _BUILDERS[kind] = fn
+        return fn
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> StudentConfig:
-        ways = ("keep_every", "keep_layers", "width", "model", "current")
-        given = [k for k in ways if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError(
-                f"give exactly one of {', '.join(ways)} (got {', '.join(given) or 'none'})"
-            )
-        return self
+    return decorator
 
 
 def build_student(
     teacher: nn.Module, config: StudentConfig, arch: Arch, hints: dict[str, Any]
-) -> tuple[nn.Module, Arch]:
-    """The student and the ``arch`` record that rebuilds it."""
-    if config.current:
-        return teacher, arch
-    if config.model is not None:
-        return build_model(config.model, **hints), arch_of(config.model, hints)
-    if config.width is not None:
-        return _narrower(config.width, arch)
-    path, stack = layer_list(teacher)
-    depth = len(stack)
-    if config.keep_every is not None:
-        keep = list(range(config.keep_every - 1, depth, config.keep_every))
-    else:
-        keep = list(config.keep_layers or ())
+) -> Built:
+    """The student ``config`` describes, built from ``teacher`` (whose ``arch`` record says how
+    to rebuild it), and the ``arch`` record that rebuilds the student."""
+    return _BUILDERS[type(config)](config, teacher, arch, hints)
+
+
+@_builds(CurrentStudent)
+def _current(config: CurrentStudent, teacher: nn.Module, arch: Arch, hints: Any) -> Built:
+    return teacher, arch
+
+
+@_builds(ModelStudent)
+def _other(config: ModelStudent, teacher: nn.Module, arch: Arch, hints: dict[str, Any]) -> Built:
+    return build_model(config.model, **hints), arch_of(config.model, hints)
+
+
+@_builds(KeepEveryStudent)
+def _every(config: KeepEveryStudent, teacher: nn.Module, arch: Arch, hints: Any) -> Built:
+    depth = len(layer_list(teacher)[1])
+    keep = list(range(config.keep_every - 1, depth, config.keep_every))
     if not keep:
         raise StepError(f"keep_every: {config.keep_every} keeps none of the {depth} layers.")
+    return _keep(teacher, arch, keep)
+
+
+@_builds(KeepLayersStudent)
+def _layers(config: KeepLayersStudent, teacher: nn.Module, arch: Arch, hints: Any) -> Built:
+    return _keep(teacher, arch, list(config.keep_layers))
+
+
+def _keep(teacher: nn.Module, arch: Arch, keep: list[int]) -> Built:
+    path, _ = layer_list(teacher)
     student = copy.deepcopy(teacher)
     keep_layers(student, path, keep)
     previous = arch.layers
@@ -73,7 +87,8 @@ def build_student(
     return student, arch.model_copy(update={"layers": KeptLayers(path=path, keep=tuple(keep))})
 
 
-def _narrower(share: float, arch: Arch) -> tuple[nn.Module, Arch]:
+@_builds(NarrowerStudent)
+def _narrower(config: NarrowerStudent, teacher: nn.Module, arch: Arch, hints: Any) -> Built:
     factory = factory_of(arch.source)
     params = {} if factory is None else inspect.signature(factory).parameters
     if "width" not in params:
@@ -82,7 +97,7 @@ def _narrower(share: float, arch: Arch) -> tuple[nn.Module, Arch]:
             "takes none. Use keep_every:/keep_layers: for transformers or give a student model:."
         )
     width = arch.kwargs.get("width", params["width"].default)
-    kwargs = {**arch.kwargs, "width": max(1, round(width * share))}
+    kwargs = {**arch.kwargs, "width": max(1, round(width * config.width))}
     return build_model(ModelSpec(source=arch.source, kwargs=kwargs)), Arch(
         source=arch.source, kwargs=kwargs
     )

@@ -10,13 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from slimkit.data.bundle import ArrayDataset, DataBundle
+from slimkit.distillation.configs import DistillConfig
 from slimkit.distillation.features import (
-    AttentionPair,
-    HintPair,
     attention_kl,
     hint_loss,
     hook_pairs,
@@ -26,20 +24,9 @@ from slimkit.distillation.features import (
 from slimkit.distillation.losses import kd_loss
 from slimkit.errors import StepError
 from slimkit.progress import SILENT, Progress
+from slimkit.training.config import TrainConfig
 from slimkit.training.params import frozen
-from slimkit.training.trainer import TrainConfig, TrainHistory, train
-
-
-class DistillTrainConfig(TrainConfig):
-    """Training settings plus the distillation terms and their weights."""
-
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the soft-target term.")
-    hints: tuple[HintPair, ...] = ()
-    hint_weight: float = Field(1.0, ge=0.0)
-    attention: tuple[AttentionPair, ...] = ()
-    attention_weight: float = Field(1.0, ge=0.0)
-    cache_teacher: bool = True
+from slimkit.training.trainer import TrainHistory, train
 
 
 class _Distiller(nn.Module):
@@ -82,15 +69,18 @@ def distill(
     teacher: nn.Module,
     student: nn.Module,
     data: DataBundle,
-    config: DistillTrainConfig,
+    config: DistillConfig,
+    train_config: TrainConfig,
     progress: Progress = SILENT,
     checkpoint_dir: Path | None = None,
 ) -> TrainHistory:
-    """Train ``student`` in place from ``teacher`` (Hinton KD plus optional hints/attention).
+    """Train ``student`` in place from ``teacher`` (Hinton KD plus optional hints/attention),
+    as ``train_config`` says.
 
     ``checkpoint_dir`` is the trainer's: an epoch checkpoint there is resumed from.
 
-    >>> history = distill(teacher, student, bundle, DistillTrainConfig(epochs=5))  # doctest: +SKIP
+    >>> distill(teacher, student, bundle, DistillConfig(temperature=2.0), TrainConfig(epochs=5))
+    ... # doctest: +SKIP
     """
     _check_outputs(teacher, student, data)
     n = len(data.input_names)
@@ -108,7 +98,7 @@ def distill(
             projections.extend(
                 projection(s_cap.outputs[i], t_cap.outputs[i]) for i in range(len(config.hints))
             )
-        live = bool(config.hints or config.attention or config.augment)
+        live = bool(not config.logits_only or train_config.augment)
         cached = config.cache_teacher and not live
         train_data = _with_teacher_logits(teacher, data) if cached else data
 
@@ -133,11 +123,11 @@ def distill(
             return total
 
         # freeze: names the student's layers, so it applies to the student, not the wrapper
-        with frozen(student, config.freeze):
+        with frozen(student, train_config.freeze):
             history = train(
                 _Distiller(student, projections, n),
                 train_data,
-                config.model_copy(update={"freeze": ()}),
+                train_config.model_copy(update={"freeze": ()}),
                 progress=progress,
                 loss_fn=loss,
                 checkpoint_dir=checkpoint_dir,

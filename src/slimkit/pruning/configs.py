@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from slimkit.config import Config
 from slimkit.layers import validate_patterns
 from slimkit.registry import Registry
-from slimkit.training.trainer import TrainConfig
+from slimkit.training.config import TrainConfig
 
 
 class Scope(StrEnum):

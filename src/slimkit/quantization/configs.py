@@ -8,10 +8,10 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from slimkit.config import Config
-from slimkit.distillation.losses import DistillConfig
+from slimkit.distillation.configs import DistillConfig
 from slimkit.layers import validate_patterns
 from slimkit.registry import Registry
-from slimkit.training.trainer import TrainConfig
+from slimkit.training.config import TrainConfig
 
 
 class QuantBackend(StrEnum):
@@ -135,7 +135,19 @@ class QatConfig(QuantizeConfig):
         return frozenset({Need.TRAIN_LOOP})
 
     weight_bits: int = Field(8, ge=2, le=8, description="Below 8: narrower weights (torchao).")
-    distill: DistillConfig | None = Field(None, description="Learn from the float model too.")
+    distill: DistillConfig | None = Field(
+        None, description="Learn from the float model's logits too."
+    )
+
+    @field_validator("distill")
+    @classmethod
+    def _logits_only(cls, v: DistillConfig | None) -> DistillConfig | None:
+        if v is not None and not v.logits_only:
+            raise ValueError(
+                "QAT learns from the float model's logits only; hints and attention pairs "
+                "belong in a distill step before quantize"
+            )
+        return v
 
 
 @QUANT_MODES.register("dynamic-int8")

@@ -33,7 +33,7 @@ from slimkit.quantization._candidates import adopt, build, serve, val_accuracy, 
 from slimkit.quantization.backends import CAPABILITIES
 from slimkit.quantization.configs import Estimator
 from slimkit.quantization.coverage import ignored_layers
-from slimkit.training.trainer import TrainConfig
+from slimkit.training.config import TrainConfig
 
 MAX_FLOAT_SHARE = 0.25  # keep at most a quarter of the layers float: beyond that, little is left
 SHORT_QAT = TrainConfig(epochs=1, lr=1e-4)

@@ -1,6 +1,6 @@
 """What ``slimkit auto`` may try: recipe steps drawn from an Optuna trial, per model family.
 
-A search space turns a trial into plain recipe steps (the same YAML a user writes), so the
+A search space turns a trial into recipe steps (validated, as a user's YAML would be), so the
 chosen trial *is* a recipe that ``slimkit run`` reproduces. Families differ in what shrinks
 them: channels or a shallow student for convolutional nets; vocabulary, layers, heads and FFN
 neurons for transformers.
@@ -16,9 +16,10 @@ from typing import Any
 from torch import nn
 
 from slimkit.pruning.sensitivity import LayerSensitivity, allocate
+from slimkit.recipe import StepSpec, step
 from slimkit.registry import Registry
 
-Steps = list[dict[str, Any]]
+Steps = list[StepSpec]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Space:
 
 
 SPACES: Registry[Space] = Registry("search space")
+# Soft targets at T=2 weighted evenly with the labels: the setting every student and recovery
+# of the search distils with.
+KD = {"temperature": 2.0, "alpha": 0.5}
 
 
 def register_space(name: str, space: Space, help: str | None = None) -> Space:
@@ -72,7 +76,7 @@ def family(model: nn.Module) -> str:
         return "cnn"
 
 
-def _recover(trial: Any, inputs: SpaceInputs, prefix: str) -> dict[str, Any]:
+def _recover(trial: Any, inputs: SpaceInputs, prefix: str) -> StepSpec:
     """Fine-tuning after a structural change, distilled from the baseline or from labels, for
     the recovery's epochs or, where the cut went deep, as long as the baseline trained."""
     lengths = sorted({inputs.finetune["epochs"], inputs.train.get("epochs", 1)})
@@ -81,16 +85,16 @@ def _recover(trial: Any, inputs: SpaceInputs, prefix: str) -> dict[str, Any]:
         "epochs": trial.suggest_categorical(f"{prefix}_epochs", lengths),
     }
     if trial.suggest_categorical(f"{prefix}_kd", [True, False]):
-        return {
-            "distill": {
+        return step(
+            "distill",
+            {
                 "teacher": "baseline",
                 "student": {"current": True},
-                "temperature": 2.0,
-                "alpha": 0.5,
-                **settings,
-            }
-        }
-    return {"finetune": settings}
+                "distill": KD,
+                "train": settings,
+            },
+        )
+    return step("finetune", {"train": settings})
 
 
 def _quantize(trial: Any, inputs: SpaceInputs) -> Steps:
@@ -98,7 +102,7 @@ def _quantize(trial: Any, inputs: SpaceInputs) -> Steps:
     if choice == "none":
         return []
     mode, _, backend = choice.partition("@")
-    return [{"quantize": {"mode": mode, "backend": backend}}]
+    return [step("quantize", {"mode": mode, "backend": backend})]
 
 
 # Plain-CNN students (``small-cnn`` width and depth), fewest parameters first. At batch 1 a
@@ -108,7 +112,7 @@ def _quantize(trial: Any, inputs: SpaceInputs) -> Steps:
 CNN_STUDENTS = {"w8-d2": (8, 2), "w4-d3": (4, 3), "w6-d3": (6, 3), "w8-d3": (8, 3)}
 
 
-def _cnn_student(name: str, inputs: SpaceInputs) -> dict[str, Any]:
+def _cnn_student(name: str, inputs: SpaceInputs) -> StepSpec:
     """Distillation from the baseline into a ``small-cnn`` student, trained like the baseline.
 
     Its last feature map is pooled to a grid of at most 7 x 7 cells (7 x 7 on 28-pixel images):
@@ -122,15 +126,14 @@ def _cnn_student(name: str, inputs: SpaceInputs) -> dict[str, Any]:
     # each stage after the first halves the map (3x3 convolutions, stride 2, padding 1)
     side = min(math.ceil(s / 2 ** (depth - 1)) for s in inputs.image_size)
     kwargs = {"width": width, "depth": depth, "grid": min(side, 7)}
-    return {
-        "distill": {
+    return step(
+        "distill",
+        {
             "student": {"model": {"source": "small-cnn", "kwargs": kwargs}},
-            "temperature": 2.0,
-            "alpha": 0.5,
-            **inputs.train,
-            "keep_best": False,
-        }
-    }
+            "distill": KD,
+            "train": {**inputs.train, "keep_best": False},
+        },
+    )
 
 
 def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
@@ -164,7 +167,7 @@ def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
             keep = trial.suggest_int("keep_sensitive", 0, min(2, len(inputs.sensitive)))
             if keep:
                 prune["ignore"] = list(inputs.sensitive[:keep])
-        steps += [{"prune": prune}, _recover(trial, inputs, "channels")]
+        steps += [step("prune", prune), _recover(trial, inputs, "channels")]
     return steps + _quantize(trial, inputs)
 
 
@@ -178,7 +181,7 @@ def transformer(trial: Any, inputs: SpaceInputs) -> Steps:
     # is rolled back (docs/measurements.md, "Transformer search").
     if inputs.vocab:
         min_count = trial.suggest_categorical("vocab_min_count", [1, 3])
-        steps.append({"prune": {"method": "vocab", "min_count": min_count}})
+        steps.append(step("prune", {"method": "vocab", "min_count": min_count}))
     # A student keeps every k-th layer, the top one included; k divides the depth so the kept
     # layers are evenly spaced (MiniLM-L6: 6, 3, 2 or 1 of them). A student is a new model, not
     # a repaired one: it trains as long as the baseline did, at a searched multiple of its
@@ -188,22 +191,21 @@ def transformer(trial: Any, inputs: SpaceInputs) -> Steps:
     if keep_every > 1:
         lr = inputs.train.get("lr", 1e-3) * trial.suggest_categorical("student_lr", [1, 2, 4])
         steps.append(
-            {
-                "distill": {
+            step(
+                "distill",
+                {
                     "student": {"keep_every": keep_every},
-                    "temperature": 2.0,
-                    "alpha": 0.5,
-                    **inputs.train,
-                    "lr": lr,
-                }
-            }
+                    "distill": KD,
+                    "train": {**inputs.train, "lr": lr},
+                },
+            )
         )
     heads = trial.suggest_categorical("heads", [0.0, 0.25, 0.5])
     ffn = trial.suggest_categorical("ffn", [0.0, 0.25, 0.5])
     if heads:
-        steps.append({"prune": {"method": "heads", "ratio": heads}})
+        steps.append(step("prune", {"method": "heads", "ratio": heads}))
     if ffn:
-        steps.append({"prune": {"method": "ffn", "ratio": ffn}})
+        steps.append(step("prune", {"method": "ffn", "ratio": ffn}))
     if heads or ffn:
         steps.append(_recover(trial, inputs, "structure"))
     return steps + _quantize(trial, inputs)

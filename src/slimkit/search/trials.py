@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slimkit.distillation.configs import CurrentStudent
 from slimkit.distillation.step import DistillStepConfig
 from slimkit.evaluation import Measurement
 from slimkit.models.arch import Arch
@@ -30,7 +31,7 @@ def compresses(spec: StepSpec) -> bool:
     quantization, distillation into a new student. Distilling into the current model is
     recovery training, judged by accuracy like fine-tuning."""
     if isinstance(spec.config, DistillStepConfig):
-        return not spec.config.student.current
+        return not isinstance(spec.config.student, CurrentStudent)
     return spec.kind in ("prune", "quantize")
 
 
@@ -90,10 +91,10 @@ class TrialRunner:
             trial.set_user_attr("notes", [f"failed: {type(err).__name__}: {err}"])
             raise
 
-    def _run(self, trial: Any, steps: list[dict[str, Any]], root: Path) -> float:
+    def _run(self, trial: Any, steps: list[StepSpec], root: Path) -> float:
         import optuna
 
-        candidate = Recipe.from_dict({**self.recipe.to_dict(), "steps": steps})
+        candidate = self.recipe.with_steps(steps)
         ev = self.recipe.evaluation
         state, arch, prev = (
             ModelState(self.base.model, ev.runtime),

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field, model_validator
+
+from slimkit.config import Config, gather_keys
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, register_step
-from slimkit.training.trainer import TrainConfig, TrainHistory, train
+from slimkit.training.config import TrainConfig
+from slimkit.training.trainer import TrainHistory, train
 
 
-class FinetuneConfig(TrainConfig):
-    """Training settings, whether existing zeros (from pruning) stay zero, and whether only the
-    head trains on cached backbone features (``feature_extraction``)."""
+class FinetuneConfig(Config):
+    """Training settings (``train``; its keys may also be written at the top level of the
+    step), whether existing zeros (from pruning) stay zero, and whether only the head trains on
+    cached backbone features (``feature_extraction``)."""
 
-    keep_sparsity: bool = True
-    feature_extraction: bool = False
+    train: TrainConfig = Field(TrainConfig(), description="How the model trains.")
+    keep_sparsity: bool = Field(True, description="Weights pruned to zero stay zero.")
+    feature_extraction: bool = Field(False, description="Train only the head, on cached features.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        return gather_keys(data, {"train": TrainConfig})
 
 
 def _parse(data: dict[str, Any], where: str) -> FinetuneConfig:
@@ -47,16 +58,16 @@ def finetune_step(state: ModelState, config: FinetuneConfig, ctx: StepContext) -
     if config.feature_extraction:
         from slimkit.transfer.features import train_head
 
-        history = train_head(state.module, ctx.data, config, ctx.progress)
+        history = train_head(state.module, ctx.data, config.train, ctx.progress)
         what = "trained the head on frozen features for"
     else:
         history = train(
             state.module,
             ctx.data,
-            config,
+            config.train,
             progress=ctx.progress,
             keep_sparsity=config.keep_sparsity,
             checkpoint_dir=ctx.checkpoint_dir,
         )
         what = "fine-tuned"
-    return ModelState(state.module, state.runtime, notes=[describe(history, what, config)])
+    return ModelState(state.module, state.runtime, notes=[describe(history, what, config.train)])

@@ -17,7 +17,7 @@ from torch import nn
 
 import slimkit
 from slimkit.data.sources import DataSpec, Examples
-from slimkit.plugins import PruneInputs, SourceForm, Space
+from slimkit.plugins import PruneInputs, SourceForm, Space, StepSpec, step
 from slimkit.pruning import PruneConfig
 from slimkit.quantization import QuantBackend, QuantizeConfig, QuantizedModel
 from slimkit.runtimes import Prepared, ServeContext
@@ -106,9 +106,9 @@ def _to_bf16(model: nn.Module, config: Bf16WeightsConfig, **_: Any) -> Quantized
 
 
 # --- a search space ------------------------------------------------------------------------
-def _draw(trial: Any, inputs: Any) -> list[dict[str, Any]]:
+def _draw(trial: Any, inputs: Any) -> list[StepSpec]:
     sparsity = trial.suggest_categorical("sparsity", [0.25, 0.5])
-    return [{"prune": {"method": "example-random", "sparsity": sparsity}}]
+    return [step("prune", {"method": "example-random", "sparsity": sparsity})]
 
 
 slimkit.register_space(
