@@ -109,11 +109,12 @@ def shipped_baseline(recipe_name: str) -> tuple[Any, Any]:
     """``(recipe, baseline)`` of a recipe shipped in slimkit (trained once, then cached)."""
     from importlib import resources
 
-    import slimkit
+    from slimkit.baseline import prepare_baseline
+    from slimkit.recipe import Recipe
 
     with resources.as_file(resources.files("slimkit") / "recipes" / recipe_name) as path:
-        recipe = slimkit.Recipe.load(path)
-    return recipe, slimkit.pipeline.prepare_baseline(recipe)
+        recipe = Recipe.load(path)
+    return recipe, prepare_baseline(recipe)
 
 
 def median_p50(

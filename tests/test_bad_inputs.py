@@ -708,7 +708,7 @@ def test_a_cache_that_is_a_file_is_refused_before_any_training(
     cache.write_text("not a folder")
     monkeypatch.setenv("SLIMKIT_CACHE", str(cache))
     trained: list[object] = []
-    monkeypatch.setattr("slimkit.pipeline.train", lambda *a, **k: trained.append(a))
+    monkeypatch.setattr("slimkit.baseline.train", lambda *a, **k: trained.append(a))
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe(blobs_npz)))
     out = cli("run", str(recipe), "--out", str(tmp_path / "run"))

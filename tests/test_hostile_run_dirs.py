@@ -78,7 +78,7 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interrupte
         m.chdir(root)
         torch.set_num_threads(1)
         reference = slimkit.run(slimkit.Recipe.from_dict(recipe), out=root / "reference")
-        m.setattr("slimkit.pipeline.time_as", stop)
+        m.setattr("slimkit.pipeline.Session.time", stop)
         with pytest.raises(RunInterrupted):
             slimkit.run(slimkit.Recipe.from_dict(recipe), out=root / "run")
     yield Interrupted(

@@ -14,8 +14,7 @@ import slimkit
 from slimkit.data import load_data
 from slimkit.errors import RunDirError, ShapeMismatchError
 from slimkit.evaluation.metrics import accuracy, predict
-from slimkit.pipeline import apply_step, prepare_baseline, step_context
-from slimkit.progress import SILENT
+from slimkit.pipeline import Session
 from slimkit.state import ModelState
 
 STEP_KEYS = {
@@ -163,7 +162,6 @@ def test_model_data_mismatch_is_explained(
 def test_steps_that_remove_compute_without_speed_say_so():
     from slimkit.evaluation import LatencyStats, Measurement
     from slimkit.pipeline import _note_regressions
-    from slimkit.state import ModelState
 
     def m(name: str, macs: int, p50: float) -> Measurement:
         rec = Measurement(
@@ -197,11 +195,11 @@ def test_a_step_gives_the_same_model_whatever_ran_before_it(
     student = {"model": {"source": "small-cnn", "kwargs": {"width": 4, "depth": 2, "grid": 2}}}
     steps = [{"distill": {"student": student, "epochs": 1, "batch_size": 16}}]
     recipe = slimkit.Recipe.from_dict(tiny_recipe(blobs_npz, steps=steps))
-    base = prepare_baseline(recipe)
+    session = Session.start(recipe)
     students = []
     for draws in (0, 5):
         torch.rand(draws)  # what earlier steps or trials drew
-        ctx = step_context(recipe, base, tmp_path / f"after-{draws}", base.arch, SILENT)
-        students.append(apply_step(recipe.steps[0], ModelState(base.model, "eager"), ctx).module)
+        ctx = session.context(tmp_path / f"after-{draws}", session.base.arch)
+        students.append(session.apply(recipe.steps[0], session.baseline_state(), ctx).module)
     first, second = (s.state_dict() for s in students)
     assert all(torch.equal(first[k], second[k]) for k in first)

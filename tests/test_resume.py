@@ -143,7 +143,7 @@ def test_ctrl_c_after_the_steps_reuses_every_kept_model(
         monkeypatch.context() as patched,
         pytest.raises(RunInterrupted, match=r"slimkit run --resume .*stopped"),
     ):
-        patched.setattr("slimkit.pipeline.time_as", stop)
+        patched.setattr("slimkit.pipeline.Session.time", stop)
         slimkit.run(slimkit.Recipe.from_dict(recipe), out=tmp_path / "stopped")
 
     result = resume(tmp_path / "stopped")
@@ -161,7 +161,7 @@ def test_a_changed_or_corrupted_snapshot_is_recomputed_not_trusted(
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patched, pytest.raises(RunInterrupted):
-        patched.setattr("slimkit.pipeline.time_as", stop)
+        patched.setattr("slimkit.pipeline.Session.time", stop)
         slimkit.run(slimkit.Recipe.from_dict(recipe), out=tmp_path / "run")
     snapshot = tmp_path / "run" / "checkpoints" / "01-prune" / "model.safetensors"
     data = bytearray(snapshot.read_bytes())

@@ -20,16 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from slimkit import ledger
 from slimkit._io import write_json, write_text
-from slimkit.data import DataBundle, load_data
+from slimkit.baseline import Baseline, prepare_baseline
+from slimkit.data import DataBundle
 from slimkit.data.files import write_split_rows
-from slimkit.errors import RunDirError, RunInterrupted, ShapeMismatchError
+from slimkit.errors import RunDirError, RunInterrupted
 from slimkit.evaluation import Measurement, measure, time_interleaved
 from slimkit.ledger import code_refs
-from slimkit.models import arch_of, build_model, load_tokenizer_for
 from slimkit.models.arch import Arch
 from slimkit.progress import SILENT, Progress, Task
 from slimkit.recipe import Recipe, StepSpec, with_opt_ins
@@ -40,8 +39,7 @@ from slimkit.resume import StepStore, chain_key, check_run_dir
 from slimkit.rundir import busy_warning, create_run_dir, environment
 from slimkit.state import ModelState
 from slimkit.steps import STEPS, StepContext
-from slimkit.training import cache, train
-from slimkit.training.step import describe
+from slimkit.timing import SLOWER_MARGIN
 
 log = logging.getLogger(__name__)
 
@@ -157,27 +155,26 @@ def execute(
     store = StepStore(run_dir, frozenset(factories), trusted)
 
     start = time.perf_counter()
-    base = base or prepare_baseline(recipe, progress, store)
-    if base.data.rows is not None:  # which rows were scored, for a client without slimkit
-        write_split_rows(base.data, run_dir / "split.npz")
-    ev = recipe.evaluation
+    session = Session(recipe, base or prepare_baseline(recipe, progress, store))
+    if session.data.rows is not None:  # which rows were scored, for a client without slimkit
+        write_split_rows(session.data, run_dir / "split.npz")
 
     def measured(name: str, kind: str, done: Done) -> Measurement:
-        m = measure_as(recipe, base.data, name, kind, done.state, done.stem, done.arch)
+        m = session.measure(name, kind, done.state, done.stem, done.arch)
         m.wall_s, m.notes = time.perf_counter() - done.start, [*done.state.notes, *m.notes]
         return m
 
-    state = ModelState(base.model, ev.runtime, notes=base.notes)
-    first = Done(state, run_dir / "artifacts" / "00-baseline", base.arch, start)
+    state = session.baseline_state()
+    first = Done(state, run_dir / "artifacts" / "00-baseline", session.base.arch, start)
     records = [measured("baseline", "baseline", first)]
     reused: list[str] = []
-    steps = apply_steps(recipe, base, state, run_dir / "artifacts", progress, store, reused)
+    steps = apply_steps(session, state, run_dir / "artifacts", progress, store, reused)
     for step, done, task in steps:
         records.append(measured(step.name, step.kind, done))
         task.update(f"{done.label}: accuracy {records[-1].accuracy:.2f}%")
 
     busy = busy_warning()
-    time_as(recipe, records, base.data, progress)
+    session.time(records, progress)
     _note_regressions(records)
     results = build_results(recipe.to_dict(), records, run_dir, env)
     busy = busy or busy_warning()
@@ -202,82 +199,103 @@ class Done:
     label: str = "baseline"
 
 
-def measure_as(
-    recipe: Recipe,
-    data: DataBundle,
-    name: str,
-    kind: str,
-    state: ModelState,
-    stem: Path,
-    arch: Arch,
-) -> Measurement:
-    """Measure ``state`` (all but latency) the way ``recipe``'s evaluation settings say."""
-    ev = recipe.evaluation
-    return measure(
-        name,
-        kind,
-        state,
-        data,
-        artifact_stem=stem,
-        arch=arch,
-        batch_size=ev.batch_size,
-        metrics=ev.metrics,
-    )
+@dataclass(frozen=True)
+class Session:
+    """A recipe's prepared baseline and its evaluation settings: how a run, and a search over
+    the recipe's steps, apply a step and measure a model, all the same way.
 
-
-def time_as(
-    recipe: Recipe, records: list[Measurement], data: DataBundle, progress: Progress = SILENT
-) -> None:
-    """Time ``records`` interleaved with ``recipe``'s evaluation settings."""
-    ev = recipe.evaluation
-    time_interleaved(
-        records,
-        data,
-        batch_size=ev.batch_size,
-        warmup=ev.warmup,
-        rounds=ev.rounds,
-        per_round=ev.per_round,
-        progress=progress,
-    )
-
-
-def step_context(
-    recipe: Recipe,
-    base: Baseline,
-    stem: Path,
-    arch: Arch,
-    progress: Progress,
-    checkpoint_dir: Path | None = None,
-) -> StepContext:
-    """What a step of ``recipe`` gets besides the model."""
-    ev = recipe.evaluation
-    return StepContext(
-        base.data,
-        stem,
-        progress,
-        recipe.seed,
-        ev.batch_size,
-        arch,
-        baseline=base.model,
-        checkpoint_dir=checkpoint_dir,
-    )
-
-
-def apply_step(step: StepSpec, state: ModelState, ctx: StepContext) -> ModelState:
-    """Apply one step to a copy of ``state``'s model (the input state is left as it was).
-
-    The global generator is seeded first, so a step gives the same model whatever ran before it
-    (a fresh student's initial weights come from it): a search's trial, the recipe that
-    reproduces it and a resumed run reach each step with it in different states.
+    >>> session = Session.start(Recipe.load("recipes/demo.yaml"))  # doctest: +SKIP
+    >>> before = session.measure("baseline", "baseline", session.baseline_state(), stem, arch)
+    ... # doctest: +SKIP
     """
-    torch.manual_seed(ctx.seed)
-    given = ModelState(copy.deepcopy(state.module), state.runtime)
-    return STEPS.get(step.kind).apply(given, step.config, ctx)
+
+    recipe: Recipe
+    base: Baseline
+
+    @classmethod
+    def start(
+        cls, recipe: Recipe, progress: Progress = SILENT, store: StepStore | None = None
+    ) -> Session:
+        """Prepare ``recipe``'s baseline (see :func:`~slimkit.baseline.prepare_baseline`)."""
+        return cls(recipe, prepare_baseline(recipe, progress, store))
+
+    @property
+    def data(self) -> DataBundle:
+        return self.base.data
+
+    def baseline_state(self) -> ModelState:
+        """The baseline as the first state of a run, served on the recipe's runtime."""
+        return ModelState(self.base.model, self.recipe.evaluation.runtime, notes=self.base.notes)
+
+    def context(
+        self,
+        stem: Path,
+        arch: Arch,
+        progress: Progress = SILENT,
+        checkpoint_dir: Path | None = None,
+    ) -> StepContext:
+        """What a step gets besides the model."""
+        return StepContext(
+            self.base.data,
+            stem,
+            progress,
+            self.recipe.seed,
+            self.recipe.evaluation.batch_size,
+            arch,
+            baseline=self.base.model,
+            checkpoint_dir=checkpoint_dir,
+        )
+
+    def apply(self, step: StepSpec, state: ModelState, ctx: StepContext) -> ModelState:
+        """Apply one step to a copy of ``state``'s model (the input state is left as it was).
+
+        The global generator is seeded first, so a step gives the same model whatever ran
+        before it (a fresh student's initial weights come from it): a search's trial, the recipe
+        that reproduces it and a resumed run reach each step with it in different states.
+        """
+        torch.manual_seed(ctx.seed)
+        given = ModelState(copy.deepcopy(state.module), state.runtime)
+        return STEPS.get(step.kind).apply(given, step.config, ctx)
+
+    def measure(
+        self, name: str, kind: str, state: ModelState, stem: Path, arch: Arch
+    ) -> Measurement:
+        """Measure ``state`` (all but latency) as the recipe's evaluation settings say."""
+        ev = self.recipe.evaluation
+        return measure(
+            name,
+            kind,
+            state,
+            self.base.data,
+            artifact_stem=stem,
+            arch=arch,
+            batch_size=ev.batch_size,
+            metrics=ev.metrics,
+        )
+
+    def time(self, records: list[Measurement], progress: Progress = SILENT) -> None:
+        """Time ``records`` together, interleaved, as the recipe's evaluation settings say."""
+        ev = self.recipe.evaluation
+        time_interleaved(
+            records,
+            self.base.data,
+            batch_size=ev.batch_size,
+            warmup=ev.warmup,
+            rounds=ev.rounds,
+            per_round=ev.per_round,
+            progress=progress,
+        )
+
+    def run(
+        self, recipe: Recipe, run_dir: Path, progress: Progress = SILENT, **extra: Any
+    ) -> RunResult:
+        """Run ``recipe`` (this one's baseline with other steps) into the existing ``run_dir``
+        from this baseline; ``extra`` adds sections to results.json."""
+        return execute(recipe, run_dir, progress, base=self.base, extra=extra)
 
 
 def apply_steps(
-    recipe: Recipe,
-    base: Baseline,
+    session: Session,
     state: ModelState,
     root: Path,
     progress: Progress,
@@ -290,10 +308,10 @@ def apply_steps(
     a ``store``, each finished step is kept there, and a step it already holds under the same
     key is reused (its name appended to ``reused``) instead of applied again.
     """
-    arch, model_key = base.arch, base.key
-    for i, step in enumerate(recipe.steps, 1):
+    arch, model_key, steps = session.base.arch, session.base.key, session.recipe.steps
+    for i, step in enumerate(steps, 1):
         stem = root / f"{i:02d}-{step.name}"
-        label = f"step {i}/{len(recipe.steps)}: {step.name}"
+        label = f"step {i}/{len(steps)}: {step.name}"
         key = chain_key(model_key, step.to_dict())
         with progress.task(f"{label} ({step.kind})") as task:
             start = time.perf_counter()
@@ -304,8 +322,8 @@ def apply_steps(
                     reused.append(step.name)
             else:
                 where = store.training_dir(stem.name, key) if store is not None else None
-                ctx = step_context(recipe, base, stem, arch, progress, where)
-                state = apply_step(step, state, ctx)
+                ctx = session.context(stem, arch, progress, where)
+                state = session.apply(step, state, ctx)
                 arch = state.arch or arch
                 if store is not None:
                     kept = store.save(stem.name, key, state, arch, time.perf_counter() - start)
@@ -317,116 +335,12 @@ def _follow(recipe: Recipe) -> RunResult:
     """A non-main process of a data-parallel launch: the same baseline and steps in step with
     rank 0 (their training is collective), measuring nothing and writing no run directory."""
     torch.manual_seed(recipe.seed)
-    base = prepare_baseline(recipe)
-    state = ModelState(base.model, recipe.evaluation.runtime)
+    session = Session.start(recipe)
+    state = ModelState(session.base.model, recipe.evaluation.runtime)
     with tempfile.TemporaryDirectory(prefix="slimkit-follower-") as tmp:
-        for _ in apply_steps(recipe, base, state, Path(tmp), SILENT):
+        for _ in apply_steps(session, state, Path(tmp), SILENT):
             pass
         return RunResult(Path(tmp), {})
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A recipe's baseline: the model (trained or loaded), its data, and how to rebuild it."""
-
-    model: nn.Module
-    data: DataBundle
-    arch: Arch
-    notes: list[str]
-    key: str  # what produced it: the root of the steps' content keys
-
-
-def prepare_baseline(
-    recipe: Recipe, progress: Progress = SILENT, store: StepStore | None = None
-) -> Baseline:
-    """Load the recipe's data and model, check they fit, and train or reuse the baseline.
-
-    Benchmarks and searches start from here too, so every tool measures the same baseline.
-    With a ``store``, a baseline trained by this run is kept there (and reused on resume).
-    """
-    with progress.task("loading model and data") as task:
-        data = load_data(recipe.data, load_tokenizer_for(recipe.model))
-        hints = {
-            k: v
-            for k, v in (("num_classes", data.num_classes), ("in_channels", data.in_channels))
-            if v is not None
-        }
-        model = build_model(recipe.model, **hints)
-        check_fits(model, data, recipe.model.source)
-        arch = arch_of(recipe.model, hints)
-        task.advance()
-    head = recipe.to_dict()
-    key = chain_key("", {k: v for k, v in head.items() if k not in ("name", "steps")})
-    name = "00-baseline"
-    kept = store.load(name, key) if store is not None and recipe.baseline.train else None
-    if kept is None:
-        start = time.perf_counter()
-        where = store.training_dir(name, key) if store is not None else None
-        notes = _baseline(model, arch, recipe, data, progress, where)
-        if store is None or not recipe.baseline.train:
-            return Baseline(model.eval(), data, arch, notes, key)
-        state = ModelState(model, recipe.evaluation.runtime, notes=notes)
-        kept = store.save(name, key, state, arch, time.perf_counter() - start)
-        assert kept is not None  # only an exported program goes unkept; a baseline is a module
-    model_key = chain_key(key, {"model": kept.digest})
-    return Baseline(kept.state.module.eval(), data, arch, kept.state.notes, model_key)
-
-
-def check_fits(model: nn.Module, data: DataBundle, source: str) -> None:
-    """Fail early, in words, when the model cannot take the data or predict its classes."""
-    inputs = data.sample_inputs(2)
-    shapes = ", ".join(
-        f"{n} {tuple(x.shape[1:])}" for n, x in zip(data.input_names, inputs, strict=True)
-    )
-    try:
-        with torch.inference_mode():
-            out = model(*inputs)
-    except Exception as err:  # any failure here means the model cannot consume these inputs
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ShapeMismatchError(
-            f"Model {source!r} cannot run on data {data.name!r}, whose examples are {shapes}: "
-            f"{first}. Use a model built for these inputs (for images, check in_channels and size)."
-        ) from None
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != data.num_classes:
-        got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ShapeMismatchError(
-            f"Model {source!r} outputs {got} per example, but data {data.name!r} has "
-            f"{data.num_classes} classes. Build it with num_classes: {data.num_classes} "
-            "(model kwargs) or load weights trained for these classes."
-        )
-
-
-def _baseline(
-    model: nn.Module,
-    arch: Arch,
-    recipe: Recipe,
-    data: DataBundle,
-    progress: Progress,
-    checkpoint_dir: Path | None,
-) -> list[str]:
-    config = recipe.baseline.train
-    if config is None:
-        if recipe.model.weights is None and not recipe.model.source.endswith(".safetensors"):
-            return ["baseline is untrained (no weights, no baseline.train): chance-level accuracy"]
-        return []
-    key = cache.baseline_key(
-        arch, {"model": recipe.model.to_dict(), "data": recipe.data.to_dict()}, config.to_dict()
-    )
-    if recipe.baseline.cache:
-        cached = cache.load_cached(model, key)
-        if cached is not None:
-            model.eval()
-            return [f"baseline reused from cache {key} (trained {len(cached['loss'])} epochs)"]
-    with progress.task("training baseline"):
-        history = train(model, data, config, progress=progress, checkpoint_dir=checkpoint_dir)
-    if recipe.baseline.cache:
-        cache.store(model, key, arch, history.to_dict())
-    return [describe(history, "baseline trained", config)]
-
-
-# Interleaved medians of the same model differ by a few percent run to run on a shared machine;
-# a step is called slower than its input only beyond that noise.
-SLOWER_MARGIN = 1.05
 
 
 def _note_regressions(records: list[Measurement]) -> None:

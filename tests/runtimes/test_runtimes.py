@@ -9,12 +9,12 @@ import torch
 
 import slimkit
 from slimkit.errors import StepError
-from slimkit.evaluation.latency import measure_latency
 from slimkit.export import export_onnx
 from slimkit.runtimes import prepare
 from slimkit.runtimes.base import ServeContext
 from slimkit.runtimes.onnxruntime import fastest_threads
 from slimkit.state import ModelState
+from slimkit.timing import measure_latency
 
 
 @pytest.mark.parametrize(

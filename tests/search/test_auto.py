@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import yaml
 from tests.test_pipeline import tiny_recipe
 
 import slimkit
+from slimkit.pipeline import Session
 from slimkit.results import points
 from slimkit.search import AutoConfig, auto, pareto_front
 from slimkit.search.budget import Deadline
@@ -140,14 +140,13 @@ def test_a_trial_that_begins_like_an_earlier_one_reuses_its_steps(
     study.enqueue_trial({**params, "quantize": "static-int8@onnxruntime"})
     study.enqueue_trial({**params, "quantize": "none"})
     timed: list[list[str]] = []  # the models each interleaved timing session held
-    search_module = importlib.import_module("slimkit.search.trials")
-    real_time_as = search_module.time_as
+    real_time = Session.time
 
-    def spy(recipe, records, data, *args):
+    def spy(session, records, *args):
         timed.append([r.name for r in records])
-        return real_time_as(recipe, records, data, *args)
+        return real_time(session, records, *args)
 
-    monkeypatch.setattr(search_module, "time_as", spy)
+    monkeypatch.setattr(Session, "time", spy)
     config = AutoConfig(trials=3, finetune_epochs=1, backend="onnxruntime")
     first, second, third = auto(base_recipe, config, tmp_path / "s", storage=storage).results[
         "search"

@@ -74,9 +74,9 @@ class Trust:
 def model_and_data(
     model: str, data: str, weights: Path | None, trust: Trust
 ) -> tuple[Any, Any, Arch]:
+    from slimkit.baseline import check_fits
     from slimkit.data import load_data
     from slimkit.models import ModelSpec, arch_of, build_model, load_tokenizer_for
-    from slimkit.pipeline import check_fits
 
     spec = ModelSpec.parse(
         trust.apply({"source": model, "weights": str(weights) if weights else None})

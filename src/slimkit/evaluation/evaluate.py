@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from slimkit.data.bundle import DataBundle
-from slimkit.evaluation.latency import LatencyStats, measure_latency
 from slimkit.evaluation.macs import count_macs
 from slimkit.evaluation.metrics import METRICS, predict
 from slimkit.evaluation.size import bytes_by_layer_type, count_nonzero, count_params
@@ -20,6 +19,7 @@ from slimkit.models.arch import Arch
 from slimkit.progress import SILENT, Progress
 from slimkit.runtimes import Prepared, prepare
 from slimkit.state import ModelState
+from slimkit.timing import LatencyStats, measure_latency
 
 if TYPE_CHECKING:  # quantization's configs import the trainer, which imports evaluation
     from slimkit.quantization.result import QuantizedModel

@@ -17,10 +17,10 @@ from torch import nn
 
 from slimkit.data.bundle import DataBundle
 from slimkit.errors import RecipeError, StepError
-from slimkit.evaluation.latency import measure_latency
 from slimkit.quantization import QuantizeConfig, QuantizedModel, backends_for
 from slimkit.quantization._candidates import adopt, build, serve, val_accuracy, variant, workspace
 from slimkit.runtimes import Engine
+from slimkit.timing import measure_latency
 
 ROUNDS = 10
 

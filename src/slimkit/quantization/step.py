@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from slimkit.errors import few
-from slimkit.evaluation.latency import measure_latency
 from slimkit.quantization import (
     QUANT_MODES,
     QuantBackend,
@@ -26,6 +25,7 @@ from slimkit.quantization.recovery import recover
 from slimkit.runtimes import prepare
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, Variants, register_step
+from slimkit.timing import measure_latency
 from slimkit.training.trainer import TrainConfig, train
 
 COMPARE_ROUNDS = 10  # a quick interleaved check; the pipeline's own timing is the full one

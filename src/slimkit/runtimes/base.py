@@ -14,6 +14,7 @@ from slimkit.errors import StepError
 from slimkit.models.arch import Arch
 from slimkit.registry import Registry
 from slimkit.state import ModelState
+from slimkit.timing import measure_latency
 
 Engine = Callable[[Inputs], torch.Tensor]
 FEWER_THREADS_MARGIN = 1.1  # one thread is kept only when it is at least 10% faster
@@ -83,8 +84,6 @@ def fewer_threads(
     one (``one``; the same engine for PyTorch, whose threads are set per call), timed
     interleaved, and a note when one thread won. For small models at small batches the thread
     pool costs more than it saves (docs/measurements.md, "Threads")."""
-    from slimkit.evaluation.latency import measure_latency  # evaluation serves through here
-
     if ctx.threads == 1:
         return 1, None
     inputs = ctx.sample_inputs

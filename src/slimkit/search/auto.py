@@ -35,11 +35,12 @@ import yaml
 from slimkit import ledger
 from slimkit._io import write_json, write_text
 from slimkit._yaml import YamlError, load_yaml
+from slimkit.baseline import Baseline
 from slimkit.errors import RecipeError, RunDirError, StepError, UnsafeCheckpointError, quote
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.ledger import code_refs
 from slimkit.models.surgery import layer_list
-from slimkit.pipeline import execute, measure_as, prepare_baseline
+from slimkit.pipeline import Session
 from slimkit.progress import SILENT, Progress
 from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
 from slimkit.pruning.vocab import token_embeddings
@@ -106,17 +107,12 @@ def auto(
                 sort_keys=False,
             ),
         )
-    base = prepare_baseline(recipe, progress)
+    session = Session.start(recipe, progress)
+    base = session.base
     with tempfile.TemporaryDirectory(prefix="slimkit-auto-") as tmp:
         baseline_state = ModelState(base.model, recipe.evaluation.runtime)
-        base_record = measure_as(
-            recipe,
-            base.data,
-            "baseline",
-            "baseline",
-            baseline_state,
-            Path(tmp) / "baseline",
-            base.arch,
+        base_record = session.measure(
+            "baseline", "baseline", baseline_state, Path(tmp) / "baseline", base.arch
         )
         floor = base_record.accuracy - config.max_accuracy_drop
         with progress.task("per-layer sensitivity"):
@@ -161,7 +157,7 @@ def auto(
         if not study.trials:  # a new study (a resumed one already tried the corner)
             study.enqueue_trial(space.corner(inputs))
         done = sum(t.state.is_finished() for t in study.trials)
-        trial_runner = TrialRunner(recipe, base, base_record, config, floor, space, inputs)
+        trial_runner = TrialRunner(session, base_record, config, floor, space, inputs)
         out_of_time = deadline is not None and deadline.search_left() <= 0
         if config.trials > done and not out_of_time:
             with progress.task(
@@ -209,7 +205,7 @@ def auto(
         "sensitivity": {c.layer: {str(r): c.drop(r) for r in c.metric} for c in curves},
     }
     write_json(run_dir / "search" / "trials.json", search)
-    result = execute(best, run_dir, progress, base=base, extra={"search": search})
+    result = session.run(best, run_dir, progress, search=search)
     return AutoResult(run_dir, result.results, met, final_message(result.results, chosen, message))
 
 
@@ -288,7 +284,7 @@ def _finetune(recipe: Recipe, config: AutoConfig) -> dict[str, Any]:
     return {**settings, "epochs": epochs}
 
 
-def _sensitivity(base: Any, samples: int) -> list[LayerSensitivity]:
+def _sensitivity(base: Baseline, samples: int) -> list[LayerSensitivity]:
     """Accuracy drop with one Conv2d/Linear at a time magnitude-pruned, on validation data."""
     val = base.data.val.subset(torch.arange(min(samples, len(base.data.val))))
 

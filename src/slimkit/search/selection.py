@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from slimkit.pipeline import SLOWER_MARGIN
 from slimkit.results import points
 from slimkit.search.config import AutoConfig, Objective
 from slimkit.search.pareto import pareto_front
+from slimkit.timing import SLOWER_MARGIN
 
 
 def trial_table(

@@ -16,12 +16,12 @@ from slimkit.distillation.configs import CurrentStudent
 from slimkit.distillation.step import DistillStepConfig
 from slimkit.evaluation import Measurement
 from slimkit.models.arch import Arch
-from slimkit.pipeline import SLOWER_MARGIN, apply_step, measure_as, step_context, time_as
-from slimkit.progress import SILENT
-from slimkit.recipe import Recipe, StepSpec
+from slimkit.pipeline import Session
+from slimkit.recipe import StepSpec
 from slimkit.search.config import FINALISTS, REUSED_STEPS, AutoConfig, Objective
 from slimkit.search.space import Space, SpaceInputs
 from slimkit.state import ModelState
+from slimkit.timing import SLOWER_MARGIN
 
 TRAINING = ("finetune", "distill")
 
@@ -67,15 +67,14 @@ class TrialRunner:
 
     def __init__(
         self,
-        recipe: Recipe,
-        base: Any,
+        session: Session,
         base_record: Measurement,
         config: AutoConfig,
         floor: float,
         space: Space,
         inputs: SpaceInputs,
     ) -> None:
-        self.recipe, self.base, self.base_record = recipe, base, base_record
+        self.session, self.base_record = session, base_record
         self.config, self.floor, self.space, self.inputs = config, floor, space, inputs
         # trial number -> (objective value, final model) of the best trials within budget
         self.finalists: dict[int, tuple[float, Measurement]] = {}
@@ -94,13 +93,9 @@ class TrialRunner:
     def _run(self, trial: Any, steps: list[StepSpec], root: Path) -> float:
         import optuna
 
-        candidate = self.recipe.with_steps(steps)
-        ev = self.recipe.evaluation
-        state, arch, prev = (
-            ModelState(self.base.model, ev.runtime),
-            self.base.arch,
-            self.base_record,
-        )
+        candidate = self.session.recipe.with_steps(steps)  # named and checked as a recipe's
+        state = ModelState(self.session.base.model, self.session.recipe.evaluation.runtime)
+        arch, prev = self.session.base.arch, self.base_record
         kept: list[dict[str, Any]] = []
         notes: list[str] = []
         timed = False  # whether ``prev`` was timed beside the baseline in this trial
@@ -109,7 +104,7 @@ class TrialRunner:
             done = self.applied.get(key)
             if done is None:
                 stem = root / f"{i:02d}-{spec.name}"
-                done = self._apply(trial.number, candidate, spec, state, arch, prev, stem)
+                done = self._apply(trial.number, spec, state, arch, prev, stem)
                 if done.state.artifact is None:  # a written artifact lives in this trial's folder
                     self._remember(key, done)
             else:
@@ -130,7 +125,7 @@ class TrialRunner:
                 )
         if not timed:  # the baseline alone, or a model reused from a trial timed at another time
             models = [self.base_record] if prev is self.base_record else [self.base_record, prev]
-            time_as(candidate, models, self.base.data)
+            self.session.time(models)
         value = self._record(trial, kept, prev, notes)
         if prev is not self.base_record and prev.accuracy >= self.floor - 1e-9:
             self._keep_finalist(trial.number, value, prev)
@@ -139,7 +134,6 @@ class TrialRunner:
     def _apply(
         self,
         number: int,
-        candidate: Recipe,
         spec: StepSpec,
         state: ModelState,
         arch: Arch,
@@ -148,14 +142,12 @@ class TrialRunner:
     ) -> _Applied:
         """Apply one step to ``state``, measure it, time it beside the model before it (and
         the baseline), and judge whether it pays."""
-        ctx = step_context(candidate, self.base, stem, arch, SILENT)
-        new = apply_step(spec, state, ctx)
+        ctx = self.session.context(stem, arch)
+        new = self.session.apply(spec, state, ctx)
         arch_after = new.arch or arch
-        m = measure_as(
-            candidate, self.base.data, spec.name, spec.kind, new, ctx.artifact_stem, arch_after
-        )
+        m = self.session.measure(spec.name, spec.kind, new, ctx.artifact_stem, arch_after)
         records = [self.base_record, prev, m] if prev is not self.base_record else [prev, m]
-        time_as(candidate, records, self.base.data)
+        self.session.time(records)
         paid = not compresses(spec) or pays(self.config.objective, m, prev)
         return _Applied(new, arch_after, m, paid, number)
 
@@ -177,7 +169,7 @@ class TrialRunner:
         renamed = {
             n: dataclasses.replace(m, name=f"trial-{n}") for n, (_, m) in self.finalists.items()
         }
-        time_as(self.recipe, [self.base_record, *renamed.values()], self.base.data)
+        self.session.time([self.base_record, *renamed.values()])
         assert self.base_record.latency is not None
         base_p50 = self.base_record.latency.p50
         retimed = {}

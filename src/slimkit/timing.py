@@ -1,5 +1,7 @@
 """Latency and throughput, measured interleaved so models are compared under the same noise.
 
+Below the runtimes (which time thread counts with it) and evaluation (which times models).
+
 Shared machines drift: a background job can slow one model's run by 30%. Timing every model in
 round-robin rounds (order rotated each round) spreads that drift over all of them, so the
 ratios between models hold even when the absolute numbers wobble. Figures are percentiles over
@@ -18,6 +20,10 @@ import numpy as np
 import torch
 
 from slimkit.data.bundle import Inputs
+
+# Interleaved medians of the same model differ by a few percent run to run on a shared machine;
+# one model is called slower (or faster) than another only beyond that noise.
+SLOWER_MARGIN = 1.05
 
 
 @dataclass(frozen=True)
