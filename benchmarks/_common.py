@@ -3,7 +3,7 @@
 Every ``benchmarks/<area>.py`` prints a table and, with ``--json PATH``, writes::
 
     {"machine": {"cpu", "threads", "versions"},
-     "rows": [{"workload", "method", "backend", "accuracy", "accuracy_drop", "latency_ms",
+     "rows": [{"workload", "method", "runtime", "accuracy", "accuracy_drop", "latency_ms",
                "speedup", "size_bytes", "compression", "wall_s"}]}
 
 with speedup and compression as ratios against the workload's fp32 baseline measured in the same
@@ -26,7 +26,7 @@ from slimkit.rundir import environment
 COLUMNS = [
     "workload",
     "method",
-    "backend",
+    "runtime",
     "accuracy",
     "accuracy_drop",
     "latency_ms",
@@ -62,7 +62,7 @@ def print_table(
 ) -> None:
     table = Table(title=title, title_justify="left")
     for c in columns:
-        left = c in ("workload", "experiment", "method", "backend")
+        left = c in ("workload", "experiment", "method", "runtime")
         table.add_column(c, justify="left" if left else "right")
     for r in rows:
         table.add_row(*[_fmt(c, r.get(c)) for c in columns])
@@ -140,7 +140,7 @@ def median_p50(
 def row(
     workload: str,
     method: str,
-    backend: str,
+    runtime: str,
     *,
     accuracy: float,
     base_accuracy: float,
@@ -155,7 +155,7 @@ def row(
     return {
         "workload": workload,
         "method": method,
-        "backend": backend,
+        "runtime": runtime,
         "accuracy": round(accuracy, 2),
         "accuracy_drop": round(base_accuracy - accuracy, 2),
         "latency_ms": round(latency, 4),

@@ -70,7 +70,7 @@ def main() -> None:
         data: DataBundle = slimkit.load_data(recipe.data)
         inputs = data.sample_inputs(recipe.evaluation.batch_size)
 
-        engines, sizes, accs, backends, walls = {}, {}, {}, {}, {}
+        engines, sizes, accs, runtimes, walls = {}, {}, {}, {}, {}
         for step, raw in zip(
             res["steps"], [{"name": "fp32"}, *res["recipe"]["steps"]], strict=True
         ):
@@ -84,7 +84,7 @@ def main() -> None:
             else:
                 model = slimkit.build_model(str(artifact))
                 engines[name] = lambda x, m=model: m(*x)
-            sizes[name], accs[name], backends[name], walls[name] = (
+            sizes[name], accs[name], runtimes[name], walls[name] = (
                 step["size_bytes"],
                 step["accuracy"],
                 step["runtime"],
@@ -115,7 +115,7 @@ def main() -> None:
                 s.run(None, {"pixels": x[0].numpy()})[0]
             )
             logits, labels = predict(engines[name], data.test.batches(256))
-            sizes[name], accs[name], backends[name], walls[name] = (
+            sizes[name], accs[name], runtimes[name], walls[name] = (
                 path.stat().st_size,
                 accuracy(logits, labels),
                 "onnxruntime",
@@ -129,7 +129,7 @@ def main() -> None:
         row(
             "W1",
             n,
-            backends[n],
+            runtimes[n],
             accuracy=accs[n],
             base_accuracy=accs[base],
             latency=lat[n],

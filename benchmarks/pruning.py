@@ -43,7 +43,7 @@ DISTILL = {
     "W1": {**W1_FINETUNE, "epochs": 20, "temperature": 2.0, "alpha": 0.5},
     "W2": {**W2_FINETUNE, "epochs": 3, "warmup_fraction": 0.1, "temperature": 2.0, "alpha": 0.5},
 }
-BACKENDS = ("eager", "onnxruntime")
+SERVED_ON = ("eager", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -168,12 +168,12 @@ def run_workload(
                 entry["size"] = buf.tell()
         rows = []
         base_entry = models["fp32"]
-        for backend in BACKENDS:
+        for runtime in SERVED_ON:
             for batch in batch_sizes:
                 served = {
                     n: prepare(
-                        ModelState(e["model"], backend),
-                        Path(tmp) / f"{backend}-{batch}-{i}",
+                        ModelState(e["model"], runtime),
+                        Path(tmp) / f"{runtime}-{batch}-{i}",
                         input_names=data.input_names,
                         sample_inputs=data.sample_inputs(batch),
                         threads=threads,
@@ -188,7 +188,7 @@ def run_workload(
                     row(
                         workload,
                         n,
-                        backend,
+                        runtime,
                         accuracy=e["accuracy"],
                         base_accuracy=base_entry["accuracy"],
                         latency=lat[n],
@@ -259,17 +259,17 @@ def apply(
 
 def targets(workload: str, rows: list[dict[str, Any]]) -> dict[str, tuple[bool | None, str]]:
     """Each target on each runtime and batch size (the baseline on the same runtime)."""
-    by = {(r["method"], r["backend"], r["batch_size"]): r for r in rows}
+    by = {(r["method"], r["runtime"], r["batch_size"]): r for r in rows}
     out: dict[str, tuple[bool | None, str]] = {}
 
     def line(r: dict[str, Any]) -> str:
         return (
-            f"{r['method']} on {r['backend']} @batch {r['batch_size']}: {r['speedup']:.2f}x "
+            f"{r['method']} on {r['runtime']} @batch {r['batch_size']}: {r['speedup']:.2f}x "
             f"faster, {r['compression']:.2f}x smaller, {r['accuracy_drop']:+.2f} points lost"
         )
 
-    for (method, backend, batch), r in by.items():
-        where = f"({backend}, batch {batch})"
+    for (method, runtime, batch), r in by.items():
+        where = f"({runtime}, batch {batch})"
         if workload == "W1" and method == "prune:channels-50%+kd":
             out[f"W1 channels 50% >=3x faster, <=0.5 pts {where}"] = (
                 r["speedup"] >= 3 and r["accuracy_drop"] <= 0.5,

@@ -119,9 +119,7 @@ def run_workload(
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
 
-        def add(
-            name: str, backend: str, state: ModelState, wall: float, model: torch.nn.Module
-        ) -> None:
+        def add(name: str, state: ModelState, wall: float, model: torch.nn.Module) -> None:
             prepared = prepare(
                 state,
                 work / f"served-{len(entries)}",
@@ -132,7 +130,7 @@ def run_workload(
             )
             acc = accuracy(*predict(prepared.engine, data.test.batches(64)))
             entries[name] = {
-                "backend": backend,
+                "runtime": state.runtime,
                 "engine": prepared.engine,
                 "accuracy": acc,
                 "size": prepared.artifact.stat().st_size,
@@ -140,7 +138,7 @@ def run_workload(
                 "linear": linear_weight_bytes(prepared.artifact, model),
             }
 
-        add("fp32", "eager", ModelState(base.model, "eager"), 0.0, base.model)
+        add("fp32", ModelState(base.model, "eager"), 0.0, base.model)
         for spec in methods[:2] if quick else methods:
             config = QUANT_MODES.get(spec["mode"]).from_dict(spec)
             name = spec["mode"] + (
@@ -161,9 +159,9 @@ def run_workload(
                 train_loop=loop,
             )
             state = ModelState(result.module, result.runtime, artifact=result.artifact)
-            add(name, spec["backend"], state, time.perf_counter() - start, result.module)
+            add(name, state, time.perf_counter() - start, result.module)
         for name, (state, model, wall) in anchors(base.model, data, calibration, work).items():
-            add(name, state.backend, state, wall, model)
+            add(name, state, wall, model)
 
         lat = median_p50(
             {n: e["engine"] for n, e in entries.items()},
@@ -176,7 +174,7 @@ def run_workload(
         row(
             workload,
             n,
-            e["backend"],
+            e["runtime"],
             accuracy=e["accuracy"],
             base_accuracy=fp32["accuracy"],
             latency=lat[n],
