@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.helpers import FIXTURES, trained_tiny_cnn, write_blobs
 
 
 @pytest.fixture(autouse=True)
@@ -33,24 +32,27 @@ def fixtures_on_path(monkeypatch: pytest.MonkeyPatch) -> Path:
     return FIXTURES
 
 
-def blobs(n: int, seed: int = 0, size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Three classes of 1x8x8 images, each a bright square in a different corner plus noise."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    x = rng.normal(0, 0.3, (n, 1, size, size)).astype(np.float32)
-    for i, c in enumerate(y):
-        r, col = [(0, 0), (0, 4), (4, 2)][c]
-        x[i, 0, r : r + 4, col : col + 4] += 2.0
-    return x, y
-
-
 @pytest.fixture
 def blobs_npz(tmp_path: Path) -> Path:
     """A user data set on disk: 300 tiny images, 3 classes."""
-    x, y = blobs(300)
-    path = tmp_path / "blobs.npz"
-    np.savez(path, x=x, y=y)
-    return path
+    return write_blobs(tmp_path / "blobs.npz")
+
+
+@pytest.fixture(scope="session")
+def _trained_once(tmp_path_factory: pytest.TempPathFactory):
+    """tiny_cnn trained on the blobs, once per test process (:func:`trained_tiny_cnn`)."""
+    from slimkit.data import load_data
+
+    torch.set_num_threads(1)
+    data = load_data(str(write_blobs(tmp_path_factory.mktemp("blobs") / "blobs.npz")))
+    return trained_tiny_cnn(data), data
+
+
+@pytest.fixture
+def trained(_trained_once, fixtures_on_path: Path):
+    """``(net, data)``: a copy of the trained tiny_cnn, the test's own to change."""
+    net, data = _trained_once
+    return copy.deepcopy(net), data
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from tests.conftest import blobs
+from tests.helpers import blobs
 
 from slimkit.data import DataSpec, load_data
 from slimkit.errors import (
@@ -702,7 +702,7 @@ def test_the_report_cases_differ_from_a_results_file_that_renders(tmp_path: Path
 def test_a_cache_that_is_a_file_is_refused_before_any_training(
     blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
 ):
-    from tests.test_pipeline import tiny_recipe
+    from tests.helpers import tiny_recipe
 
     cache = tmp_path / "cache-file"
     cache.write_text("not a folder")
@@ -728,7 +728,7 @@ def test_a_full_disk_is_answered_in_words_and_leaves_no_partial_file(
     import subprocess
     import sys
 
-    from tests.conftest import FIXTURES
+    from tests.helpers import FIXTURES
 
     def limit_writes() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.test_pipeline import tiny_recipe
+from tests.helpers import tiny_recipe
 
 
 def _write(path: Path, recipe: dict) -> Path:
@@ -146,8 +146,7 @@ def test_progress_reaches_a_log_file_as_it_happens(blobs_npz: Path, tmp_path: Pa
     import os
     import signal
 
-    from tests.conftest import FIXTURES
-    from tests.test_pipeline import tiny_recipe
+    from tests.helpers import FIXTURES, tiny_recipe
 
     recipe = tiny_recipe(blobs_npz)
     recipe["baseline"]["cache"] = False
@@ -197,7 +196,7 @@ def test_a_client_without_slimkit_scores_the_rows_the_run_scored(
     """A run recorded val_fraction, test_fraction and seed, not the rows: a user's own client
     could not score what slimkit scored."""
     import numpy as np
-    from tests.test_pipeline import tiny_recipe
+    from tests.helpers import tiny_recipe
 
     import slimkit
 

@@ -25,7 +25,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
-from tests.test_pipeline import tiny_recipe
+from tests.helpers import tiny_recipe
 
 import slimkit
 from slimkit.errors import RunDirError, RunInterrupted
@@ -56,7 +56,7 @@ def _figures(results: dict) -> list[dict]:
 def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interrupted]:
     root = tmp_path_factory.mktemp("interrupted")
     import numpy as np
-    from tests.conftest import blobs
+    from tests.helpers import blobs
 
     x, y = blobs(300)
     np.savez(root / "blobs.npz", x=x, y=y)

@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import yaml
+from tests.helpers import tiny_recipe
 
 import slimkit
 from slimkit.data import load_data
@@ -31,23 +32,6 @@ STEP_KEYS = {
     "macs",
     "artifact",
 }
-
-
-def tiny_recipe(blobs_npz: Path, **overrides) -> dict:
-    recipe = {
-        "name": "tiny",
-        "model": {"source": "tiny_models:tiny_cnn", "kwargs": {"width": 8}},
-        "data": f"npz:{blobs_npz}",
-        "baseline": {"train": {"epochs": 4, "lr": 0.02, "batch_size": 16}},
-        "evaluation": {"batch_size": 4, "warmup": 1, "rounds": 3, "per_round": 2},
-        "steps": [
-            {"prune": {"method": "magnitude", "sparsity": 0.5}},
-            {"finetune": {"epochs": 1, "lr": 0.005, "batch_size": 16}},
-            {"quantize": {"mode": "static-int8", "calibration_samples": 64}},
-        ],
-    }
-    recipe.update(overrides)
-    return recipe
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from tests.test_pipeline import tiny_recipe
+from tests.helpers import tiny_recipe
 
 import slimkit
 from slimkit.errors import RunDirError, RunInterrupted

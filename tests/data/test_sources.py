@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.conftest import blobs
+from tests.helpers import blobs
 
 from slimkit.data import DataSpec, load_data
 from slimkit.errors import DataLoadError

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.test_pipeline import tiny_recipe
+from tests.helpers import tiny_recipe
 
 import slimkit
 from slimkit.data import load_data

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.test_pipeline import tiny_recipe
+from tests.helpers import tiny_recipe
 
 import slimkit
 from slimkit.errors import ModelLoadError, UnsafeCheckpointError

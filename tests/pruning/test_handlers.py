@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.test_pipeline import tiny_recipe
+from tests.helpers import tiny_recipe
 from torch import nn
 
 from slimkit.errors import StepError
@@ -90,7 +90,7 @@ def test_a_method_written_outside_slimkit_runs_from_the_verb_and_a_recipe(
     import sys
 
     import yaml
-    from tests.conftest import FIXTURES
+    from tests.helpers import FIXTURES
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(

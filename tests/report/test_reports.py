@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.test_pipeline import tiny_recipe
+from tests.helpers import tiny_recipe
 
 import slimkit
 from slimkit.report.plots import render_plots
@@ -19,7 +19,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import sys
 
     import numpy as np
-    from tests.conftest import FIXTURES, blobs
+    from tests.helpers import FIXTURES, blobs
 
     sys.path.insert(0, str(FIXTURES))
     root = tmp_path_factory.mktemp("report")

@@ -9,7 +9,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from tests.test_pipeline import tiny_recipe
+from tests.helpers import tiny_recipe
 
 import slimkit
 from slimkit.pipeline import Session

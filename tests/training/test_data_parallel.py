@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.test_pipeline import tiny_recipe
+from tests.helpers import tiny_recipe
 
 import slimkit
 
