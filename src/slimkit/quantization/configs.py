@@ -91,8 +91,8 @@ class StaticInt8Config(QuantizeConfig):
 
     percentile: float = Field(99.999, gt=90.0, le=100.0, description="For estimator percentile.")
     per_channel: bool = Field(True, description="One weight scale per output channel.")
-    # None: the backend's fast path, uint8 on both: u8s8 is the VNNI kernel, int8 activations
-    # ran 2.5-3x slower (docs/measurements.md). torchao's x86 quantizer takes uint8 only.
+    # None: the backend's fast path, uint8 on both (u8s8 is the VNNI kernel; docs/measurements.md).
+    # torchao's x86 quantizer takes uint8 only.
     activations: IntType | None = Field(None, description="uint8 or int8; null: the fast one.")
     # Fewer than 8 bits simulates narrower weights inside int8 storage (PT2E only): the way to
     # see what QAT recovers when 8 bits lose nothing.
