@@ -91,7 +91,8 @@ def time_by_op(artifact: Path, inputs: tuple[torch.Tensor, ...], threads: int) -
 
     import onnxruntime as ort
 
-    from slimkit.runtimes.onnxruntime import session_options, weight_only
+    from slimkit.export.sessions import session_options
+    from slimkit.runtimes.onnxruntime import weight_only
 
     options = session_options(threads, fold_weights=weight_only(artifact))
     options.enable_profiling = True

@@ -68,7 +68,7 @@ def w2_transfer(quick: bool) -> tuple[list[dict[str, Any]], Any, Any, Any]:
     from slimkit.data import load_data
     from slimkit.models import arch_of, build_model, load_tokenizer_for
     from slimkit.training import TrainConfig, cache, train
-    from slimkit.transfer.features import train_head
+    from slimkit.training.features import train_head
 
     recipe = Recipe.load(Path(__file__).parents[1] / "recipes" / "minilm-bbc.yaml")
     data = load_data(recipe.data, load_tokenizer_for(recipe.model))

@@ -1,5 +1,6 @@
-"""Layering: no import cycle between slimkit's packages, and no module a reader cannot take in
-at one sitting. Read statically from the source; nothing is imported."""
+"""Layering: no import cycle between slimkit's packages, not even through an import deferred into
+a function, and no module a reader cannot take in at one sitting. Read statically from the
+source; nothing is imported."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ def _unit(module: str) -> str:
     return parts[1] if len(parts) > 1 else "slimkit"
 
 
-def _module_level_imports(path: Path) -> set[str]:
-    """slimkit modules imported when ``path`` is imported: module-level statements only (an
-    import inside a function or under ``if TYPE_CHECKING`` runs later, or never)."""
+def _imports(path: Path) -> set[str]:
+    """slimkit modules ``path`` imports anywhere: at the top, inside a function (deferred to
+    save start-up time, but still a dependency), or for type checking only."""
     found = set()
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("slimkit"):
             if node.module == "slimkit":
                 found |= {f"slimkit.{alias.name}" for alias in node.names}
@@ -38,7 +39,7 @@ def package_graph() -> dict[str, set[str]]:
     for path in SRC.rglob("*.py"):
         parts = path.relative_to(SRC.parent).with_suffix("").parts
         module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        for target in _module_level_imports(path):
+        for target in _imports(path):
             if _unit(target) != _unit(module):
                 graph[_unit(module)].add(_unit(target))
     return graph

@@ -17,8 +17,8 @@ from slimkit.data import load_data
 from slimkit.errors import StepError
 from slimkit.models import ModelSpec, build_model
 from slimkit.training import TrainConfig
+from slimkit.training.features import train_head
 from slimkit.transfer import depth_groups
-from slimkit.transfer.features import train_head
 from slimkit.transfer.matching import match_tensors, transfer_weights
 
 

@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -21,8 +21,14 @@ from slimkit.runtimes import Prepared, prepare
 from slimkit.state import ModelState
 from slimkit.timing import LatencyStats, measure_latency
 
-if TYPE_CHECKING:  # quantization's configs import the trainer, which imports evaluation
-    from slimkit.quantization.result import QuantizedModel
+
+@runtime_checkable
+class Served(Protocol):
+    """A result that is not served by eager PyTorch (what ``quantize`` returns): it knows the
+    state its runtime prepares."""
+
+    def serving_state(self) -> ModelState: ...
+
 
 EVAL_BATCH = 256  # accuracy is computed in large batches; latency uses the timing batch size
 
@@ -115,7 +121,7 @@ def time_interleaved(
 
 
 def evaluate(
-    model: nn.Module | QuantizedModel,
+    model: nn.Module | Served,
     data: DataBundle,
     *,
     runtime: str | None = None,
@@ -135,10 +141,9 @@ def evaluate(
     >>> slimkit.evaluate(net, data)["params"]
     77754
     """
-    from slimkit.quantization.result import QuantizedModel
-
-    if isinstance(model, QuantizedModel):
-        state = ModelState(model.module, runtime or model.runtime, artifact=model.artifact)
+    if isinstance(model, Served):
+        state = model.serving_state()
+        state.runtime = runtime or state.runtime
     else:
         state = ModelState(model, runtime or "eager")
     with tempfile.TemporaryDirectory(prefix="slimkit-eval-") as tmp:

@@ -149,7 +149,7 @@ def compare_onnx(
         onnx.checker.check_model(str(path))
     except Exception as err:  # ValidationError, or a protobuf error on a torn file
         raise ExportError(f"The exported ONNX graph {path} is invalid: {err}") from None
-    from slimkit.runtimes.onnxruntime import session
+    from slimkit.export.sessions import session
 
     sess = session(Path(path), threads=1)
     got = sess.run(None, {n: x.numpy() for n, x in zip(input_names, inputs, strict=True)})[0]

@@ -27,6 +27,7 @@ from slimkit.models.arch import Arch
 from slimkit.models.checkpoints import load_checkpoint_state
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.models.sparse import compress_state, decompress_state
+from slimkit.models.surgery import sync_head_counts
 
 FORMAT_VERSION = "1"
 _ARCH_MAC = "slimkit.arch.mac"
@@ -244,9 +245,6 @@ def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -
                 ) from None
             setattr(parent, child, layer)
     # Attention modules read their head count off the projections; keep the attributes true.
-    # (Imported here: pruning's configs reach back into models through the trainer.)
-    from slimkit.pruning.transformer import sync_head_counts
-
     sync_head_counts(model)
 
 

@@ -7,6 +7,8 @@ builds the full architecture and drops the same layers before the weights go in.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from slimkit.errors import ModelLoadError, StepError
@@ -50,3 +52,33 @@ def apply_edits(model: nn.Module, arch: Arch) -> None:
     """Replay the edits an ``arch`` records onto a freshly built ``model``."""
     if arch.layers is not None:
         keep_layers(model, arch.layers.path, list(arch.layers.keep))
+
+
+def attention_blocks(model: nn.Module) -> list[tuple[str, Any, nn.Linear]]:
+    """``(name, self-attention, output projection)`` for every BERT-style attention block."""
+    found = []
+    for name, m in model.named_modules():
+        attn, out = getattr(m, "self", None), getattr(getattr(m, "output", None), "dense", None)
+        if all(
+            isinstance(getattr(attn, p, None), nn.Linear) for p in ("query", "key", "value")
+        ) and isinstance(out, nn.Linear):
+            found.append((name, attn, out))
+    return found
+
+
+def ffn_blocks(model: nn.Module) -> list[tuple[str, nn.Linear, nn.Linear]]:
+    """``(name, up-projection, down-projection)`` for every BERT-style feed-forward block."""
+    found = []
+    for name, m in model.named_modules():
+        up = getattr(getattr(m, "intermediate", None), "dense", None)
+        down = getattr(getattr(m, "output", None), "dense", None)
+        if isinstance(up, nn.Linear) and isinstance(down, nn.Linear):
+            found.append((name, up, down))
+    return found
+
+
+def sync_head_counts(model: nn.Module) -> None:
+    """Make each attention module's head-count attributes match its (pruned) projections."""
+    for _, attn, _ in attention_blocks(model):
+        attn.all_head_size = attn.query.out_features
+        attn.num_attention_heads = attn.query.out_features // attn.attention_head_size

@@ -6,42 +6,19 @@ Removing a head slices its rows out of the three projections and its columns out
 output projection; removing an FFN neuron slices a row of the up-projection and a column of
 the down-projection. The model gets physically smaller: every runtime runs it faster.
 transformers 5 has no config for non-uniform heads, so pruned encoders load through slimkit's
-manifest (Linear shapes); :func:`sync_head_counts` restores the head-count attributes.
+manifest (Linear shapes); :func:`~slimkit.models.surgery.sync_head_counts` restores the
+head-count attributes.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import nn
 
 from slimkit.errors import StepError
+from slimkit.models.surgery import attention_blocks, ffn_blocks, sync_head_counts
 from slimkit.pruning.configs import FfnConfig, HeadsConfig, Importance
 from slimkit.pruning.handlers import PruneInputs, register_pruner
-
-
-def _attention_blocks(model: nn.Module) -> list[tuple[str, Any, nn.Linear]]:
-    """``(name, self-attention, output projection)`` for every BERT-style attention block."""
-    found = []
-    for name, m in model.named_modules():
-        attn, out = getattr(m, "self", None), getattr(getattr(m, "output", None), "dense", None)
-        if all(
-            isinstance(getattr(attn, p, None), nn.Linear) for p in ("query", "key", "value")
-        ) and isinstance(out, nn.Linear):
-            found.append((name, attn, out))
-    return found
-
-
-def _ffn_blocks(model: nn.Module) -> list[tuple[str, nn.Linear, nn.Linear]]:
-    """``(name, up-projection, down-projection)`` for every BERT-style feed-forward block."""
-    found = []
-    for name, m in model.named_modules():
-        up = getattr(getattr(m, "intermediate", None), "dense", None)
-        down = getattr(getattr(m, "output", None), "dense", None)
-        if isinstance(up, nn.Linear) and isinstance(down, nn.Linear):
-            found.append((name, up, down))
-    return found
 
 
 def _norm(t: torch.Tensor, importance: Importance, dim: int | tuple[int, ...]) -> torch.Tensor:
@@ -70,7 +47,7 @@ def _keep(scores: torch.Tensor, ratio: float, round_to: int = 1) -> torch.Tensor
 
 def prune_heads(model: nn.Module, config: HeadsConfig) -> nn.Module:
     """Remove ``config.ratio`` of the attention heads of every layer (least important first)."""
-    blocks = _attention_blocks(model)
+    blocks = attention_blocks(model)
     if not blocks:
         raise StepError(
             "method: heads needs BERT-style attention (query/key/value + output.dense)."
@@ -98,7 +75,7 @@ def prune_heads(model: nn.Module, config: HeadsConfig) -> nn.Module:
 
 def prune_ffn(model: nn.Module, config: FfnConfig) -> nn.Module:
     """Remove ``config.ratio`` of the feed-forward neurons of every layer."""
-    blocks = _ffn_blocks(model)
+    blocks = ffn_blocks(model)
     if not blocks:
         raise StepError("method: ffn needs BERT-style feed-forward blocks (intermediate.dense).")
     for name, up, down in blocks:
@@ -109,13 +86,6 @@ def prune_ffn(model: nn.Module, config: FfnConfig) -> nn.Module:
         model.get_submodule(f"{name}.intermediate").dense = _slice(up, keep, rows=True)
         model.get_submodule(f"{name}.output").dense = _slice(down, keep, rows=False)
     return model
-
-
-def sync_head_counts(model: nn.Module) -> None:
-    """Make each attention module's head-count attributes match its (pruned) projections."""
-    for _, attn, _ in _attention_blocks(model):
-        attn.all_head_size = attn.query.out_features
-        attn.num_attention_heads = attn.query.out_features // attn.attention_head_size
 
 
 @register_pruner(HeadsConfig)

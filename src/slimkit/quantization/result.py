@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from slimkit.export.onnx import Agreement
+from slimkit.state import ModelState
 
 
 @dataclass
@@ -27,3 +28,7 @@ class QuantizedModel:
     float_layers: list[str] = field(default_factory=list)
     artifact: Path | None = None
     agreement: Agreement | None = None
+
+    def serving_state(self) -> ModelState:
+        """The state its runtime serves (what :func:`slimkit.evaluate` measures)."""
+        return ModelState(self.module, self.runtime, artifact=self.artifact)

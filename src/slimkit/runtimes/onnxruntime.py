@@ -3,9 +3,8 @@
 Two serving settings are decided per model, not assumed:
 
 - **Threads.** A session may use up to the run's thread count; for small models at small
-  batches the intra-op thread pool costs more than it saves (resnet-mini pruned to a quarter
-  of its channels: 31 us on one thread, 67 us on two), so both are timed and the faster kept
-  (:func:`~slimkit.runtimes.base.fewer_threads`).
+  batches the intra-op thread pool costs more than it saves (docs/measurements.md, "Threads"),
+  so both are timed and the faster kept (:func:`~slimkit.runtimes.base.fewer_threads`).
 - **Weight-only graphs** (int8 weights behind ``DequantizeLinear``, float activations) are
   dequantized once when the session loads: ONNX Runtime's QDQ handling would otherwise keep the
   ``DequantizeLinear`` nodes and run them on every call. The file stays int8 on disk.
@@ -21,6 +20,7 @@ import torch
 
 from slimkit._io import copy_file
 from slimkit.export.onnx import export_onnx
+from slimkit.export.sessions import session
 from slimkit.runtimes.base import Prepared, ServeContext, fewer_threads, register_runtime
 from slimkit.state import ModelState
 
@@ -35,25 +35,6 @@ def weight_only(path: Path) -> bool:
     return not ops & _QUANTIZING_OPS and any(
         n.op_type == "DequantizeLinear" and n.input[0] in stored for n in graph.node
     )
-
-
-def session_options(threads: int, fold_weights: bool = False) -> ort.SessionOptions:
-    """``threads`` intra-op threads, like torch.set_num_threads(threads); ``fold_weights``
-    dequantizes a weight-only graph's stored weights once, at load."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    if fold_weights:
-        options.add_session_config_entry("session.disable_quant_qdq", "1")
-    return options
-
-
-def session(path: Path, threads: int, fold_weights: bool = False) -> ort.InferenceSession:
-    """A CPU session as :func:`session_options` sets it up."""
-    options = session_options(threads, fold_weights)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def fastest_threads(

@@ -10,6 +10,7 @@ from slimkit.config import Config, gather_keys
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, register_step
 from slimkit.training.config import TrainConfig
+from slimkit.training.features import train_head
 from slimkit.training.trainer import TrainHistory, train
 
 
@@ -56,8 +57,6 @@ def finetune_step(state: ModelState, config: FinetuneConfig, ctx: StepContext) -
     """Train the current model further (sparsity kept); keep the best validation epoch, or the
     last one with ``keep_best: false``."""
     if config.feature_extraction:
-        from slimkit.transfer.features import train_head
-
         history = train_head(state.module, ctx.data, config.train, ctx.progress)
         what = "trained the head on frozen features for"
     else:

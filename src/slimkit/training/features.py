@@ -13,7 +13,8 @@ from slimkit.data.bundle import ArrayDataset, DataBundle
 from slimkit.errors import StepError
 from slimkit.layers import output_layers
 from slimkit.progress import SILENT, Progress
-from slimkit.training.trainer import TrainConfig, TrainHistory, train
+from slimkit.training.config import TrainConfig
+from slimkit.training.trainer import TrainHistory, train
 
 
 @torch.inference_mode()
