@@ -92,8 +92,8 @@ def tidy_onnx(path: str | os.PathLike[str], compact_for: nn.Module | None = None
     """Drop what only debugging needs and, with ``compact_for``, compact names; one load, one save.
 
     The exporter annotates every node with its PyTorch origin and the graph with the exported
-    program's signature (4.4 KB for resnet-mini); on a small model that is as large as the
-    weights, and the runtime never reads it. Names stay unless ``compact_for`` (the model the
+    program's signature; on a small model that is as large as the weights, and the runtime
+    never reads it. Names stay unless ``compact_for`` (the model the
     graph computes, whose module names stored tensors keep as prefixes) asks for
     :func:`~slimkit.export.compact.compact_graph`.
     """
