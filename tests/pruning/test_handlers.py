@@ -16,6 +16,7 @@ from slimkit.pruning import (
     ChannelConfig,
     MagnitudeConfig,
     Need,
+    VocabConfig,
     prune,
 )
 from slimkit.pruning.handlers import handler_for
@@ -33,6 +34,9 @@ def test_a_method_gets_what_its_config_needs_or_says_what_is_missing():
         Need.BATCHES,
     }
     assert MagnitudeConfig(sparsity=0.5).needs() == frozenset()
+    assert MagnitudeConfig(sparsity=0.5, scope="sensitivity").needs() == {Need.DATA}
+    assert VocabConfig().needs() == {Need.BATCHES, Need.TOKENIZER}
+    assert VocabConfig(unk_token=0).needs() == {Need.BATCHES}
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(2))
     net(torch.randn(1, 1, 6, 6))
     with pytest.raises(StepError, match=r"channels pruning needs batches and example_inputs"):

@@ -95,9 +95,12 @@ def test_cli_writes_table_json_and_plot_and_never_overwrites(
     assert cli(*args[:-2], "--ratios", "half", "--out", str(tmp_path / "t")).code == 2
 
 
-def test_bare_prune_with_sensitivity_scope_points_to_the_step():
-    with pytest.raises(StepError, match="scope: sensitivity measures each layer"):
-        slimkit.prune(
-            nn.Sequential(nn.Linear(4, 4)),
-            slimkit.pruning.MagnitudeConfig(sparsity=0.5, scope="sensitivity"),
-        )
+def test_prune_with_sensitivity_scope_measures_layers_on_the_data_it_is_given(trained):
+    config = slimkit.pruning.MagnitudeConfig(sparsity=0.5, scope="sensitivity")
+    with pytest.raises(StepError, match=r"magnitude pruning needs data .* or the data set"):
+        slimkit.prune(nn.Sequential(nn.Linear(4, 4)), config)
+    net, data = trained
+    pruned = slimkit.prune(net, config, data=data)
+    layers = [m.weight for m in pruned.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    zeros = sum(int((w == 0).sum()) for w in layers) / sum(w.numel() for w in layers)
+    assert zeros >= 0.5  # per-layer levels chosen until the overall share is reached

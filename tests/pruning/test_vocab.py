@@ -97,8 +97,10 @@ def test_trimmed_model_saves_reloads_without_pickle_and_exports(bert_and_batches
 
 def test_bad_vocab_inputs_are_refused(bert_and_batches, fixtures_on_path: Path):
     net, data = bert_and_batches
-    with pytest.raises(StepError, match="give unk_token"):
+    with pytest.raises(StepError, match=r"vocab pruning needs tokenizer .* pass tokenizer=\.\.\."):
         prune(net, VocabConfig(), batches=data.batches(8))
+    with pytest.raises(StepError, match="tokenizer has no unk_token_id; set unk_token"):
+        prune(net, VocabConfig(), batches=data.batches(8), tokenizer=object())
     with pytest.raises(StepError, match="outside the vocabulary of 50"):
         prune(net, VocabConfig(unk_token=500), batches=data.batches(8))
     with pytest.raises(StepError, match=r"vocab pruning needs batches .* pass batches=\.\.\."):

@@ -8,17 +8,16 @@
 
 from __future__ import annotations
 
-import copy
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
-from slimkit.data.bundle import Batch
-from slimkit.errors import StepError
-from slimkit.layers import check_names_exist
-from slimkit.pruning import structured, transformer, unstructured, vocab  # noqa: F401  (register)
+from slimkit.data.bundle import Batch, DataBundle
+from slimkit.progress import SILENT, Progress
+from slimkit.pruning import magnitude, structured, transformer, vocab  # noqa: F401  (register)
 from slimkit.pruning.configs import (
     PRUNE_METHODS,
     ChannelConfig,
@@ -33,7 +32,9 @@ from slimkit.pruning.configs import (
     Scope,
     VocabConfig,
 )
-from slimkit.pruning.handlers import PruneInputs, handler_for, register_pruner
+from slimkit.pruning.handlers import PruneInputs, apply_pruner, register_pruner
+
+log = logging.getLogger(__name__)
 
 
 def prune(
@@ -41,31 +42,28 @@ def prune(
     config: PruneConfig,
     example_inputs: tuple[torch.Tensor, ...] | None = None,
     *,
+    data: DataBundle | None = None,
     batches: Iterable[Batch] | None = None,
     between: Callable[[nn.Module], None] | None = None,
+    tokenizer: Any = None,
+    progress: Progress = SILENT,
 ) -> nn.Module:
     """Return a pruned copy of ``model``; the input model is never modified, even on error.
 
-    Structured methods trace the model, so they need ``example_inputs`` (one batch of inputs);
-    ``taylor`` importance needs ``batches`` of ``(inputs, labels)``; iterative channel pruning
-    calls ``between(model)`` (the fine-tuning) after each round but the last.
+    Given ``data`` (from :func:`slimkit.load_data`), what the method needs is taken from it as
+    the ``prune`` step does. Without it: structured methods trace the model, so they need
+    ``example_inputs`` (one batch of inputs); ``taylor`` importance and ``vocab`` need
+    ``batches`` of ``(inputs, labels)``; iterative channel pruning calls ``between(model)``
+    (the fine-tuning) after each round but the last; ``vocab`` without ``unk_token`` needs the
+    ``tokenizer``. What the method noted (an allocation, a ramp) is logged.
     """
-    handler = handler_for(type(config))
-    given = PruneInputs(example_inputs, batches, between)
-    missing = sorted(n.value for n in config.needs() if getattr(given, n.value) is None)
-    if missing:
-        raise StepError(
-            f"{config.method} pruning needs {' and '.join(missing)} (structured methods trace "
-            "the model on example inputs; token counts and gradients come from training "
-            "batches; iterative rounds fine-tune between them): pass "
-            f"{', '.join(f'{m}=...' for m in missing)}, or use the prune step."
-        )
-    check_names_exist(model, config.ignore, f"{config.method} pruning's ignore")
-    for field in ("targets", "overrides"):
-        check_names_exist(
-            model, list(getattr(config, field, ())), f"{config.method} pruning's {field}"
-        )
-    return handler(copy.deepcopy(model), config, given)
+    inputs = PruneInputs(example_inputs, batches, between, tokenizer=tokenizer, progress=progress)
+    if data is not None:
+        inputs = inputs.filled_from(data, config)
+    pruned, notes = apply_pruner(model, config, inputs)
+    for note in notes:
+        log.info("%s pruning: %s", config.method, note)
+    return pruned
 
 
 def parse_prune_config(data: dict[str, Any], where: str) -> PruneConfig:
@@ -92,6 +90,7 @@ __all__ = [
     "RandomConfig",
     "Scope",
     "VocabConfig",
+    "apply_pruner",
     "parse_prune_config",
     "prune",
     "register_pruner",

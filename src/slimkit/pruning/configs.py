@@ -52,6 +52,8 @@ class Need(StrEnum):
     EXAMPLE_INPUTS = "example_inputs"  # one batch of inputs: structured methods trace the model
     BATCHES = "batches"  # (inputs, labels) of training data: token counts, gradients
     BETWEEN = "between"  # the fine-tuning an iterative method runs between its rounds
+    DATA = "data"  # the data set: to train while pruning, or to measure layers on validation
+    TOKENIZER = "tokenizer"  # the model's tokenizer (its [UNK] id)
 
 
 class PruneConfig(Config):
@@ -63,6 +65,11 @@ class PruneConfig(Config):
     def needs(self) -> frozenset[Need]:
         """What :func:`slimkit.prune` must be given for this config (none by default)."""
         return frozenset()
+
+    @property
+    def between_rounds(self) -> TrainConfig | None:
+        """The training an iterative method runs between its rounds (``Need.BETWEEN``)."""
+        return None
 
     @property
     def nominal_sparsity(self) -> float | None:
@@ -100,6 +107,10 @@ class MagnitudeConfig(PruneConfig):
         default_factory=dict, description="Layer pattern -> its own sparsity (layer-wise)."
     )
     gradual: GradualConfig | None = Field(None, description="Reach sparsity while fine-tuning.")
+
+    def needs(self) -> frozenset[Need]:
+        measures = self.scope is Scope.SENSITIVITY or self.gradual is not None
+        return frozenset({Need.DATA} if measures else set())
 
     @property
     def nominal_sparsity(self) -> float | None:
@@ -174,6 +185,10 @@ class ChannelConfig(PruneConfig):
         rounds = {Need.BETWEEN} if self.iterations > 1 else set()
         return frozenset({Need.EXAMPLE_INPUTS, *gradients, *rounds})
 
+    @property
+    def between_rounds(self) -> TrainConfig | None:
+        return self.finetune
+
     @field_validator("overrides")
     @classmethod
     def _override_values(cls, v: dict[str, float]) -> dict[str, float]:
@@ -223,4 +238,5 @@ class VocabConfig(PruneConfig):
     unk_token: int | None = Field(None, ge=0, description="Default: the tokenizer's [UNK] id.")
 
     def needs(self) -> frozenset[Need]:
-        return frozenset({Need.BATCHES})
+        unk = {Need.TOKENIZER} if self.unk_token is None else set()
+        return frozenset({Need.BATCHES, *unk})

@@ -9,6 +9,7 @@ raises the layer whose next step costs the fewest points per weight removed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,12 @@ from pathlib import Path
 from torch import nn
 
 from slimkit._io import atomic_path
+from slimkit.data.bundle import DataBundle
 from slimkit.errors import StepError
-from slimkit.pruning import MagnitudeConfig, prune
+from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.progress import SILENT, Progress
+from slimkit.pruning.configs import MagnitudeConfig, Scope
+from slimkit.pruning.unstructured import magnitude_prune
 
 DEFAULT_RATIOS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 
@@ -57,12 +62,30 @@ def layer_sensitivity(
     for name, weights in prunable_layers(model):
         metric = {}
         for r in sorted(ratios):
-            pruned = prune(model, MagnitudeConfig(sparsity=r, scope="layer", targets=(name,)))
+            alone = MagnitudeConfig(sparsity=r, scope=Scope.LAYER, targets=(name,))
+            pruned = magnitude_prune(copy.deepcopy(model), alone)
             metric[r] = evaluate(pruned)
         curves.append(LayerSensitivity(name, weights, baseline, metric))
         if on_layer is not None:
             on_layer(name)
     return curves
+
+
+def allocate_for(
+    model: nn.Module, config: MagnitudeConfig, data: DataBundle, progress: Progress = SILENT
+) -> tuple[MagnitudeConfig, str]:
+    """``scope: sensitivity`` resolved: each layer measured alone on the validation split, and
+    the per-layer sparsities that reach ``config.sparsity`` with the least loss as overrides."""
+
+    def evaluate(m: nn.Module) -> float:
+        return accuracy(*predict(lambda x: m(*x), data.val.batches(256)))
+
+    with progress.task("sensitivity analysis", total=len(prunable_layers(model))) as task:
+        curves = layer_sensitivity(model, evaluate, on_layer=lambda _: task.advance())
+    allocation = allocate(curves, config.sparsity)
+    shown = ", ".join(f"{n} {r:.0%}" for n, r in allocation.items())
+    resolved = config.model_copy(update={"scope": Scope.LAYER, "overrides": allocation})
+    return resolved, f"sensitivity allocation for {config.sparsity:.0%} overall: {shown}"
 
 
 def allocate(curves: Sequence[LayerSensitivity], target: float) -> dict[str, float]:

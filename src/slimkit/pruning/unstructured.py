@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from slimkit.errors import StepError
+from slimkit.errors import StepError, few
 from slimkit.layers import matches, select
 from slimkit.pruning.configs import MagnitudeConfig, NMConfig, RandomConfig, Scope
 from slimkit.pruning.handlers import PruneInputs, register_pruner
@@ -112,21 +112,9 @@ def _zero_smallest(scores: torch.Tensor, weights: Sequence[torch.Tensor], sparsi
         offset += n
 
 
-@register_pruner(MagnitudeConfig, RandomConfig)
-def _magnitude(model: nn.Module, config: MagnitudeConfig, given: PruneInputs) -> nn.Module:
-    if config.scope is Scope.SENSITIVITY:
-        raise StepError(
-            "scope: sensitivity measures each layer on validation data: use the prune step, or "
-            "slimkit.pruning.sensitivity.allocate and pass the result as overrides."
-        )
-    if config.gradual is not None:
-        raise StepError(
-            "gradual pruning fine-tunes while it prunes: call "
-            "slimkit.pruning.schedules.gradual_prune(model, config, data), or use the prune step."
-        )
-    return magnitude_prune(model, config)
-
-
 @register_pruner(NMConfig)
 def _n_m(model: nn.Module, config: NMConfig, given: PruneInputs) -> nn.Module:
+    _, unfit = nm_layers(model, config)
+    if unfit:
+        given.notes.append(f"left dense, input size not a multiple of m={config.m}: {few(unfit)}")
     return nm_prune(model, config)

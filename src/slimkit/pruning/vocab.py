@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from slimkit.data.bundle import Batch
+from slimkit.data.bundle import Batch, DataBundle
 from slimkit.errors import StepError
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.pruning.configs import VocabConfig
@@ -81,4 +81,31 @@ def trim_vocab(model: nn.Module, config: VocabConfig, batches: Iterable[Batch]) 
 @register_pruner(VocabConfig)
 def _vocab(model: nn.Module, config: VocabConfig, given: PruneInputs) -> nn.Module:
     assert given.batches is not None  # declared in VocabConfig.needs, checked by prune
-    return trim_vocab(model, config, given.batches)
+    if config.unk_token is None:
+        unk = getattr(given.tokenizer, "unk_token_id", None)
+        if unk is None:
+            raise StepError(
+                "method: vocab maps unseen tokens to [UNK], and this model's tokenizer has no "
+                "unk_token_id; set unk_token: ID in the step."
+            )
+        config = config.model_copy(update={"unk_token": int(unk)})
+    vocab = token_embeddings(model)[1].num_embeddings
+    trimmed = trim_vocab(model, config, given.batches)
+    if given.data is not None:
+        given.notes.append(_unk_note(trimmed, vocab, config, given.data))
+    return trimmed
+
+
+def _unk_note(trimmed: nn.Module, vocab: int, config: VocabConfig, data: DataBundle) -> str:
+    """How much of the table was kept, and how often held-out text now reads [UNK]."""
+    remapped = next(m for m in trimmed.modules() if isinstance(m, RemappedEmbedding))
+    assert config.unk_token is not None
+    counts = token_counts(data.val.batches(256), vocab)
+    remap = remapped.remap.long()
+    unseen = (remap == remap[config.unk_token]) & (torch.arange(vocab) != config.unk_token)
+    share = float(counts[unseen].sum()) / max(1, int(counts.sum()))
+    return (
+        f"vocabulary trimmed to {remapped.embedding.num_embeddings:,} of {vocab:,} tokens "
+        f"(seen at least {config.min_count}x in training); {share:.2%} of validation tokens "
+        "now read [UNK]"
+    )
