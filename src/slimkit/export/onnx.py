@@ -55,7 +55,8 @@ def export_onnx(
     check_inputs: tuple[torch.Tensor, ...] | None = None,
     compact: bool = True,
 ) -> Path:
-    """Export ``model`` to ONNX with a dynamic batch axis, check and verify it, write atomically.
+    """Export ``model`` to ONNX with a dynamic batch axis (and a dynamic sequence axis for
+    token inputs), check and verify it, write atomically.
 
     ``inputs`` are traced; the graph is verified on ``check_inputs`` (held-out examples; default
     ``inputs``) at the fp32 tolerance. ``compact`` renames values and nodes tersely
@@ -63,7 +64,12 @@ def export_onnx(
     names (a quantizer's input) is exported with ``compact=False``.
     """
     batch = torch.export.Dim("batch", min=1, max=65536)
-    dynamic = tuple({0: batch} for _ in inputs)
+    sequence = torch.export.Dim("sequence", min=2, max=65536)
+    # Token ids and masks ([batch, sequence] integers) serve texts of any length.
+    dynamic = tuple(
+        {0: batch, 1: sequence} if x.dim() == 2 and not x.is_floating_point() else {0: batch}
+        for x in inputs
+    )
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
