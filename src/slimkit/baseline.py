@@ -17,6 +17,7 @@ from slimkit.data import DataBundle, load_data
 from slimkit.errors import ShapeMismatchError
 from slimkit.models import arch_of, build_model, load_tokenizer_for
 from slimkit.models.arch import Arch
+from slimkit.models.sources import comes_trained
 from slimkit.progress import SILENT, Progress
 from slimkit.recipe import Recipe
 from slimkit.resume import StepStore, chain_key
@@ -106,8 +107,11 @@ def _baseline(
 ) -> list[str]:
     config = recipe.baseline.train
     if config is None:
-        if recipe.model.weights is None and not recipe.model.source.endswith(".safetensors"):
-            return ["baseline is untrained (no weights, no baseline.train): chance-level accuracy"]
+        if not comes_trained(recipe.model):
+            return [
+                "baseline is untrained (no trained weights or head, no baseline.train): "
+                "chance-level accuracy"
+            ]
         return []
     key = cache.baseline_key(
         arch, {"model": recipe.model.to_dict(), "data": recipe.data.to_dict()}, config.to_dict()

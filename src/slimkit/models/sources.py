@@ -92,7 +92,8 @@ class SourceForm:
     ``matches`` says whether a source string has this form; ``build(spec, hints)`` builds the
     model (``hints`` are the data hints, see :class:`ModelSpec`); ``tokenizer_dir`` finds a text
     model's tokenizer; ``arch(spec, hints)`` is the record a saved model is rebuilt from, by
-    default the source and its kwargs.
+    default the source and its kwargs; ``trained(spec)`` whether the model comes with trained
+    weights for its task, head included (else a run without training says it is untrained).
     """
 
     name: str
@@ -101,6 +102,7 @@ class SourceForm:
     build: Callable[[ModelSpec, dict[str, Any]], nn.Module]
     tokenizer_dir: Callable[[ModelSpec], Path | None] = lambda spec: None
     arch: Callable[[ModelSpec, dict[str, Any]], Arch] | None = None
+    trained: Callable[[ModelSpec], bool] = lambda spec: False
 
 
 # Forms in the order they are tried; a source matching none is a registered model name.
@@ -129,11 +131,18 @@ def _existing(path: str) -> Path:
 
 def _build_hf(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
     kwargs = {**hints, **spec.kwargs}
-    return text.load_encoder_classifier(
+    unknown = sorted(set(spec.kwargs) - {"num_classes", "new_head"})
+    if unknown:
+        raise ModelLoadError(
+            f"A Hugging Face directory takes the kwargs num_classes and new_head, not "
+            f"{quote(unknown)}: its architecture comes from its config.json."
+        )
+    return text.load_classifier(
         _existing(spec.source[3:]),
         int(kwargs.get("num_classes", 2)),
         kwargs.get("pretrained", True),
         trust_remote_code=spec.trust_remote_code,
+        new_head=bool(kwargs.get("new_head", False)),
     )
 
 
@@ -306,6 +315,7 @@ register_source_form(
         _build_hf,
         lambda spec: _existing(spec.source[3:]),
         _hf_arch,
+        lambda spec: not spec.kwargs.get("new_head") and text.has_head(_existing(spec.source[3:])),
     )
 )
 register_source_form(
@@ -316,6 +326,7 @@ register_source_form(
         _build_saved,
         _saved_tokenizer,
         _saved_arch,
+        lambda spec: True,
     )
 )
 register_source_form(
@@ -366,6 +377,11 @@ def load_weights(model: nn.Module, weights: str | Path, trust: bool = False) -> 
         persist.load_weights_into(model, path)
     else:
         persist.apply_state_dict(model, load_checkpoint_state(path, trust), path)
+
+
+def comes_trained(spec: ModelSpec) -> bool:
+    """Whether the model ``spec`` names has trained weights for its task, head included."""
+    return spec.weights is not None or _form_for(spec.source).trained(spec)
 
 
 def tokenizer_dir(spec: ModelSpec) -> Path | None:

