@@ -26,6 +26,7 @@ INPUTS = SpaceInputs(
     ),
     depth=6,
     vocab=True,
+    heads_and_ffn=True,
 )
 
 
@@ -173,3 +174,12 @@ def test_a_transformer_without_a_token_table_is_never_asked_to_trim_one():
     steps = SPACES.get("transformer").draw(trial, inputs)
     assert trial.params == corner
     assert [s.kind for s in steps] == ["distill", "quantize"]
+
+
+def test_a_transformer_whose_family_is_unknown_is_never_offered_heads_or_ffn_pruning():
+    inputs = dataclasses.replace(INPUTS, heads_and_ffn=False)
+    study = optuna.create_study()
+    trial = study.ask()
+    SPACES.get("transformer").draw(trial, inputs)
+    assert trial.distributions["heads"].choices == (0.0,)
+    assert trial.distributions["ffn"].choices == (0.0,)

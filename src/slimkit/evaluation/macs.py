@@ -31,9 +31,16 @@ def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     """MACs of ``model(*inputs)`` per example (``inputs`` may hold any batch size)."""
     batch = int(inputs[0].shape[0])
     inputs = in_dtype(inputs, param_dtype(model))  # a half-precision model takes half inputs
-    with (
-        torch.inference_mode(),
-        FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter,
-    ):
+    try:
+        with torch.inference_mode():
+            return _count(model, inputs) // batch
+    except (AssertionError, AttributeError):
+        # The counter's module tracker expects autograd on tensors some models (DeBERTa's
+        # attention) build without it; counted again with gradients recorded, and dropped.
+        return _count(model, inputs) // batch
+
+
+def _count(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
+    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
         model(*inputs)
-    return int(counter.get_total_flops()) // 2 // batch
+    return int(counter.get_total_flops()) // 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,6 +75,15 @@ _LAYER_ARGS: dict[type[nn.Module], Callable[[Any], dict[str, Any]]] = {
 _REPLACES: dict[type[nn.Module], type[nn.Module]] = {RemappedEmbedding: nn.Embedding}
 
 
+def _layer_args() -> dict[type[nn.Module], Callable[[Any], dict[str, Any]]]:
+    """The shape-bearing layer types: the table above, plus transformers' Conv1D (GPT-2's
+    projections) once transformers is loaded, which any model holding one has done."""
+    conv1d = getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)
+    if conv1d is None:
+        return _LAYER_ARGS
+    return {**_LAYER_ARGS, conv1d: lambda m: {"nf": m.nf, "nx": m.nx}}
+
+
 def _bn_args(m: nn.modules.batchnorm._BatchNorm) -> dict[str, Any]:
     return {
         "num_features": m.num_features,
@@ -86,10 +96,11 @@ def _bn_args(m: nn.modules.batchnorm._BatchNorm) -> dict[str, Any]:
 
 def layer_manifest(model: nn.Module) -> dict[str, dict[str, Any]]:
     """``{qualified name: {"type", "args"}}`` for every shape-bearing layer of ``model``."""
+    args = _layer_args()
     return {
-        name: {"type": type(m).__name__, "args": _LAYER_ARGS[type(m)](m)}
+        name: {"type": type(m).__name__, "args": args[type(m)](m)}
         for name, m in model.named_modules()
-        if type(m) in _LAYER_ARGS
+        if type(m) in args
     }
 
 
@@ -215,7 +226,8 @@ def _damaged(path: Path, key: str) -> str:
 
 def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -> None:
     """Replace each layer of ``model`` whose constructor arguments differ from ``manifest``."""
-    by_type = {t.__name__: t for t in _LAYER_ARGS}
+    layer_args = _layer_args()
+    by_type = {t.__name__: t for t in layer_args}
     for name, entry in manifest.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("args"), dict):
             raise ModelLoadError(f"The saved model's record of layer {quote(name)} is damaged.")
@@ -233,7 +245,7 @@ def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -
                 f"Layer {quote(name)} is {type(current).__name__} in the architecture but "
                 f"{quote(entry.get('type'))} in the saved model."
             )
-        if replaced or _LAYER_ARGS[layer_type](current) != entry["args"]:
+        if replaced or layer_args[layer_type](current) != entry["args"]:
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             try:

@@ -1,9 +1,8 @@
-"""Structured pruning of transformer encoders: whole attention heads and FFN neurons.
+"""Structured pruning of transformers: whole attention heads and FFN neurons.
 
-Works on the BERT family's layout (``attention.self.{query,key,value}``,
-``attention.output.dense``, ``intermediate.dense``, ``output.dense``), which MiniLM shares.
-Removing a head slices its rows out of the three projections and its columns out of the
-output projection; removing an FFN neuron slices a row of the up-projection and a column of
+Every family in :mod:`slimkit.models.families` says where its projections are. Removing a head
+slices its rows out of the query, key and value projections and its columns out of the output
+projection; removing an FFN neuron slices a row of the up (and gate) projection and a column of
 the down-projection. The model gets physically smaller: every runtime runs it faster.
 transformers 5 has no config for non-uniform heads, so pruned encoders load through slimkit's
 manifest (Linear shapes); :func:`~slimkit.models.surgery.sync_head_counts` restores the
@@ -15,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slimkit.errors import StepError
-from slimkit.models.surgery import attention_blocks, ffn_blocks, sync_head_counts
+from slimkit.models.families import require_family
+from slimkit.models.surgery import replace, slice_projection, sync_head_counts, weight_rows
 from slimkit.pruning.configs import FfnConfig, HeadsConfig, Importance
 from slimkit.pruning.handlers import PruneInputs, register_pruner
 
@@ -26,18 +25,6 @@ def _norm(t: torch.Tensor, importance: Importance, dim: int | tuple[int, ...]) -
     return t.detach().abs().pow(p).sum(dim=dim)
 
 
-def _slice(linear: nn.Linear, keep: torch.Tensor, rows: bool) -> nn.Linear:
-    """A new Linear with only the ``keep`` output rows (or input columns)."""
-    w = linear.weight.detach()
-    weight = w[keep] if rows else w[:, keep]
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if linear.bias is not None:
-            new.bias.copy_(linear.bias[keep] if rows else linear.bias)
-    return new
-
-
 def _keep(scores: torch.Tensor, ratio: float, round_to: int = 1) -> torch.Tensor:
     n = scores.numel()
     kept = max(round_to, n - int(n * ratio))
@@ -45,47 +32,81 @@ def _keep(scores: torch.Tensor, ratio: float, round_to: int = 1) -> torch.Tensor
     return scores.argsort(descending=True)[:kept].sort().values
 
 
+def _rows(units: torch.Tensor, size: int) -> torch.Tensor:
+    """The output rows of the kept ``units``, each ``size`` rows wide."""
+    return (units[:, None] * size + torch.arange(size)).flatten()
+
+
 def prune_heads(model: nn.Module, config: HeadsConfig) -> nn.Module:
-    """Remove ``config.ratio`` of the attention heads of every layer (least important first)."""
-    blocks = attention_blocks(model)
-    if not blocks:
-        raise StepError(
-            "method: heads needs BERT-style attention (query/key/value + output.dense)."
-        )
-    for name, attn, out in blocks:
-        size: int = attn.attention_head_size
-        heads = attn.query.out_features // size
-        per_head = _norm(
-            out.weight.view(out.out_features, heads, size), config.importance, dim=(0, 2)
-        )
-        for projection in (attn.query, attn.key, attn.value):
-            per_head = per_head + _norm(
-                projection.weight.view(heads, size, -1), config.importance, dim=(1, 2)
-            )
-        kept_heads = _keep(per_head, config.ratio)
-        if kept_heads.numel() == heads:
+    """Remove ``config.ratio`` of the attention heads of every layer, least important first.
+
+    Heads are ranked by the norm of their query, key and value rows and of their columns of the
+    output projection. With grouped-query attention the unit is a key/value head and the query
+    heads that share it, so the grouping stays intact.
+    """
+    found = require_family(model, "method: heads")
+    attention = found.family.attention
+    for layer in found.layers():
+        module = layer.get_submodule(attention.module)
+        size: int = getattr(module, attention.head_size)
+        out = layer.get_submodule(attention.out)
+        q, k, v = _projections(module, attention.fused, (attention.q, attention.k, attention.v))
+        heads, kv_heads = q.shape[0] // size, k.shape[0] // size
+        group = heads // kv_heads
+        scores = _norm(weight_rows(out).view(-1, heads, size), config.importance, dim=(0, 2))
+        scores = scores + _norm(q.view(heads, size, -1), config.importance, dim=(1, 2))
+        scores = scores.view(kv_heads, group).sum(dim=1)
+        for kv in (k, v):
+            scores = scores + _norm(kv.view(kv_heads, size, -1), config.importance, dim=(1, 2))
+        kept = _keep(scores, config.ratio)
+        if kept.numel() == kv_heads:
             continue
-        rows = (kept_heads[:, None] * size + torch.arange(size)).flatten()
-        for p in ("query", "key", "value"):
-            setattr(attn, p, _slice(getattr(attn, p), rows, rows=True))
-        model.get_submodule(f"{name}.output").dense = _slice(out, rows, rows=False)
+        q_rows = _rows(kept, group * size)
+        kv_rows = _rows(kept, size)
+        if attention.fused:
+            width = q.shape[0]
+            fused = torch.cat([q_rows, kv_rows + width, kv_rows + 2 * width])
+            _cut(module, attention.fused, fused, outputs=True)
+        else:
+            _cut(module, attention.q, q_rows, outputs=True)
+            for name in (attention.k, attention.v):
+                _cut(module, name, kv_rows, outputs=True)
+        for name in attention.per_head:
+            if isinstance(getattr(module, name, None), nn.Module):
+                _cut(module, name, q_rows, outputs=True)
+        _cut(layer, attention.out, q_rows, outputs=False)
     sync_head_counts(model)
     return model
 
 
 def prune_ffn(model: nn.Module, config: FfnConfig) -> nn.Module:
-    """Remove ``config.ratio`` of the feed-forward neurons of every layer."""
-    blocks = ffn_blocks(model)
-    if not blocks:
-        raise StepError("method: ffn needs BERT-style feed-forward blocks (intermediate.dense).")
-    for name, up, down in blocks:
-        scores = _norm(up.weight, config.importance, dim=1) + _norm(
-            down.weight, config.importance, dim=0
-        )
+    """Remove ``config.ratio`` of the feed-forward neurons of every layer, ranked by the norm of
+    their rows in the up (and gate) projections and their column in the down projection."""
+    found = require_family(model, "method: ffn")
+    ffn = found.family.ffn
+    for layer in found.layers():
+        down = layer.get_submodule(ffn.down)
+        scores = _norm(weight_rows(down), config.importance, dim=0)
+        for name in ffn.up:
+            scores = scores + _norm(weight_rows(layer.get_submodule(name)), config.importance, 1)
         keep = _keep(scores, config.ratio, config.round_to or 1)
-        model.get_submodule(f"{name}.intermediate").dense = _slice(up, keep, rows=True)
-        model.get_submodule(f"{name}.output").dense = _slice(down, keep, rows=False)
+        for name in ffn.up:
+            _cut(layer, name, keep, outputs=True)
+        _cut(layer, ffn.down, keep, outputs=False)
     return model
+
+
+def _projections(
+    module: nn.Module, fused: str, names: tuple[str, str, str]
+) -> tuple[torch.Tensor, ...]:
+    """The query, key and value weights as ``[outputs, inputs]``, split from a fused one."""
+    if fused:
+        return tuple(weight_rows(module.get_submodule(fused)).chunk(3, dim=0))
+    return tuple(weight_rows(module.get_submodule(n)) for n in names)
+
+
+def _cut(parent: nn.Module, path: str, keep: torch.Tensor, outputs: bool) -> None:
+    replace(parent, path, slice_projection(parent.get_submodule(path), keep, outputs))
 
 
 @register_pruner(HeadsConfig)

@@ -18,12 +18,20 @@ from torch import nn
 from slimkit.data.bundle import Batch, DataBundle
 from slimkit.errors import StepError
 from slimkit.models.embedding import RemappedEmbedding
+from slimkit.models.families import find_family
 from slimkit.pruning.configs import VocabConfig
 from slimkit.pruning.handlers import PruneInputs, register_pruner
 
 
 def token_embeddings(model: nn.Module) -> tuple[str, nn.Embedding]:
-    """The name and module of the token-id embedding of a Hugging Face encoder in ``model``."""
+    """The name and module of the token-id embedding table in ``model``: where its family
+    keeps it, else a table named ``word_embeddings`` (a user's own text model)."""
+    found = find_family(model)
+    if found is not None and found.family.tokens is not None:
+        name = found.path(found.family.tokens)
+        table = model.get_submodule(name)
+        if isinstance(table, nn.Embedding):
+            return name, table
     for name, module in model.named_modules():
         if name.endswith("word_embeddings") and isinstance(module, nn.Embedding):
             return name, module

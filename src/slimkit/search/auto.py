@@ -39,7 +39,7 @@ from slimkit.baseline import Baseline
 from slimkit.errors import RecipeError, RunDirError, StepError, UnsafeCheckpointError, quote
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.ledger import code_refs
-from slimkit.models.surgery import layer_list
+from slimkit.models.families import find_family
 from slimkit.pipeline import Session
 from slimkit.progress import SILENT, Progress
 from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
@@ -57,7 +57,7 @@ from slimkit.search.config import (
     AutoResult,
 )
 from slimkit.search.selection import choose, final_message, trial_table
-from slimkit.search.space import SPACES, SpaceInputs, family
+from slimkit.search.space import SPACES, SpaceInputs, depth, family
 from slimkit.search.trials import TrialRunner
 from slimkit.state import ModelState
 
@@ -141,8 +141,9 @@ def auto(
             ),
             sensitive=sensitive,
             curves=tuple(prunable),
-            depth=len(layer_list(base.model)[1]) if kind == "transformer" else 0,
+            depth=depth(base.model) if kind == "transformer" else 0,
             vocab=_has_token_table(base.model),
+            heads_and_ffn=find_family(base.model, strict=False) is not None,
             image_size=base.data.image_size if kind == "cnn" else None,
         )
         sampler = optuna.samplers.TPESampler(seed=config.seed)

@@ -33,6 +33,7 @@ class SpaceInputs:
     curves: tuple[LayerSensitivity, ...] = ()  # the sensitivity of those layers
     depth: int = 0  # transformer layers (0 for other families)
     vocab: bool = False  # the model has a token table to trim
+    heads_and_ffn: bool = False  # its family says where heads and FFN neurons are
     image_size: tuple[int, int] | None = None  # (height, width) of image inputs
 
 
@@ -65,15 +66,31 @@ def register_space(name: str, space: Space, help: str | None = None) -> Space:
 
 
 def family(model: nn.Module) -> str:
-    """``transformer`` for models with a stack of transformer layers, else ``cnn``."""
+    """``transformer`` for a Hugging Face transformer of a known family or any model with a
+    stack of transformer layers, else ``cnn``."""
     from slimkit.errors import StepError
+    from slimkit.models.families import find_family
     from slimkit.models.surgery import layer_list
 
+    if find_family(model, strict=False) is not None:
+        return "transformer"
     try:
         layer_list(model)
         return "transformer"
     except StepError:
         return "cnn"
+
+
+def depth(model: nn.Module) -> int:
+    """How many layers a student may choose from (0 where the layers cannot be dropped: a
+    family that reuses one layer across its depth, or no layer stack at all)."""
+    from slimkit.errors import StepError
+    from slimkit.models.surgery import layer_list
+
+    try:
+        return len(layer_list(model)[1])
+    except StepError:
+        return 0
 
 
 def _recover(trial: Any, inputs: SpaceInputs, prefix: str) -> StepSpec:
@@ -200,8 +217,9 @@ def transformer(trial: Any, inputs: SpaceInputs) -> Steps:
                 },
             )
         )
-    heads = trial.suggest_categorical("heads", [0.0, 0.25, 0.5])
-    ffn = trial.suggest_categorical("ffn", [0.0, 0.25, 0.5])
+    shares = [0.0, 0.25, 0.5] if inputs.heads_and_ffn else [0.0]
+    heads = trial.suggest_categorical("heads", shares)
+    ffn = trial.suggest_categorical("ffn", shares)
     if heads:
         steps.append(step("prune", {"method": "heads", "ratio": heads}))
     if ffn:
