@@ -1,0 +1,84 @@
+"""A Hugging Face directory a user saved with ``save_pretrained`` loads with its own
+classification head, as transformers loads it, and a run measures it as the trained model it
+is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.helpers import tiny_models
+
+import slimkit
+from slimkit.errors import ModelLoadError
+from slimkit.models import ModelSpec, build_model
+from slimkit.models.sources import comes_trained
+
+
+@pytest.fixture
+def distilbert_dir(tmp_path: Path) -> Path:
+    """A DistilBERT classifier for 3 classes, saved as a user's fine-tuned model would be."""
+    folder = tmp_path / "distilbert-clf"
+    tiny_models().tiny_hf("distilbert").model.save_pretrained(folder)
+    return folder
+
+
+def _tokens() -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.randint(2, 60, (2, 9), generator=torch.Generator().manual_seed(0))
+    return ids, torch.ones_like(ids)
+
+
+def test_the_users_head_and_weights_load_as_transformers_loads_them(distilbert_dir: Path):
+    from transformers import AutoModelForSequenceClassification
+
+    net = build_model(ModelSpec.parse(f"hf:{distilbert_dir}"), num_classes=3)
+    reference = AutoModelForSequenceClassification.from_pretrained(distilbert_dir).eval()
+    ids, mask = _tokens()
+    want = reference(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(net(ids, mask), want, rtol=0, atol=0)
+    # pre_classifier and classifier are the user's own, not a fresh head
+    names = {n for n, _ in net.named_parameters()}
+    assert {"model.pre_classifier.weight", "model.classifier.weight"} <= names
+    assert comes_trained(ModelSpec.parse(f"hf:{distilbert_dir}"))
+
+
+def test_a_head_for_other_classes_is_named_and_a_new_one_is_an_opt_in(distilbert_dir: Path):
+    with pytest.raises(ModelLoadError, match=r"predicts 3 classes, the data has 5.*new_head"):
+        build_model(ModelSpec.parse(f"hf:{distilbert_dir}"), num_classes=5)
+    spec = ModelSpec.parse({"source": f"hf:{distilbert_dir}", "kwargs": {"new_head": True}})
+    net = build_model(spec, num_classes=5)
+    assert net(*_tokens()).shape == (2, 5)
+    assert not comes_trained(spec)
+    with pytest.raises(ModelLoadError, match="takes the kwargs num_classes and new_head"):
+        build_model(ModelSpec.parse({"source": f"hf:{distilbert_dir}", "kwargs": {"width": 2}}))
+
+
+def test_a_run_measures_the_users_classifier_as_trained(distilbert_dir: Path, tmp_path: Path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = [f"w{i}" for i in range(60)]
+    vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]"
+    ).save_pretrained(distilbert_dir)
+    rng = np.random.default_rng(0)
+    rows = [" ".join(rng.choice(words, 8)) for _ in range(60)]
+    table = tmp_path / "texts.csv"
+    table.write_text("text,label\n" + "\n".join(f"{t},{i % 3}" for i, t in enumerate(rows)))
+    recipe = slimkit.Recipe.from_dict(
+        {
+            "model": f"hf:{distilbert_dir}",
+            "data": {"source": f"csv:{table}", "max_length": 16},
+            "evaluation": {"warmup": 1, "rounds": 2, "per_round": 1},
+        }
+    )
+    baseline = slimkit.run(recipe, out=tmp_path / "run").results["steps"][0]
+    assert not any("untrained" in note for note in baseline["notes"])
+    assert baseline["params"] == sum(
+        p.numel() for p in tiny_models().tiny_hf("distilbert").parameters()
+    )
