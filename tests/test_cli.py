@@ -229,3 +229,13 @@ def test_a_client_without_slimkit_scores_the_rows_the_run_scored(
     assert cli(*args).code == 0
     first = json.loads(lines.read_text().splitlines()[0])
     assert len(lines.read_text().splitlines()) == 60 and set(first) == {"inputs", "label"}
+
+
+def test_data_and_model_options_take_the_recipe_mapping_form(cli, blobs_npz: Path):
+    data = f"{{source: 'npz:{blobs_npz}', test_fraction: 0.5}}"
+    done = cli("eval", "--model", "{source: small-cnn, kwargs: {width: 4}}", "--data", data)
+    assert done.code == 0, done.err
+    bad = cli("eval", "--model", "small-cnn", "--data", "{source: [unclosed")
+    assert bad.code == 2 and "--data is not valid YAML" in bad.err
+    typo = cli("eval", "--model", "small-cnn", "--data", "{source: mnist5k, max_lenght: 8}")
+    assert typo.code == 2 and "unknown key '--data.max_lenght'" in typo.err

@@ -37,6 +37,14 @@ def load_yaml(path: Path) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise YamlError("is not UTF-8 text") from None
+    return load_yaml_text(text)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML ``text`` (a recipe, or a mapping given on the command line), bounded like
+    :func:`load_yaml`."""
+    if len(text.encode("utf-8")) > MAX_BYTES:
+        raise YamlError(f"is larger than {MAX_BYTES >> 20} MiB, far more than any recipe needs")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -25,11 +25,39 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Model source: see `slimkit list forms`.")
+    str,
+    typer.Option(
+        "--model", "-m", help="Model source (`slimkit list forms`), or a mapping: '{source: ...}'."
+    ),
 ]
 DataOpt = Annotated[
-    str, typer.Option("--data", "-d", help="Data source: see `slimkit list forms`.")
+    str,
+    typer.Option(
+        "--data",
+        "-d",
+        help="Data source (`slimkit list forms`), or a mapping as in recipes: "
+        "'{source: csv:t.csv, max_length: 64}'.",
+    ),
 ]
+
+
+def source(text: str, option: str) -> str | dict[str, Any]:
+    """A ``--model``/``--data`` value: a source string, or a ``{...}`` mapping written as in a
+    recipe (read as bounded YAML, never evaluated)."""
+    from slimkit._yaml import YamlError, load_yaml_text
+    from slimkit.errors import RecipeError
+
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        value = load_yaml_text(text)
+    except YamlError as err:
+        raise RecipeError(f"{option} {err}.") from None
+    if not isinstance(value, dict):
+        raise RecipeError(f"{option} must be a source string or a {{key: value}} mapping.")
+    return value
+
+
 WeightsOpt = Annotated[
     Path | None,
     typer.Option("--weights", "-w", help="Weights to load: .safetensors or a checkpoint."),
@@ -75,20 +103,22 @@ def model_and_data(
     model: str, data: str, weights: Path | None, trust: Trust
 ) -> tuple[Any, Any, Arch]:
     from slimkit.baseline import check_fits
-    from slimkit.data import load_data
+    from slimkit.data import DataSpec, load_data
     from slimkit.models import ModelSpec, arch_of, build_model, load_tokenizer_for
 
-    spec = ModelSpec.parse(
-        trust.apply({"source": model, "weights": str(weights) if weights else None})
-    )
-    bundle = load_data(data, load_tokenizer_for(spec))
+    given = source(model, "--model")
+    mapping = given if isinstance(given, dict) else {"source": given}
+    if weights:
+        mapping = {**mapping, "weights": str(weights)}
+    spec = ModelSpec.parse(trust.apply(mapping), "--model")
+    bundle = load_data(DataSpec.parse(source(data, "--data"), "--data"), load_tokenizer_for(spec))
     hints = {
         k: v
         for k, v in (("num_classes", bundle.num_classes), ("in_channels", bundle.in_channels))
         if v is not None
     }
     net = build_model(spec, **hints)
-    check_fits(net, bundle, model)
+    check_fits(net, bundle, spec.source)
     return net, bundle, arch_of(spec, hints)
 
 

@@ -1,4 +1,5 @@
-"""``slimkit export``: a model (ONNX, safetensors) or the test split a run scored."""
+"""``slimkit export``: a model (ONNX, safetensors, a Hugging Face directory) or the test split
+a run scored."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from slimkit.cli._common import (
     WeightsOpt,
     console,
     model_and_data,
+    source,
 )
 
 
 class Format(StrEnum):
     onnx = "onnx"
     safetensors = "safetensors"
+    hf = "hf"
     npz = "npz"
     jsonl = "jsonl"
 
@@ -44,14 +47,16 @@ def export(
     format: Annotated[
         Format,
         typer.Option(
-            help="onnx (verified) or safetensors: the model; npz or jsonl: the test split's "
-            "inputs and labels, for a client without slimkit."
+            help="onnx (verified), safetensors, or hf (a Hugging Face directory transformers "
+            "loads, verified): the model; npz or jsonl: the test split's inputs and labels, "
+            "for a client without slimkit."
         ),
     ] = Format.onnx,
     trust_checkpoint: TrustCheckpointOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
-    """Export a model (ONNX, checked against PyTorch; safetensors) or a run's test split."""
+    """Export a model (ONNX or a Hugging Face directory, each checked against PyTorch;
+    safetensors) or a run's test split."""
     from slimkit.errors import ExportError
 
     if out.exists():
@@ -65,7 +70,8 @@ def export(
         return
     if model is None or data is None or run is not None:
         raise ExportError(f"--format {format.value} exports a model: give --model and --data.")
-    from slimkit.export import export_onnx, save_model
+    from slimkit.export import export_hf, export_onnx, save_model
+    from slimkit.models import load_tokenizer_for
 
     with progress_for(console) as progress, progress.task(f"exporting to {format.value}"):
         net, bundle, arch = model_and_data(model, data, weights, trust)
@@ -73,6 +79,11 @@ def export(
             export_onnx(
                 net, bundle.sample_inputs(2), bundle.input_names, out, bundle.held_out_inputs()
             )
+        elif format is Format.hf:
+            tokenizer = load_tokenizer_for(_model_spec(model, trust))
+            export_hf(net, out, bundle.held_out_inputs(), tokenizer)
+            console.print(f"Wrote {out}/ (AutoModel*.from_pretrained and AutoTokenizer load it).")
+            return
         else:
             save_model(net, out, arch)
     console.print(f"Wrote {out} ({out.stat().st_size:,} bytes).")
@@ -82,21 +93,31 @@ def _export_split(
     out: Path, format: Format, model: str | None, data: str | None, run: Path | None, trust: Trust
 ) -> int:
     """Write the test split of ``data`` (tokenised for ``model``), or of ``run`` as recorded."""
-    from slimkit.data import load_data
+    from slimkit.data import DataSpec, load_data
     from slimkit.data.files import write_test_split
     from slimkit.errors import ExportError
-    from slimkit.models import ModelSpec, load_tokenizer_for
+    from slimkit.models import load_tokenizer_for
 
     if run is not None:
         if data is not None or model is not None:
             raise ExportError("--run takes the model and data from the run; drop --model/--data.")
         bundle = _run_test_split(run, trust)
     elif data is not None:
-        spec = ModelSpec.parse(trust.apply({"source": model})) if model else None
-        bundle = load_data(data, load_tokenizer_for(spec) if spec else None)
+        spec = _model_spec(model, trust) if model else None
+        bundle = load_data(
+            DataSpec.parse(source(data, "--data"), "--data"),
+            load_tokenizer_for(spec) if spec else None,
+        )
     else:
         raise ExportError(f"--format {format.value} writes a test split: give --data or --run.")
     return write_test_split(bundle, out, format.value)
+
+
+def _model_spec(model: str, trust: Trust) -> Any:
+    from slimkit.models import ModelSpec
+
+    given = source(model, "--model")
+    return ModelSpec.parse(trust.apply(given if isinstance(given, dict) else {"source": given}))
 
 
 def _run_test_split(run: Path, trust: Trust) -> Any:

@@ -16,6 +16,7 @@ from slimkit.cli._common import (
     TrustRemoteCodeOpt,
     console,
     print_results,
+    source,
 )
 
 
@@ -128,7 +129,12 @@ def auto(
         base = Recipe.load(recipe)
     elif model and data:
         base = Recipe.from_dict(
-            {"name": "auto", "model": model, "data": data, "evaluation": {"batch_size": batch_size}}
+            {
+                "name": "auto",
+                "model": source(model, "--model"),
+                "data": source(data, "--data"),
+                "evaluation": {"batch_size": batch_size},
+            }
         )
     elif resume is None:
         raise RecipeError("Give --recipe, or --model and --data (or --resume RUN_DIR).")
