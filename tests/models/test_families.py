@@ -158,3 +158,41 @@ def test_a_pruned_model_of_every_family_exports_to_onnx_and_runs_at_two_lengths(
         given = _inputs(family, length)
         got = sess.run(None, {n: x.numpy() for n, x in zip(names, given, strict=True)})[0]
         torch.testing.assert_close(torch.from_numpy(got), pruned(*given), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_export_hf_writes_what_transformers_loads_to_the_same_logits(
+    family: str, tmp_path: Path, fixtures_on_path: Path
+):
+    """Layer-drop students and uniform FFN pruning are what every family's config can say;
+    fewer heads only where the config records a head's width (Llama, Mistral)."""
+    import transformers
+
+    from slimkit.errors import ExportError
+    from slimkit.export import export_hf
+
+    net = prune(_net(family), FfnConfig(ratio=0.5))
+    if not FAMILIES.get(family).shared:
+        arch = Arch(source="tiny_models:tiny_hf", kwargs={"family": family})
+        net, _ = build_student(net, KeepEveryStudent(keep_every=2), arch, {})
+    inputs = _inputs(family)
+    out = export_hf(net, tmp_path / "hf", inputs)
+    auto = (
+        transformers.AutoModelForImageClassification
+        if family == "vit"
+        else transformers.AutoModelForSequenceClassification
+    )
+    loaded = auto.from_pretrained(out).eval()
+    names = ("pixel_values",) if family == "vit" else ("input_ids", "attention_mask")
+    logits = loaded(**dict(zip(names, inputs, strict=True))).logits
+    torch.testing.assert_close(logits, net(*inputs), rtol=1e-5, atol=1e-5)
+    headless = prune(net, HeadsConfig(ratio=0.5))
+    if FAMILIES.get(family).head_config is None:
+        with pytest.raises(ExportError, match="derive a head's width from hidden size / heads"):
+            export_hf(headless, tmp_path / "heads", inputs)
+        assert not (tmp_path / "heads").exists()
+    else:
+        export_hf(headless, tmp_path / "heads", inputs)
+        loaded = auto.from_pretrained(tmp_path / "heads").eval()
+        logits = loaded(**dict(zip(names, inputs, strict=True))).logits
+        torch.testing.assert_close(logits, headless(*inputs), rtol=1e-5, atol=1e-5)

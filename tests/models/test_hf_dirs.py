@@ -55,21 +55,32 @@ def test_a_head_for_other_classes_is_named_and_a_new_one_is_an_opt_in(distilbert
         build_model(ModelSpec.parse({"source": f"hf:{distilbert_dir}", "kwargs": {"width": 2}}))
 
 
-def test_a_run_measures_the_users_classifier_as_trained(distilbert_dir: Path, tmp_path: Path):
+WORDS = [f"w{i}" for i in range(60)]
+
+
+@pytest.fixture
+def texts(distilbert_dir: Path, tmp_path: Path) -> Path:
+    """A word-level tokenizer saved beside the model, and 60 texts of its words in a CSV."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = [f"w{i}" for i in range(60)]
-    vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}
+    vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
     core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(
         tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]"
     ).save_pretrained(distilbert_dir)
     rng = np.random.default_rng(0)
-    rows = [" ".join(rng.choice(words, 8)) for _ in range(60)]
+    rows = [" ".join(rng.choice(WORDS, 8)) for _ in range(60)]
     table = tmp_path / "texts.csv"
     table.write_text("text,label\n" + "\n".join(f"{t},{i % 3}" for i, t in enumerate(rows)))
+    return table
+
+
+def test_a_run_measures_the_users_classifier_as_trained(
+    distilbert_dir: Path, texts: Path, tmp_path: Path
+):
+    table = texts
     recipe = slimkit.Recipe.from_dict(
         {
             "model": f"hf:{distilbert_dir}",
@@ -82,3 +93,24 @@ def test_a_run_measures_the_users_classifier_as_trained(distilbert_dir: Path, tm
     assert baseline["params"] == sum(
         p.numel() for p in tiny_models().tiny_hf("distilbert").parameters()
     )
+
+
+def test_slimkit_export_hf_hands_back_a_directory_transformers_and_its_tokenizer_load(
+    distilbert_dir: Path, texts: Path, tmp_path: Path, cli
+):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "exported"
+    data = f"{{source: 'csv:{texts}', max_length: 16}}"  # the recipe's mapping form
+    args = ["export", "--model", f"hf:{distilbert_dir}", "--data", data]
+    done = cli(*args, "--format", "hf", "--out", str(out))
+    assert done.code == 0, done.err
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batch = tokenizer(["w1 w2 w3", "w4 w59"], padding=True, return_tensors="pt")
+    loaded = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    net = build_model(ModelSpec.parse(f"hf:{distilbert_dir}"), num_classes=3)
+    torch.testing.assert_close(
+        loaded(**batch).logits, net(batch["input_ids"], batch["attention_mask"])
+    )
+    again = cli(*args, "--format", "hf", "--out", str(out))
+    assert again.code == 2 and "already exists" in again.err

@@ -62,7 +62,12 @@ class Ffn:
 @dataclass(frozen=True)
 class Family:
     """Where a family keeps its layers, attention, FFN and token table (paths below the base
-    model); ``shared`` for families whose depth reuses one set of weights (ALBERT)."""
+    model); ``shared`` for families whose depth reuses one set of weights (ALBERT).
+
+    ``ffn_config`` names the config field of the FFN width; ``head_config`` the field of a
+    head's width where the config has one (Llama's ``head_dim``): only then can a config
+    describe fewer heads of the same width, as head pruning leaves them.
+    """
 
     name: str
     layers: str
@@ -70,6 +75,8 @@ class Family:
     ffn: Ffn
     tokens: str | None = "embeddings.word_embeddings"
     shared: bool = False
+    ffn_config: str = "intermediate_size"
+    head_config: str | None = None
 
 
 FAMILIES: Registry[Family] = Registry("transformer family")
@@ -106,6 +113,7 @@ register_family("distilbert")(
             widths=(),
         ),
         Ffn(("ffn.lin1",), "ffn.lin2"),
+        ffn_config="hidden_dim",
     )
 )
 register_family("albert")(
@@ -163,6 +171,7 @@ register_family("gpt2")(
         ),
         Ffn(("mlp.c_fc",), "mlp.c_proj"),
         tokens="wte",
+        ffn_config="n_inner",
     )
 )
 register_family("llama", "mistral", "qwen2")(
@@ -182,6 +191,7 @@ register_family("llama", "mistral", "qwen2")(
         ),
         Ffn(("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj"),
         tokens="embed_tokens",
+        head_config="head_dim",
     )
 )
 
