@@ -22,6 +22,7 @@ class Listing(StrEnum):
     quantization = "quantization"
     runtimes = "runtimes"
     spaces = "spaces"
+    families = "families"
     forms = "forms"
     plugins = "plugins"
 
@@ -33,9 +34,10 @@ def list_cmd(
     ] = False,
 ) -> None:
     """Show what is registered: models, data, steps, pruning, quantization, runtimes, search
-    spaces, source forms, and the plugins that added to them."""
+    spaces, transformer families, source forms, and the plugins that added to them."""
     from slimkit.data import DATA_FORMS, DATASETS
     from slimkit.models import MODELS, SOURCE_FORMS
+    from slimkit.models.families import FAMILIES
     from slimkit.models.sources import REGISTERED_NAME
     from slimkit.plugins import load_plugins
     from slimkit.pruning import PRUNE_METHODS
@@ -57,6 +59,7 @@ def list_cmd(
         Listing.quantization: [(n, QUANT_MODES.help(n)) for n in QUANT_MODES],
         Listing.runtimes: [(n, RUNTIMES.get(n).description) for n in RUNTIMES],
         Listing.spaces: [(n, SPACES.help(n)) for n in SPACES],
+        Listing.families: [(n, FAMILIES.help(n)) for n in FAMILIES],
         Listing.forms: [
             (f"--model {f.example}", f.name) for f in [*SOURCE_FORMS.values(), REGISTERED_NAME]
         ]
