@@ -22,6 +22,7 @@ from torch import nn
 
 from slimkit.distillation.configs import AttentionPair, HintPair
 from slimkit.errors import StepError
+from slimkit.models.families import find_family
 from slimkit.models.surgery import layer_list
 
 
@@ -105,11 +106,16 @@ def attention_kl(
 
 
 def _attention_module(model: nn.Module, index: int, role: str) -> nn.Module:
+    """Layer ``index``'s attention module: where its family keeps it, else the module named
+    like ``*SelfAttention`` in the layer (a user's own transformer)."""
     _, stack = layer_list(model)
     if index >= len(stack):
         raise StepError(
             f"The {role} has {len(stack)} transformer layers; there is no layer {index}."
         )
+    found = find_family(model, strict=False)
+    if found is not None:
+        return stack[index].get_submodule(found.family.attention.module)
     for module in stack[index].modules():
         if type(module).__name__.endswith("SelfAttention"):
             return module
@@ -117,19 +123,22 @@ def _attention_module(model: nn.Module, index: int, role: str) -> nn.Module:
 
 
 def use_eager_attention(model: nn.Module) -> Callable[[], None]:
-    """Switch Hugging Face submodules to eager attention (which returns its probabilities);
-    return the function that switches them back."""
-    restore: list[tuple[Any, str]] = []
+    """Switch Hugging Face submodules to eager attention that returns its probabilities (some
+    families return them only when asked, by ``output_attentions``); return the function that
+    switches them back."""
+    restore: list[tuple[Any, Any, str, bool]] = []
     for module in model.modules():
         config = getattr(module, "config", None)
         setter: Any = getattr(module, "set_attn_implementation", None)
         if setter is not None and config is not None:
-            restore.append((setter, config._attn_implementation))
+            restore.append((setter, config, config._attn_implementation, config.output_attentions))
             setter("eager")
+            config.output_attentions = True
 
     def undo() -> None:
-        for setter, before in restore:
-            setter(before)
+        for setter, config, implementation, asked in restore:
+            setter(implementation)
+            config.output_attentions = asked
 
     return undo
 

@@ -103,9 +103,7 @@ def _write(
         if total == 0:
             raise StepError("The model has no Conv, Gemm or MatMul layer with weights to quantize.")
         prepared = Path(tmp) / "prepared.onnx"
-        # Shape inference and graph optimisation (BN folded into conv, etc.) before quantizing,
-        # as ONNX Runtime's quantization guide prescribes.
-        quant_pre_process(str(exported), str(prepared))
+        _pre_process(exported, prepared)
         exclude = onnx_nodes_for(prepared, ignored_layers(model, config.ignore))
         # ONNX Runtime's calibrators print progress to stdout; the library stays silent.
         with atomic_path(out_path) as target, contextlib.redirect_stdout(io.StringIO()):
@@ -117,6 +115,19 @@ def _write(
     return QuantizedModel(
         model, "onnxruntime", total - len(float_layers), float_layers, out_path, agreement
     )
+
+
+def _pre_process(exported: Path, prepared: Path) -> None:
+    """Shape inference and graph optimisation (BN folded into conv, etc.) before quantizing, as
+    ONNX Runtime's quantization guide prescribes. Its symbolic shape inference gives up on some
+    transformers' graphs with a dynamic sequence axis; ONNX's own shape inference then suffices
+    (the quantizers read weight shapes, which are static)."""
+    try:
+        quant_pre_process(str(exported), str(prepared))
+    except Exception as err:  # ORT raises a bare Exception for this
+        if "symbolic shape inference" not in str(err):
+            raise
+        quant_pre_process(str(exported), str(prepared), skip_symbolic_shape=True)
 
 
 def quantize_static_int8(
