@@ -194,13 +194,14 @@ def anchors(model: torch.nn.Module, data: Any, calibration: list, work: Path) ->
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
     from slimkit.export import export_onnx
+    from slimkit.quantization.onnxruntime import pre_process
     from slimkit.state import ModelState
 
     out: dict[str, Any] = {}
     start = time.perf_counter()
     fp32 = export_onnx(model, data.sample_inputs(8), data.input_names, work / "anchor-fp32.onnx")
     pre = work / "anchor-pre.onnx"
-    oq.shape_inference.quant_pre_process(str(fp32), str(pre))
+    pre_process(fp32, pre)  # ORT's quant_pre_process, as its guide prescribes
     export_wall = time.perf_counter() - start
     if data.input_names == ("pixels",):
         feeds = iter([{"pixels": x[0].numpy()} for x in calibration])

@@ -103,7 +103,7 @@ def _write(
         if total == 0:
             raise StepError("The model has no Conv, Gemm or MatMul layer with weights to quantize.")
         prepared = Path(tmp) / "prepared.onnx"
-        _pre_process(exported, prepared)
+        pre_process(exported, prepared)
         exclude = onnx_nodes_for(prepared, ignored_layers(model, config.ignore))
         # ONNX Runtime's calibrators print progress to stdout; the library stays silent.
         with atomic_path(out_path) as target, contextlib.redirect_stdout(io.StringIO()):
@@ -117,7 +117,7 @@ def _write(
     )
 
 
-def _pre_process(exported: Path, prepared: Path) -> None:
+def pre_process(exported: Path, prepared: Path) -> None:
     """Shape inference and graph optimisation (BN folded into conv, etc.) before quantizing, as
     ONNX Runtime's quantization guide prescribes. Its symbolic shape inference gives up on some
     transformers' graphs with a dynamic sequence axis; ONNX's own shape inference then suffices
