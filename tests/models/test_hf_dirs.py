@@ -114,3 +114,24 @@ def test_slimkit_export_hf_hands_back_a_directory_transformers_and_its_tokenizer
     )
     again = cli(*args, "--format", "hf", "--out", str(out))
     assert again.code == 2 and "already exists" in again.err
+
+
+@pytest.mark.slow
+def test_slimkit_auto_searches_a_users_distilbert_without_failed_trials(
+    distilbert_dir: Path, texts: Path, tmp_path: Path
+):
+    """The search draws only steps DistilBERT's family supports: vocabulary trimming, layer-drop
+    students, heads and FFN pruning, int8; none of its trials fails."""
+    recipe = slimkit.Recipe.from_dict(
+        {
+            "model": f"hf:{distilbert_dir}",
+            "data": {"source": f"csv:{texts}", "max_length": 16},
+            "baseline": {"train": {"epochs": 1, "batch_size": 16}},
+            "evaluation": {"warmup": 1, "rounds": 2, "per_round": 1},
+        }
+    )
+    result = slimkit.auto(recipe, slimkit.AutoConfig(trials=3, max_accuracy_drop=100))
+    trials = result.results["search"]["trials"]
+    assert len(trials) == 3 and all(t["state"] != "FAIL" for t in trials), trials
+    kinds = {kind for t in trials for step in t.get("steps", []) for kind in step if kind != "name"}
+    assert {"prune", "distill"} <= kinds  # the corner: a trimmed vocabulary, a one-layer student
