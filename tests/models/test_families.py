@@ -267,3 +267,4 @@ def test_every_family_trains_distils_and_quantizes_on_every_backend(family: str)
             quantized.agreement.check(config.precision)
         figures = slimkit.evaluate(quantized, data, rounds=2)
         assert figures["runtime"] == quantized.runtime and figures["size_bytes"] > 0
+    assert list(Path.cwd().iterdir()) == []  # nothing left in the user's working directory

@@ -119,15 +119,16 @@ def _write(
 
 def pre_process(exported: Path, prepared: Path) -> None:
     """Shape inference and graph optimisation (BN folded into conv, etc.) before quantizing, as
-    ONNX Runtime's quantization guide prescribes. Its symbolic shape inference gives up on some
-    transformers' graphs with a dynamic sequence axis; ONNX's own shape inference then suffices
-    (the quantizers read weight shapes, which are static)."""
-    try:
-        quant_pre_process(str(exported), str(prepared))
-    except Exception as err:  # ORT raises a bare Exception for this
-        if "symbolic shape inference" not in str(err):
-            raise
-        quant_pre_process(str(exported), str(prepared), skip_symbolic_shape=True)
+    ONNX Runtime's quantization guide prescribes. ORT's symbolic shape inference gives up on
+    some transformers' graphs with a dynamic sequence axis, and then dumps the graph into the
+    working directory; for graphs with more than one symbolic axis per input it is skipped, and
+    ONNX's own shape inference suffices (the quantizers read weight shapes, which are static)."""
+    graph = onnx.load(str(exported), load_external_data=False).graph
+    symbolic = max(
+        (sum(1 for d in i.type.tensor_type.shape.dim if d.dim_param) for i in graph.input),
+        default=0,
+    )
+    quant_pre_process(str(exported), str(prepared), skip_symbolic_shape=symbolic > 1)
 
 
 def quantize_static_int8(
