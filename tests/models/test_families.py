@@ -268,3 +268,20 @@ def test_every_family_trains_distils_and_quantizes_on_every_backend(family: str)
         figures = slimkit.evaluate(quantized, data, rounds=2)
         assert figures["runtime"] == quantized.runtime and figures["size_bytes"] > 0
     assert list(Path.cwd().iterdir()) == []  # nothing left in the user's working directory
+
+
+def test_a_calibrator_that_cannot_read_a_graph_is_a_named_error(monkeypatch):
+    """ONNX Runtime's histogram calibrators raise a bare ValueError on some graphs' tensors (its
+    entropy calibrator did on a ViT's); the user reads which calibration failed and what needs
+    no histogram."""
+    import slimkit
+    from slimkit.quantization import StaticInt8Config
+    from slimkit.quantization import onnxruntime as ort_backend
+
+    def inhomogeneous(*args: object, **kwargs: object) -> None:
+        raise ValueError("setting an array element with a sequence (inhomogeneous shape)")
+
+    monkeypatch.setattr(ort_backend, "quantize_static", inhomogeneous)
+    config = StaticInt8Config(calibration_samples=16, estimator="entropy", recover=False)
+    with pytest.raises(StepError, match=r"entropy calibration failed on this graph.*minmax"):
+        slimkit.quantize(_net("bert"), config, _bundle("bert"))

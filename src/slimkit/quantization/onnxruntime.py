@@ -147,21 +147,29 @@ def quantize_static_int8(
     activations = config.activations or IntType.UINT8
 
     def run(prepared: Path, target: Path, exclude: list[str]) -> None:
-        quantize_static(
-            str(prepared),
-            str(target),
-            _Reader(batches, input_names),
-            quant_format=QuantFormat.QDQ,
-            per_channel=config.per_channel,
-            activation_type=_TYPES[activations],
-            weight_type=QuantType.QInt8,
-            calibrate_method=_METHODS[config.estimator],
-            nodes_to_exclude=exclude,
-            extra_options={
-                "CalibPercentile": config.percentile,
-                "ActivationSymmetric": activations is IntType.INT8,
-            },
-        )
+        try:
+            quantize_static(
+                str(prepared),
+                str(target),
+                _Reader(batches, input_names),
+                quant_format=QuantFormat.QDQ,
+                per_channel=config.per_channel,
+                activation_type=_TYPES[activations],
+                weight_type=QuantType.QInt8,
+                calibrate_method=_METHODS[config.estimator],
+                nodes_to_exclude=exclude,
+                extra_options={
+                    "CalibPercentile": config.percentile,
+                    "ActivationSymmetric": activations is IntType.INT8,
+                },
+            )
+        except ValueError as err:  # its histogram calibrators fail on some graphs' tensors
+            minmax = config.estimator is Estimator.MINMAX
+            others = "" if minmax else "; estimator: minmax needs no histogram"
+            raise StepError(
+                f"ONNX Runtime's {config.estimator} calibration failed on this graph: "
+                f"{' '.join(str(err).split())[:200]}{others}."
+            ) from None
 
     return _write(model, config, example_inputs, input_names, out_path, run, check_inputs)
 

@@ -145,9 +145,14 @@ def _estimators(climb: Climb, attempt: Attempt, model: nn.Module) -> None:
         if estimator in (cfg.estimator, Estimator.MINMAX) or climb.met:
             continue
         variant = _variant(climb.best_config, estimator=str(estimator))
-        if variant is not None:
+        if variant is None:
+            continue
+        try:
             result, acc = attempt(variant)
-            climb.record(f"range estimator {estimator}", result, variant, acc)
+        except StepError as err:  # a calibrator that cannot read this graph: try the next
+            climb.log.append(f"range estimator {estimator}: {err}")
+            continue
+        climb.record(f"range estimator {estimator}", result, variant, acc)
 
 
 def _equalization(climb: Climb, attempt: Attempt, model: nn.Module) -> None:
