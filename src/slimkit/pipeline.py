@@ -336,7 +336,7 @@ def _follow(recipe: Recipe) -> RunResult:
     rank 0 (their training is collective), measuring nothing and writing no run directory."""
     torch.manual_seed(recipe.seed)
     session = Session.start(recipe)
-    state = ModelState(session.base.model, recipe.evaluation.runtime)
+    state = session.baseline_state()
     with tempfile.TemporaryDirectory(prefix="slimkit-follower-") as tmp:
         for _ in apply_steps(session, state, Path(tmp), SILENT):
             pass

@@ -99,18 +99,26 @@ class Trust:
         }
 
 
-def model_and_data(
-    model: str, data: str, weights: Path | None, trust: Trust
-) -> tuple[Any, Any, Arch]:
-    from slimkit.baseline import check_fits
-    from slimkit.data import DataSpec, load_data
-    from slimkit.models import ModelSpec, arch_of, build_model, load_tokenizer_for
+def model_spec(model: str, trust: Trust, weights: Path | None = None) -> Any:
+    """The :class:`~slimkit.models.ModelSpec` a ``--model`` value (and ``--weights``) names,
+    with the user's opt-ins."""
+    from slimkit.models import ModelSpec
 
     given = source(model, "--model")
     mapping = given if isinstance(given, dict) else {"source": given}
     if weights:
         mapping = {**mapping, "weights": str(weights)}
-    spec = ModelSpec.parse(trust.apply(mapping), "--model")
+    return ModelSpec.parse(trust.apply(mapping), "--model")
+
+
+def model_and_data(
+    model: str, data: str, weights: Path | None, trust: Trust
+) -> tuple[Any, Any, Arch]:
+    from slimkit.baseline import check_fits
+    from slimkit.data import DataSpec, load_data
+    from slimkit.models import arch_of, build_model, load_tokenizer_for
+
+    spec = model_spec(model, trust, weights)
     bundle = load_data(DataSpec.parse(source(data, "--data"), "--data"), load_tokenizer_for(spec))
     hints = {
         k: v

@@ -17,6 +17,7 @@ from slimkit.cli._common import (
     WeightsOpt,
     console,
     model_and_data,
+    model_spec,
     source,
 )
 
@@ -80,7 +81,7 @@ def export(
                 net, bundle.sample_inputs(2), bundle.input_names, out, bundle.held_out_inputs()
             )
         elif format is Format.hf:
-            tokenizer = load_tokenizer_for(_model_spec(model, trust))
+            tokenizer = load_tokenizer_for(model_spec(model, trust))
             export_hf(net, out, bundle.held_out_inputs(), tokenizer)
             console.print(f"Wrote {out}/ (AutoModel*.from_pretrained and AutoTokenizer load it).")
             return
@@ -103,7 +104,7 @@ def _export_split(
             raise ExportError("--run takes the model and data from the run; drop --model/--data.")
         bundle = _run_test_split(run, trust)
     elif data is not None:
-        spec = _model_spec(model, trust) if model else None
+        spec = model_spec(model, trust) if model else None
         bundle = load_data(
             DataSpec.parse(source(data, "--data"), "--data"),
             load_tokenizer_for(spec) if spec else None,
@@ -111,13 +112,6 @@ def _export_split(
     else:
         raise ExportError(f"--format {format.value} writes a test split: give --data or --run.")
     return write_test_split(bundle, out, format.value)
-
-
-def _model_spec(model: str, trust: Trust) -> Any:
-    from slimkit.models import ModelSpec
-
-    given = source(model, "--model")
-    return ModelSpec.parse(trust.apply(given if isinstance(given, dict) else {"source": given}))
 
 
 def _run_test_split(run: Path, trust: Trust) -> Any:

@@ -26,7 +26,7 @@ from slimkit.errors import ExportError
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.models.families import Found, require_family
 from slimkit.models.surgery import weight_rows
-from slimkit.models.text import HFClassifier, HFImageClassifier
+from slimkit.models.text import HFClassifier
 
 _ELSEWHERE = "Export it as ONNX (--format onnx) or slimkit's safetensors (--format safetensors)."
 
@@ -109,23 +109,11 @@ def _verify(model: HFClassifier, folder: Path, inputs: tuple[torch.Tensor, ...])
     """Load ``folder`` as transformers does and compare its logits with ``model``'s."""
     import transformers
 
-    auto = (
-        transformers.AutoModelForImageClassification
-        if isinstance(model, HFImageClassifier)
-        else transformers.AutoModelForSequenceClassification
-    )
+    auto = getattr(transformers, model.auto_class)
     loaded = auto.from_pretrained(folder, local_files_only=True).eval()
     with torch.inference_mode():
         want = model.eval()(*inputs)
-        names = (
-            ("pixel_values",)
-            if isinstance(model, HFImageClassifier)
-            else (
-                "input_ids",
-                "attention_mask",
-            )
-        )
-        got = loaded(**dict(zip(names, inputs, strict=True))).logits
+        got = loaded(**dict(zip(model.input_names, inputs, strict=True))).logits
     worst = float((got - want).abs().max())
     if worst > 1e-4 * (1 + float(want.abs().max())):
         raise ExportError(

@@ -212,7 +212,7 @@ class Found:
 
     def path(self, inner: str) -> str:
         """The qualified name, in the whole model, of a path below the base model."""
-        return ".".join(p for p in (self.base_path, inner) if p)
+        return _join(self.base_path, inner)
 
 
 def find_family(model: nn.Module, strict: bool = True) -> Found | None:

@@ -28,7 +28,7 @@ from slimkit.models.arch import Arch
 from slimkit.models.checkpoints import load_checkpoint_state
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.models.sparse import compress_state, decompress_state
-from slimkit.models.surgery import sync_head_counts
+from slimkit.models.surgery import replace, sync_head_counts
 
 FORMAT_VERSION = "1"
 _ARCH_MAC = "slimkit.arch.mac"
@@ -246,8 +246,6 @@ def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -
                 f"{quote(entry.get('type'))} in the saved model."
             )
         if replaced or layer_args[layer_type](current) != entry["args"]:
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
             try:
                 layer = layer_type(**entry["args"])
             except (TypeError, ValueError, RuntimeError) as err:
@@ -255,7 +253,7 @@ def reshape_to_manifest(model: nn.Module, manifest: dict[str, dict[str, Any]]) -
                     f"The saved model's layer {quote(name)} cannot be rebuilt from its record "
                     f"{quote(entry['args'])}: {err}"
                 ) from None
-            setattr(parent, child, layer)
+            replace(model, name, layer)
     # Attention modules read their head count off the projections; keep the attributes true.
     sync_head_counts(model)
 

@@ -50,8 +50,7 @@ def keep_layers(model: nn.Module, path: str, keep: list[int]) -> None:
             f"Layers to keep must be distinct indices in 0..{len(stack) - 1}, got {keep}."
         )
     kept = nn.ModuleList([stack[i] for i in keep])
-    parent_name, _, child = path.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, kept)
+    replace(model, path, kept)
     for index, layer in enumerate(kept):  # decoders index their key/value cache by layer
         for module in layer.modules():
             if isinstance(getattr(module, "layer_idx", None), int):
@@ -100,6 +99,7 @@ def slice_projection(layer: nn.Module, keep: torch.Tensor, outputs: bool) -> nn.
 
 
 def replace(model: nn.Module, path: str, layer: nn.Module) -> None:
+    """Put ``layer`` where the submodule named ``path`` is."""
     parent, _, child = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, layer)
 

@@ -57,6 +57,9 @@ class HFClassifier(nn.Module):
     and attention mask in, logits out. ``model`` is the Hugging Face model itself, so
     ``save_pretrained`` and the family's own pooling and head stay as transformers built them."""
 
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask")
+    auto_class = "AutoModelForSequenceClassification"  # what loads it in transformers
+
     def __init__(self, model: nn.Module, source_dir: Path) -> None:
         super().__init__()
         self.model = model
@@ -70,23 +73,31 @@ class HFClassifier(nn.Module):
 class HFImageClassifier(HFClassifier):
     """A Hugging Face ``*ForImageClassification`` model: pixel values in, logits out."""
 
+    input_names = ("pixel_values",)
+    auto_class = "AutoModelForImageClassification"
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         logits: torch.Tensor = self.model(pixel_values=pixel_values).logits
         return logits
 
 
-_HEADS = {
-    "ForSequenceClassification": ("AutoModelForSequenceClassification", HFClassifier),
-    "ForImageClassification": ("AutoModelForImageClassification", HFImageClassifier),
+# The architecture suffix of a classification model -> slimkit's wrapper of it.
+_HEADS: dict[str, type[HFClassifier]] = {
+    "ForSequenceClassification": HFClassifier,
+    "ForImageClassification": HFImageClassifier,
 }
 
 
-def classification_head(config: Any) -> tuple[str, type[HFClassifier]] | None:
-    """The transformers auto class of the classification model a config names and slimkit's
-    wrapper of it (None: the directory holds a bare encoder)."""
-    for architecture in getattr(config, "architectures", None) or ():
+def classification_head(config: Any) -> type[HFClassifier] | None:
+    """slimkit's wrapper of the classification model a config names (None: the directory holds
+    a bare encoder)."""
+    return _head_of(getattr(config, "architectures", None))
+
+
+def _head_of(architectures: Any) -> type[HFClassifier] | None:
+    for architecture in architectures if isinstance(architectures, list) else ():
         for suffix, head in _HEADS.items():
-            if architecture.endswith(suffix):
+            if isinstance(architecture, str) and architecture.endswith(suffix):
                 return head
     return None
 
@@ -99,10 +110,7 @@ def has_head(path: Path) -> bool:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    architectures = config.get("architectures") if isinstance(config, dict) else None
-    return isinstance(architectures, list) and any(
-        isinstance(a, str) and a.endswith(tuple(_HEADS)) for a in architectures
-    )
+    return isinstance(config, dict) and _head_of(config.get("architectures")) is not None
 
 
 def minilm_dir() -> Path:
@@ -140,7 +148,7 @@ def load_classifier(
     if head is None:
         auto = transformers.AutoModel
     else:
-        auto = getattr(transformers, head[0])
+        auto = getattr(transformers, head.auto_class)
         stored = int(config.num_labels)
         if stored != num_classes and not new_head:
             raise ModelLoadError(
@@ -157,7 +165,7 @@ def load_classifier(
         else:
             model = auto.from_config(config, trust_remote_code=trust_remote_code)
     if head is not None:
-        return head[1](model, path)
+        return head(model, path)
     return TextClassifier(model, model.config.hidden_size, num_classes, path)
 
 

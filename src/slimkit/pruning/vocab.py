@@ -19,6 +19,7 @@ from slimkit.data.bundle import Batch, DataBundle
 from slimkit.errors import StepError
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.models.families import find_family
+from slimkit.models.surgery import replace
 from slimkit.pruning.configs import VocabConfig
 from slimkit.pruning.handlers import PruneInputs, register_pruner
 
@@ -81,8 +82,7 @@ def trim_vocab(model: nn.Module, config: VocabConfig, batches: Iterable[Batch]) 
         )
         position[keep] = torch.arange(len(keep), dtype=torch.int32)
         trimmed.remap.copy_(position)
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, trimmed)
+    replace(model, name, trimmed)
     return model
 
 

@@ -59,7 +59,6 @@ from slimkit.search.config import (
 from slimkit.search.selection import choose, final_message, trial_table
 from slimkit.search.space import SPACES, SpaceInputs, depth, family
 from slimkit.search.trials import TrialRunner
-from slimkit.state import ModelState
 
 
 def auto(
@@ -110,7 +109,7 @@ def auto(
     session = Session.start(recipe, progress)
     base = session.base
     with tempfile.TemporaryDirectory(prefix="slimkit-auto-") as tmp:
-        baseline_state = ModelState(base.model, recipe.evaluation.runtime)
+        baseline_state = session.baseline_state()
         base_record = session.measure(
             "baseline", "baseline", baseline_state, Path(tmp) / "baseline", base.arch
         )

@@ -94,7 +94,7 @@ class TrialRunner:
         import optuna
 
         candidate = self.session.recipe.with_steps(steps)  # named and checked as a recipe's
-        state = ModelState(self.session.base.model, self.session.recipe.evaluation.runtime)
+        state = self.session.baseline_state()
         arch, prev = self.session.base.arch, self.base_record
         kept: list[dict[str, Any]] = []
         notes: list[str] = []
