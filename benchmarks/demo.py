@@ -52,7 +52,7 @@ def main() -> None:
     from slimkit.data.bundle import DataBundle
     from slimkit.evaluation.metrics import accuracy, predict
     from slimkit.export import export_onnx
-    from slimkit.export.sessions import session
+    from slimkit.sessions import session
 
     threads = torch.get_num_threads()
     rounds = 5 if args.quick else 20

@@ -91,8 +91,8 @@ def time_by_op(artifact: Path, inputs: tuple[torch.Tensor, ...], threads: int) -
 
     import onnxruntime as ort
 
-    from slimkit.export.sessions import session_options
     from slimkit.runtimes.onnxruntime import weight_only
+    from slimkit.sessions import session_options
 
     options = session_options(threads, fold_weights=weight_only(artifact))
     options.enable_profiling = True

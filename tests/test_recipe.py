@@ -106,7 +106,7 @@ def test_recipe_round_trips_and_fills_defaults():
     )
     assert [s.name for s in recipe.steps] == ["prune", "ft", "quantize"]
     assert recipe.model.source == "resnet-mini" and recipe.data.test_fraction == 0.2
-    assert recipe.evaluation.batch_size == 1 and recipe.evaluation.runtime == "eager"
+    assert recipe.evaluation.batch_size == 1 and recipe.evaluation.runtime is None
     assert isinstance(recipe.steps[1].config, FinetuneConfig)
     assert recipe.steps[1].config.keep_sparsity is True
     again = Recipe.from_dict(yaml.safe_load(recipe.to_yaml()))

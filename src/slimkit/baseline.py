@@ -14,14 +14,15 @@ import torch
 from torch import nn
 
 from slimkit.data import DataBundle, load_data
-from slimkit.errors import ShapeMismatchError
+from slimkit.errors import RecipeError, ShapeMismatchError
 from slimkit.models import arch_of, build_model, load_tokenizer_for
 from slimkit.models.arch import Arch
+from slimkit.models.graph import OnnxGraph
 from slimkit.models.sources import comes_trained
 from slimkit.progress import SILENT, Progress
 from slimkit.recipe import Recipe
 from slimkit.resume import StepStore, chain_key
-from slimkit.state import ModelState
+from slimkit.state import ModelState, runtime_for
 from slimkit.training import cache, train
 from slimkit.training.step import describe
 
@@ -66,7 +67,7 @@ def prepare_baseline(
         notes = _baseline(model, arch, recipe, data, progress, where)
         if store is None or not recipe.baseline.train:
             return Baseline(model.eval(), data, arch, notes, key)
-        state = ModelState(model, recipe.evaluation.runtime, notes=notes)
+        state = ModelState(model, runtime_for(model, recipe.evaluation.runtime), notes=notes)
         kept = store.save(name, key, state, arch, time.perf_counter() - start)
         assert kept is not None  # only an exported program goes unkept; a baseline is a module
     model_key = chain_key(key, {"model": kept.digest})
@@ -106,6 +107,11 @@ def _baseline(
     checkpoint_dir: Path | None,
 ) -> list[str]:
     config = recipe.baseline.train
+    if config is not None and isinstance(model, OnnxGraph):
+        raise RecipeError(
+            f"baseline.train trains PyTorch weights, and {model.path} is an ONNX graph: remove "
+            "baseline.train to measure the graph as it is, or train the PyTorch model."
+        )
     if config is None:
         if not comes_trained(recipe.model):
             return [

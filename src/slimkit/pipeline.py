@@ -26,10 +26,11 @@ from slimkit._io import write_json, write_text
 from slimkit.baseline import Baseline, prepare_baseline
 from slimkit.data import DataBundle
 from slimkit.data.files import write_split_rows
-from slimkit.errors import RunDirError, RunInterrupted
+from slimkit.errors import RunDirError, RunInterrupted, StepError
 from slimkit.evaluation import Measurement, measure, time_interleaved
 from slimkit.ledger import code_refs
 from slimkit.models.arch import Arch
+from slimkit.models.graph import OnnxGraph
 from slimkit.progress import SILENT, Progress, Task
 from slimkit.recipe import Recipe, StepSpec, with_opt_ins
 from slimkit.report import write_reports
@@ -37,7 +38,7 @@ from slimkit.results import build_results, load_results
 from slimkit.resume import FOLDER as CHECKPOINTS
 from slimkit.resume import StepStore, chain_key, check_run_dir
 from slimkit.rundir import busy_warning, create_run_dir, environment
-from slimkit.state import ModelState
+from slimkit.state import ModelState, runtime_for
 from slimkit.steps import STEPS, StepContext
 from slimkit.timing import SLOWER_MARGIN
 
@@ -225,7 +226,8 @@ class Session:
 
     def baseline_state(self) -> ModelState:
         """The baseline as the first state of a run, served on the recipe's runtime."""
-        return ModelState(self.base.model, self.recipe.evaluation.runtime, notes=self.base.notes)
+        runtime = runtime_for(self.base.model, self.recipe.evaluation.runtime)
+        return ModelState(self.base.model, runtime, notes=self.base.notes)
 
     def context(
         self,
@@ -253,9 +255,18 @@ class Session:
         before it (a fresh student's initial weights come from it): a search's trial, the recipe
         that reproduces it and a resumed run reach each step with it in different states.
         """
+        kind = STEPS.get(step.kind)
+        if isinstance(state.module, OnnxGraph) and not kind.takes_graph:
+            takes = [s.name for s in STEPS.values() if s.takes_graph]
+            raise StepError(
+                f"Step {step.name!r} ({step.kind}) changes PyTorch weights, but the model is the "
+                f"ONNX graph {state.module.path}. An ONNX graph can be evaluated, benchmarked "
+                f"and given the steps {', '.join(takes)}; to {step.kind} it, start from the "
+                "PyTorch model the graph was exported from."
+            )
         torch.manual_seed(ctx.seed)
         given = ModelState(copy.deepcopy(state.module), state.runtime)
-        return STEPS.get(step.kind).apply(given, step.config, ctx)
+        return kind.apply(given, step.config, ctx)
 
     def measure(
         self, name: str, kind: str, state: ModelState, stem: Path, arch: Arch

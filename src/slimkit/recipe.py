@@ -46,9 +46,10 @@ class BaselineConfig(Config):
 class EvaluationConfig(Config):
     """How every step is measured. The same settings apply to the baseline and every step."""
 
-    runtime: str = Field(
-        "eager",
-        description="The runtime the baseline (and steps that keep a PyTorch model) serve on.",
+    runtime: str | None = Field(
+        None,
+        description="The runtime the baseline (and steps that keep a PyTorch model) serve on. "
+        "Default: eager for a PyTorch model, onnxruntime for an ONNX graph.",
     )
     batch_size: int = Field(1, ge=1, le=65_536)
     threads: int | None = Field(None, ge=1, le=1024, description="Default: torch's thread count.")
@@ -67,8 +68,8 @@ class EvaluationConfig(Config):
 
     @field_validator("runtime")
     @classmethod
-    def _known_runtime(cls, v: str) -> str:
-        if v not in RUNTIMES:
+    def _known_runtime(cls, v: str | None) -> str | None:
+        if v is not None and v not in RUNTIMES:
             raise ValueError(RUNTIMES.unknown_message(v))
         return v
 

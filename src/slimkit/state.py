@@ -10,6 +10,12 @@ from torch import nn
 from slimkit.models.arch import Arch
 
 
+def runtime_for(module: nn.Module, chosen: str | None = None) -> str:
+    """The runtime ``module`` serves on: ``chosen``, else the one the module names as its own
+    (``serving_runtime``: an ONNX graph's is onnxruntime), else eager PyTorch."""
+    return chosen or str(getattr(module, "serving_runtime", "eager"))
+
+
 @dataclass
 class ModelState:
     """What a step hands to the next one.

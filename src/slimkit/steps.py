@@ -41,7 +41,8 @@ Apply = Callable[[ModelState, Any, StepContext], ModelState]
 
 @dataclass(frozen=True)
 class StepType:
-    """A kind of step. A ``final`` step leaves a model that no later step can change.
+    """A kind of step. A ``final`` step leaves a model that no later step can change;
+    ``takes_graph``: it applies to a model that is only an ONNX graph (no PyTorch weights).
 
     ``configs`` names the config types its mapping may hold: one, or one per value of a key
     (``prune``'s ``method``, ``quantize``'s ``mode``); the reference of every key reads it.
@@ -53,6 +54,7 @@ class StepType:
     description: str
     configs: Variants
     final: bool = False
+    takes_graph: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,17 @@ def register_step(
     *,
     config: type[Config] | Variants,
     final: bool = False,
+    takes_graph: bool = False,
 ) -> Callable[[Apply], Apply]:
     """Register ``apply(state, config, context) -> state`` as step type ``name``, whose
-    mapping ``parse`` validates into ``config`` (a type, or :class:`Variants` by a key)."""
+    mapping ``parse`` validates into ``config`` (a type, or :class:`Variants` by a key).
+    ``takes_graph``: the step also applies to an ONNX graph (other steps refuse one by name)."""
     configs = config if isinstance(config, Variants) else Variants(None, lambda: {"": config})
 
     def decorator(apply: Apply) -> Apply:
         doc = (apply.__doc__ or "").strip().splitlines()
-        STEPS.add(name, StepType(name, parse, apply, doc[0] if doc else "", configs, final))
+        about = doc[0] if doc else ""
+        STEPS.add(name, StepType(name, parse, apply, about, configs, final, takes_graph))
         return apply
 
     return decorator

@@ -21,12 +21,12 @@ from slimkit.distillation.students import build_student
 from slimkit.errors import StepError
 from slimkit.evaluation import count_macs
 from slimkit.export.onnx import export_onnx
-from slimkit.export.sessions import session
 from slimkit.models import ModelSpec, build_model, save_model
 from slimkit.models.arch import Arch
 from slimkit.models.families import FAMILIES, find_family
 from slimkit.models.surgery import weight_rows
 from slimkit.pruning import FfnConfig, HeadsConfig, VocabConfig, prune
+from slimkit.sessions import session
 
 FAMILY_NAMES = tiny_models().HF_FAMILIES
 TEXT = [f for f in FAMILY_NAMES if f != "vit"]

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from slimkit.data import load_data
-from slimkit.export.sessions import session
 from slimkit.quantization import StaticInt8Config
 from slimkit.quantization._candidates import build, val_accuracy
 from slimkit.quantization.recovery import recover, sensitivity
+from slimkit.sessions import session
 from slimkit.training import TrainConfig, train
 
 

@@ -63,7 +63,17 @@ def list_cmd(
         Listing.forms: [
             (f"--model {f.example}", f.name) for f in [*SOURCE_FORMS.values(), REGISTERED_NAME]
         ]
-        + [(f"--data {f.example}", f.name) for f in DATA_FORMS],
+        + [(f"--data {f.example}", f.name) for f in DATA_FORMS]
+        + [
+            (
+                "--data '{source: bbc-news, max_length: 64}'",
+                "any data source with the options a recipe's data: mapping takes",
+            ),
+            (
+                "--model '{source: model.onnx, kwargs: {tokenizer: DIR}}'",
+                "any model source with the options a recipe's model: mapping takes",
+            ),
+        ],
         Listing.plugins: [
             (p.name, f"{p.value} ({p.distribution})" + (f": FAILED, {p.error}" if p.error else ""))
             for p in load_plugins()

@@ -33,16 +33,19 @@ def _runtime(name: str) -> str:
     return name
 
 
-RuntimeOpt = typer.Option(
-    "--runtime", "--backend", callback=lambda v: v and _runtime(v), help="Runtime to serve on."
-)
-
-
 def eval_cmd(
     model: ModelOpt,
     data: DataOpt,
     weights: WeightsOpt = None,
-    runtime: Annotated[str, RuntimeOpt] = "eager",
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime",
+            "--backend",
+            callback=lambda v: v and _runtime(v),
+            help="Runtime to serve on [default: eager; onnxruntime for an .onnx model].",
+        ),
+    ] = None,
     batch_size: BatchOpt = 1,
     trust_checkpoint: TrustCheckpointOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
@@ -80,7 +83,8 @@ def bench(
             "--runtime",
             "--backend",
             callback=lambda v: v and [_runtime(r) for r in v],
-            help="Repeat to compare runtimes [default: eager and onnxruntime].",
+            help="Repeat to compare runtimes [default: eager and onnxruntime; for an .onnx "
+            "model, every runtime that loads ONNX].",
         ),
     ] = None,
     batch_size: BatchOpt = 1,
@@ -95,12 +99,12 @@ def bench(
     from slimkit.report.markdown import human_bytes
     from slimkit.state import ModelState
 
-    runtimes = list(dict.fromkeys(runtime or ["eager", "onnxruntime"]))
     with progress_for(console) as progress, tempfile.TemporaryDirectory() as tmp:
         with progress.task("loading model and data"):
             net, bundle, arch = model_and_data(
                 model, data, weights, Trust(trust_checkpoint, trust_remote_code)
             )
+        runtimes = list(dict.fromkeys(runtime or _default_runtimes(net)))
         ms = [
             measure(
                 r,
@@ -131,6 +135,17 @@ def bench(
             f"{first.p50 / lat.p50:.2f}x",
         )
     console.print(table)
+
+
+def _default_runtimes(net: object) -> list[str]:
+    """What ``bench`` compares when no runtime is named: eager PyTorch and ONNX Runtime for a
+    PyTorch model; every runtime that loads ONNX for a graph."""
+    from slimkit.models.graph import OnnxGraph
+    from slimkit.runtimes import RUNTIMES
+
+    if isinstance(net, OnnxGraph):
+        return [r.name for r in RUNTIMES.values() if r.takes_graph]
+    return ["eager", "onnxruntime"]
 
 
 _DEFAULT_RATIOS = ",".join(f"{r:g}" for r in DEFAULT_RATIOS)

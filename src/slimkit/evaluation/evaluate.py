@@ -18,7 +18,7 @@ from slimkit.evaluation.size import bytes_by_layer_type, count_nonzero, count_pa
 from slimkit.models.arch import Arch
 from slimkit.progress import SILENT, Progress
 from slimkit.runtimes import Prepared, prepare
-from slimkit.state import ModelState
+from slimkit.state import ModelState, runtime_for
 from slimkit.timing import LatencyStats, measure_latency
 
 
@@ -131,9 +131,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Accuracy, parameters, non-zeros, size, MACs and latency of ``model`` on ``data``.
 
-    ``model`` is a module (what ``prune``, ``train`` and ``distill`` leave) or what ``quantize``
-    returns. ``runtime`` is the one to serve it on: by default eager PyTorch for a module,
-    and the runtime it was quantized for for a quantized model.
+    ``model`` is a module (what ``prune``, ``train`` and ``distill`` leave, or an ONNX graph
+    ``build_model("model.onnx")`` gives) or what ``quantize`` returns. ``runtime`` is the one to
+    serve it on: by default eager PyTorch for a module, ONNX Runtime for a graph, and the
+    runtime it was quantized for for a quantized model.
 
     >>> import slimkit
     >>> data = slimkit.load_data("mnist5k")
@@ -145,7 +146,7 @@ def evaluate(
         state = model.serving_state()
         state.runtime = runtime or state.runtime
     else:
-        state = ModelState(model, runtime or "eager")
+        state = ModelState(model, runtime_for(model, runtime))
     with tempfile.TemporaryDirectory(prefix="slimkit-eval-") as tmp:
         m = measure(
             "model",

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from slimkit.models.graph import OnnxGraph
 from slimkit.runtimes.base import in_dtype, param_dtype
 
 
@@ -28,8 +29,11 @@ _EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _
 
 
 def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
-    """MACs of ``model(*inputs)`` per example (``inputs`` may hold any batch size)."""
+    """MACs of ``model(*inputs)`` per example (``inputs`` may hold any batch size); an ONNX
+    graph's are counted from the graph (:func:`~slimkit.models.graph.count_graph_macs`)."""
     batch = int(inputs[0].shape[0])
+    if isinstance(model, OnnxGraph):
+        return model.macs(inputs) // batch
     inputs = in_dtype(inputs, param_dtype(model))  # a half-precision model takes half inputs
     try:
         with torch.inference_mode():

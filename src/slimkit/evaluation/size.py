@@ -9,14 +9,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimkit.models.graph import OnnxGraph
+
 
 def count_params(model: nn.Module) -> int:
-    """Number of parameters (tied parameters counted once)."""
+    """Number of parameters (tied parameters counted once); an ONNX graph's weights."""
+    if isinstance(model, OnnxGraph):
+        return model.params
     return sum(p.numel() for p in model.parameters())
 
 
 def count_nonzero(model: nn.Module) -> int:
     """Number of parameters that are not exactly zero (tied parameters counted once)."""
+    if isinstance(model, OnnxGraph):
+        return model.nonzero
     with torch.no_grad():
         return sum(_nonzero(p) for p in model.parameters())
 
@@ -58,6 +64,8 @@ def bytes_by_layer_type(model: nn.Module, artifact: Path) -> dict[str, int]:
     that name no module (constants the exporter made) count as ``other``.
     """
     types = {name: type(m).__name__ for name, m in model.named_modules() if name}
+    if isinstance(model, OnnxGraph):  # a graph's weights, by the op that consumes each
+        types = model.layer_types
     out: dict[str, int] = {}
     for stored, size in _artifact_tensors(artifact).items():
         parts = stored.replace("/", ".").split(".")

@@ -21,6 +21,7 @@ from torch import nn
 from slimkit._io import atomic_path
 from slimkit.errors import ExportError
 from slimkit.export.compact import compact_graph
+from slimkit.models.graph import OnnxGraph
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ def export_onnx(
     (:func:`~slimkit.export.compact.compact_graph`); a graph that tools will read by PyTorch
     names (a quantizer's input) is exported with ``compact=False``.
     """
+    if isinstance(model, OnnxGraph):  # already a graph: written as it is, never re-traced
+        model.save_copy(Path(path))
+        return Path(path)
     batch = torch.export.Dim("batch", min=1, max=65536)
     sequence = torch.export.Dim("sequence", min=2, max=65536)
     # Token ids and masks ([batch, sequence] integers) serve texts of any length.
@@ -155,7 +159,7 @@ def compare_onnx(
         onnx.checker.check_model(str(path))
     except Exception as err:  # ValidationError, or a protobuf error on a torn file
         raise ExportError(f"The exported ONNX graph {path} is invalid: {err}") from None
-    from slimkit.export.sessions import session
+    from slimkit.sessions import session
 
     sess = session(Path(path), threads=1)
     got = sess.run(None, {n: x.numpy() for n, x in zip(input_names, inputs, strict=True)})[0]

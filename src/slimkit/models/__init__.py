@@ -1,6 +1,10 @@
 """Model sources, built-in nets and architecture-as-data persistence."""
 
-from slimkit.models import text, vision  # noqa: F401  (registers the built-in models)
+from slimkit.models import (  # noqa: F401  (registers the built-in models)
+    graph_source,
+    text,
+    vision,
+)
 from slimkit.models.persist import save_model
 from slimkit.models.registry import MODELS, register_model
 from slimkit.models.sources import (

@@ -4,6 +4,7 @@ Accepted forms, tried in this order (``slimkit list`` prints them):
 
 - ``hf:path/to/dir``: a local Hugging Face encoder directory, with a classification head;
 - ``path/to/model.safetensors``: a model slimkit saved (architecture manifest + weights);
+- ``path/to/model.onnx``: an ONNX graph (:mod:`slimkit.models.graph_source`);
 - ``package.module:factory`` or ``path/to/file.py:factory``: a user factory, called with kwargs;
 - a form a plugin added with :func:`register_source_form`;
 - a registered name such as ``resnet-mini`` or ``minilm-l6``.

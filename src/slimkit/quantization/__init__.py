@@ -21,6 +21,7 @@ from torch import nn
 
 from slimkit.data.bundle import DataBundle
 from slimkit.errors import RecipeError, StepError
+from slimkit.models.graph import OnnxGraph
 from slimkit.quantization import backends
 from slimkit.quantization.backends import CAPABILITIES, backends_for, register_quantizer
 from slimkit.quantization.configs import (
@@ -87,6 +88,12 @@ def quantize(
     if handler is None:
         raise StepError(
             f"{config.mode} cannot run on backend {config.backend}; it runs on: {_runs_on(config)}."
+        )
+    if isinstance(model, OnnxGraph) and not CAPABILITIES[config.backend].takes_graph:
+        graphs = [c.label for c in CAPABILITIES.values() if c.takes_graph]
+        raise StepError(
+            f"{config.backend} quantizes PyTorch models, and {model.path} is an ONNX graph: "
+            f"use backend {' or '.join(graphs)}, or start from the PyTorch model."
         )
     if data is not None:
         from slimkit.quantization.inputs import inputs_from

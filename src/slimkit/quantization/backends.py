@@ -33,6 +33,7 @@ class Capabilities:
     activations: tuple[IntType, ...] = ()
     per_tensor_weights: bool = False
     narrow_weights: bool = False  # weight_bits below 8 (simulated inside int8 storage)
+    takes_graph: bool = False  # quantizes a model that is only an ONNX graph
 
 
 CAPABILITIES: dict[QuantBackend, Capabilities] = {
@@ -48,6 +49,7 @@ CAPABILITIES: dict[QuantBackend, Capabilities] = {
         estimators=(Estimator.MINMAX, Estimator.PERCENTILE, Estimator.ENTROPY),
         activations=(IntType.UINT8, IntType.INT8),
         per_tensor_weights=True,
+        takes_graph=True,
     ),
     QuantBackend.TORCHAO: Capabilities(
         label="torchao (PT2E)",

@@ -36,6 +36,7 @@ COMPARE_ROUNDS = 10  # a quick interleaved check; the pipeline's own timing is t
     parse_quantize_config,
     config=Variants("mode", lambda: {n: QUANT_MODES.get(n) for n in QUANT_MODES}),
     final=True,
+    takes_graph=True,  # on the backends that quantize ONNX graphs
 )
 def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -> ModelState:
     """Quantize (int8, int4, QAT or 16-bit) and serve on the runtime the backend targets."""

@@ -12,6 +12,7 @@ import torch
 from slimkit.data.bundle import Inputs
 from slimkit.errors import StepError
 from slimkit.models.arch import Arch
+from slimkit.models.graph import OnnxGraph
 from slimkit.registry import Registry
 from slimkit.state import ModelState
 from slimkit.timing import measure_latency
@@ -49,26 +50,34 @@ PrepareFn = Callable[[ModelState, Path, "ServeContext"], Prepared]
 
 @dataclass(frozen=True)
 class Runtime:
-    """How to serve a state: ``prepare(state, artifact_stem, context) -> Prepared``."""
+    """How to serve a state: ``prepare(state, artifact_stem, context) -> Prepared``.
+    ``takes_graph``: it serves a model that is only an ONNX graph (it loads ONNX files)."""
 
     name: str
     description: str
     prepare: PrepareFn
+    takes_graph: bool = False
 
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
 
 
-def register_runtime(name: str, description: str | None = None) -> Callable[[PrepareFn], PrepareFn]:
+def register_runtime(
+    name: str, description: str | None = None, *, takes_graph: bool = False
+) -> Callable[[PrepareFn], PrepareFn]:
     """Register ``prepare(state, artifact_stem, context) -> Prepared`` as runtime ``name``.
 
     ``prepare`` writes the file the runtime loads next to ``artifact_stem`` (its size is the
-    model's size on disk) and returns the engine every latency figure is timed through.
+    model's size on disk) and returns the engine every latency figure is timed through. With
+    ``takes_graph``, it also serves models that are only an ONNX graph
+    (:class:`~slimkit.models.graph.OnnxGraph`; :func:`~slimkit.export.export_onnx` writes one
+    as it is).
     """
 
     def decorator(prepare: PrepareFn) -> PrepareFn:
         doc = (prepare.__doc__ or "").strip().splitlines()
-        RUNTIMES.add(name, Runtime(name, description or (doc[0] if doc else ""), prepare))
+        description_ = description or (doc[0] if doc else "")
+        RUNTIMES.add(name, Runtime(name, description_, prepare, takes_graph))
         return prepare
 
     return decorator
@@ -134,5 +143,13 @@ def prepare(
     """Serve ``state`` on its runtime, writing its artifact next to ``artifact_stem``."""
     if state.runtime not in RUNTIMES:
         raise StepError(RUNTIMES.unknown_message(state.runtime))
+    runtime = RUNTIMES.get(state.runtime)
+    if isinstance(state.module, OnnxGraph) and not runtime.takes_graph:
+        graphs = [r.name for r in RUNTIMES.values() if r.takes_graph]
+        raise StepError(
+            f"{state.module.path} is an ONNX graph, which {state.runtime} cannot serve: it "
+            f"runs PyTorch models. Serve it on {' or '.join(graphs)} (--runtime / "
+            "evaluation.runtime), or start from the PyTorch model."
+        )
     context = ServeContext(input_names, sample_inputs, threads, arch, check_inputs)
-    return RUNTIMES.get(state.runtime).prepare(state, artifact_stem, context)
+    return runtime.prepare(state, artifact_stem, context)

@@ -20,8 +20,8 @@ import torch
 
 from slimkit._io import copy_file
 from slimkit.export.onnx import export_onnx
-from slimkit.export.sessions import session
 from slimkit.runtimes.base import Prepared, ServeContext, fewer_threads, register_runtime
+from slimkit.sessions import feeds, session
 from slimkit.state import ModelState
 
 _QUANTIZING_OPS = {"QuantizeLinear", "DynamicQuantizeLinear"}
@@ -46,9 +46,9 @@ def fastest_threads(
     if ctx.threads == 1:
         return many, 1, None
     one = session(path, 1, fold_weights)
-    feeds = {n: x.numpy() for n, x in zip(ctx.input_names, ctx.sample_inputs, strict=True)}
+    given = feeds(many, ctx.input_names, ctx.sample_inputs)
     used, note = fewer_threads(
-        "onnxruntime", lambda _: many.run(None, feeds), lambda _: one.run(None, feeds), ctx
+        "onnxruntime", lambda _: many.run(None, given), lambda _: one.run(None, given), ctx
     )
     return (one if used == 1 else many), used, note
 
@@ -59,13 +59,12 @@ def serve_onnx(artifact: Path, ctx: ServeContext) -> Prepared:
     sess, used, note = fastest_threads(artifact, ctx, weight_only(artifact))
 
     def engine(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        feeds = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
-        return torch.from_numpy(sess.run(None, feeds)[0])
+        return torch.from_numpy(sess.run(None, feeds(sess, names, inputs))[0])
 
     return Prepared(engine, artifact, notes=(note,) if note else (), threads=used)
 
 
-@register_runtime("onnxruntime", "ONNX Runtime, CPU execution provider")
+@register_runtime("onnxruntime", "ONNX Runtime, CPU execution provider", takes_graph=True)
 def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     artifact = stem.with_suffix(".onnx")
     if state.artifact is not None:

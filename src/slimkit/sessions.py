@@ -1,0 +1,77 @@
+"""ONNX Runtime sessions as slimkit opens them, for verifying exports, serving, and models that
+are only a graph.
+
+Below ``models/`` (an ONNX file as a model source), ``export/`` (which runs every graph it
+writes) and ``runtimes/`` (which serves them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from slimkit.errors import ShapeMismatchError
+
+# ONNX Runtime's names for the element types of graph inputs a data set can feed.
+_NUMPY = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+def session_options(threads: int, fold_weights: bool = False) -> ort.SessionOptions:
+    """``threads`` intra-op threads, like torch.set_num_threads(threads); ``fold_weights``
+    dequantizes a weight-only graph's stored weights once, at load."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if fold_weights:
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+    return options
+
+
+def session(path: Path, threads: int, fold_weights: bool = False) -> ort.InferenceSession:
+    """A CPU session as :func:`session_options` sets it up."""
+    options = session_options(threads, fold_weights)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def feeds(
+    sess: ort.InferenceSession, names: Sequence[str], inputs: Sequence[torch.Tensor]
+) -> dict[str, np.ndarray]:
+    """The session's inputs from a data set's named tensors.
+
+    By name where the graph's input names are the data's (slimkit's own exports, most
+    converters), else by position when the counts match (a graph from another tool that names
+    its image input ``input_1``). A ``token_type_ids`` input the data does not have is fed
+    zeros, as BERT's tokenizer gives a single text. Each array is cast to the element type the
+    graph declares (int32 token ids are common in graphs converted from TensorFlow).
+    """
+    given = dict(zip(names, inputs, strict=True))
+    wanted = sess.get_inputs()
+    if "token_type_ids" not in given and "input_ids" in given:
+        given["token_type_ids"] = torch.zeros_like(given["input_ids"])
+    if all(i.name in given for i in wanted):
+        arrays = [given[i.name] for i in wanted]
+    elif len(wanted) == len(inputs):
+        arrays = list(inputs)
+    else:
+        raise ShapeMismatchError(
+            f"The graph takes inputs {[i.name for i in wanted]}, the data gives "
+            f"{list(names)}: name the graph's inputs as the data does, or use data with "
+            "as many inputs as the graph."
+        )
+    return {
+        i.name: x.numpy().astype(_NUMPY.get(i.type) or x.numpy().dtype, copy=False)
+        for i, x in zip(wanted, arrays, strict=True)
+    }
