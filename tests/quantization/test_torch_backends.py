@@ -97,7 +97,7 @@ def test_half_precision_halves_the_artifact_and_reloads_in_its_dtype(
         ({"mode": "static-int8", "backend": "torch"}, r"static-int8 cannot run on torch"),
         (
             {"mode": "bf16", "backend": "onnxruntime"},
-            r"bf16 cannot run on onnxruntime; it runs on: torch",
+            r"bf16 cannot run on onnxruntime; it runs on: openvino, torch",
         ),
         ({"mode": "weight-only-int4", "group_size": 48}, r"group_size must be a power of two"),
     ],

@@ -22,6 +22,7 @@ from slimkit.timing import measure_latency
     [
         ("eager", ".safetensors"),
         ("onnxruntime", ".onnx"),
+        ("openvino", ".xml"),
         pytest.param("compile", ".safetensors", marks=pytest.mark.slow),
     ],
 )
@@ -46,7 +47,7 @@ def test_runtimes_match_pytorch(tmp_path: Path, backend: str, suffix: str):
 def test_an_int8_graph_cannot_be_served_by_pytorch(tmp_path: Path):
     net = slimkit.build_model("small-cnn", num_classes=4, in_channels=1)
     state = ModelState(net, "eager", artifact=tmp_path / "q.onnx")
-    with pytest.raises(StepError, match="runs on onnxruntime only"):
+    with pytest.raises(StepError, match="eager cannot run: serve it on onnxruntime"):
         prepare(
             state,
             tmp_path / "m",

@@ -14,7 +14,12 @@ from torch import nn
 from slimkit.data.bundle import DataBundle
 from slimkit.evaluation.macs import count_macs
 from slimkit.evaluation.metrics import METRICS, predict
-from slimkit.evaluation.size import bytes_by_layer_type, count_nonzero, count_params
+from slimkit.evaluation.size import (
+    artifact_bytes,
+    bytes_by_layer_type,
+    count_nonzero,
+    count_params,
+)
 from slimkit.models.arch import Arch
 from slimkit.progress import SILENT, Progress
 from slimkit.runtimes import Prepared, prepare
@@ -88,7 +93,7 @@ def measure(
         params=count_params(state.module),
         nonzero_params=count_nonzero(state.module),
         macs=count_macs(state.module, data.sample_inputs(1)),
-        size_bytes=prepared.artifact.stat().st_size,
+        size_bytes=artifact_bytes(prepared.artifact),
         bytes_by_layer_type=bytes_by_layer_type(state.module, prepared.artifact),
         notes=list(prepared.notes),
     )

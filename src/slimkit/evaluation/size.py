@@ -36,6 +36,14 @@ def _nonzero(p: torch.Tensor) -> int:
     return int(torch.count_nonzero(dense)) if isinstance(dense, torch.Tensor) else p.numel()
 
 
+def artifact_bytes(path: Path) -> int:
+    """Bytes on disk of the model file ``path`` with the files it loads beside it: an OpenVINO
+    IR's ``.bin`` weights, an ONNX graph's external data."""
+    extra = [path.with_suffix(".bin")] if path.suffix == ".xml" else []
+    extra.append(path.with_name(f"{path.name}.data"))
+    return path.stat().st_size + sum(p.stat().st_size for p in extra if p.is_file())
+
+
 def _artifact_tensors(path: Path) -> dict[str, int]:
     """Bytes of each stored tensor of an artifact, by stored name ({} for opaque formats)."""
     if path.suffix == ".safetensors":

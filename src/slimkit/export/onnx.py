@@ -45,6 +45,9 @@ TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(abs=1e-3, rel=1e-4),
     "int8": Tolerance(abs=1e-2, rel=0.25),
     "int4": Tolerance(abs=1e-2, rel=0.3),
+    # bf16 keeps 8 significant bits: MiniLM's logits (largest 0.17) moved by 1.1e-3 on
+    # OpenVINO's bf16 kernels; the bound leaves room for deeper models, not for a wrong graph.
+    "bf16": Tolerance(abs=1e-2, rel=0.05),
 }
 
 

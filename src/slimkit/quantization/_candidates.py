@@ -79,6 +79,8 @@ def adopt(result: QuantizedModel, out_path: Path) -> QuantizedModel:
     """Move the chosen candidate's artifact out of the workspace to the step's artifact path."""
     if result.artifact is not None:
         final = out_path.with_suffix(result.artifact.suffix)
+        if result.artifact.suffix == ".xml":  # an OpenVINO IR keeps its weights beside it
+            os.replace(result.artifact.with_suffix(".bin"), final.with_suffix(".bin"))
         os.replace(result.artifact, final)
         result.artifact = final
     return result

@@ -64,6 +64,18 @@ CAPABILITIES: dict[QuantBackend, Capabilities] = {
         activations=(IntType.UINT8,),
         narrow_weights=True,
     ),
+    QuantBackend.OPENVINO: Capabilities(
+        label="openvino (NNCF)",
+        serves="openvino",
+        handlers={
+            "static-int8": "openvino:quantize_static_nncf",
+            "weight-only-int8": "openvino:compress_weights_nncf",
+            "weight-only-int4": "openvino:compress_weights_nncf",
+            "bf16": "openvino:to_bf16_openvino",
+        },
+        estimators=(Estimator.MINMAX,),
+        takes_graph=True,
+    ),
     QuantBackend.TORCH: Capabilities(
         label="torch",
         serves="eager",

@@ -20,6 +20,7 @@ class QuantBackend(StrEnum):
     ONNXRUNTIME = "onnxruntime"  # served by ONNX Runtime (QDQ int8, MatMulNBits)
     TORCHAO = "torchao"  # quantize_ subclasses or PT2E graphs, served by torch.compile
     TORCH = "torch"  # plain dtype casts, served by PyTorch eager
+    OPENVINO = "openvino"  # NNCF int8 / weight compression and bf16, served by OpenVINO (IR)
     AUTO = "auto"  # measure every backend that can run the mode; keep the fastest in budget
 
 

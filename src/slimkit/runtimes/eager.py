@@ -29,8 +29,8 @@ def _torch_artifact(state: ModelState, stem: Path, ctx: ServeContext) -> Path:
         return save_model(state.module, stem.with_suffix(".safetensors"), ctx.arch)
     if state.artifact.suffix != ".pt2":
         raise StepError(
-            f"This model is an ONNX graph ({state.artifact}); it runs on onnxruntime only, "
-            f"not on {state.runtime}."
+            f"This model is the graph {state.artifact}, which {state.runtime} cannot run: serve "
+            "it on onnxruntime (an .onnx graph) or openvino (.onnx or an IR .xml)."
         )
     target = stem.with_suffix(".pt2")
     if state.artifact.resolve() != target.resolve():

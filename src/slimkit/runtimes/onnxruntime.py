@@ -19,6 +19,7 @@ import onnxruntime as ort
 import torch
 
 from slimkit._io import copy_file
+from slimkit.errors import StepError
 from slimkit.export.onnx import export_onnx
 from slimkit.runtimes.base import Prepared, ServeContext, fewer_threads, register_runtime
 from slimkit.sessions import feeds, session
@@ -67,6 +68,11 @@ def serve_onnx(artifact: Path, ctx: ServeContext) -> Prepared:
 @register_runtime("onnxruntime", "ONNX Runtime, CPU execution provider", takes_graph=True)
 def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     artifact = stem.with_suffix(".onnx")
+    if state.artifact is not None and state.artifact.suffix != ".onnx":
+        raise StepError(
+            f"This model is {state.artifact}, which ONNX Runtime cannot load: an OpenVINO IR "
+            "runs on openvino, a .pt2 program on eager or compile."
+        )
     if state.artifact is not None:
         if state.artifact.resolve() != artifact.resolve():
             copy_file(state.artifact, artifact)

@@ -1,0 +1,142 @@
+"""OpenVINO on its CPU plugin. Artifact: the IR it loads (``.xml`` with its ``.bin`` weights).
+
+A PyTorch model reaches OpenVINO through slimkit's verified ONNX export and
+``openvino.convert_model``; an ONNX graph (an ONNX Runtime int8 result, a user's ``.onnx``) is
+converted as it is; an IR NNCF wrote is loaded as it is. Three serving settings are decided, not
+assumed:
+
+- **Precision.** OpenVINO runs fp32 models in bf16 on CPUs that have it unless told otherwise;
+  this runtime asks for f32, so an fp32 model is served as fp32 and verified at the fp32
+  tolerance. bf16 is a quantization mode (``quantize: {mode: bf16, backend: openvino}``), whose
+  IR records the precision it is served at.
+- **Threads.** The run's thread count or one, timed and the faster kept, as on every runtime.
+- **Latency hint.** ``PERFORMANCE_HINT: LATENCY`` (one stream): the pipeline times one request
+  at a time, as a service answering one caller does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import torch
+
+from slimkit.errors import ExportError, StepError
+from slimkit.export.onnx import Agreement, export_onnx
+from slimkit.runtimes.base import Engine, Prepared, ServeContext, fewer_threads, register_runtime
+from slimkit.state import ModelState
+
+PRECISION_KEY = ["slimkit", "inference_precision"]  # where an IR records its serving precision
+_CORE: ov.Core | None = None
+
+
+def core() -> ov.Core:
+    """The process's OpenVINO core (creating one loads the CPU plugin: done once)."""
+    global _CORE
+    if _CORE is None:
+        _CORE = ov.Core()
+    return _CORE
+
+
+def save_ir(model: ov.Model, xml: Path, precision: str = "f32") -> None:
+    """Write ``model`` as IR at ``xml`` (+ ``.bin``), weights as they are (no fp16 squeeze),
+    recording the precision it is to be served at."""
+    model.set_rt_info(precision, PRECISION_KEY)
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+
+
+def copy_ir(source: Path, xml: Path) -> None:
+    """Copy an IR (``.xml`` and its ``.bin``) to ``xml``."""
+    if source.resolve() != xml.resolve():
+        shutil.copyfile(source, xml)
+        shutil.copyfile(source.with_suffix(".bin"), xml.with_suffix(".bin"))
+
+
+def precision_of(model: ov.Model) -> str:
+    """The precision an IR asks to be served at (f32 unless it records another)."""
+    if model.has_rt_info(PRECISION_KEY):
+        return str(model.get_rt_info(PRECISION_KEY).astype(str))
+    return "f32"
+
+
+def compile_ir(model: ov.Model, threads: int, precision: str) -> ov.CompiledModel:
+    config = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": threads,
+        "INFERENCE_PRECISION_HINT": precision,
+    }
+    return core().compile_model(model, "CPU", config)
+
+
+def engine_of(compiled: ov.CompiledModel, names: tuple[str, ...]) -> Engine:
+    """A callable from input tensors to logits over one reusable infer request, inputs and
+    outputs shared with NumPy rather than copied (a third of the call at batch 1 on a small
+    CNN). Inputs go by name where the model's are the data's, else by position."""
+    request = compiled.create_infer_request()
+    wanted = [i.get_any_name() for i in compiled.inputs]
+    order = [names.index(n) for n in wanted] if set(wanted) <= set(names) else None
+
+    def engine(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        arrays = [inputs[i] for i in order] if order is not None else inputs
+        request.infer([x.numpy() for x in arrays], share_inputs=True, share_outputs=True)
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+
+    return engine
+
+
+def agreement(
+    engine: Engine, model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]
+) -> Agreement:
+    """How closely ``engine`` follows ``model`` on ``inputs``."""
+    got = engine(inputs).float().numpy()
+    with torch.inference_mode():
+        want = model(*inputs).float().numpy()
+    if got.shape != want.shape or not np.isfinite(got).all():
+        what = "non-finite values" if got.shape == want.shape else got.shape
+        raise ExportError(
+            f"The OpenVINO model gives {what} where PyTorch gives finite outputs of shape "
+            f"{want.shape}."
+        )
+    return Agreement(float(np.max(np.abs(got - want))), float(np.max(np.abs(want))))
+
+
+def _write_ir(state: ModelState, xml: Path, ctx: ServeContext) -> bool:
+    """Write the state's IR at ``xml``; True when it was converted from the float module here
+    (and must be verified against it)."""
+    if state.artifact is not None and state.artifact.suffix == ".xml":
+        copy_ir(state.artifact, xml)
+        return False
+    if state.artifact is not None and state.artifact.suffix != ".onnx":
+        raise StepError(
+            f"This model is {state.artifact}, which OpenVINO does not load here: a .pt2 program "
+            "runs on eager or compile."
+        )
+    if state.artifact is not None:  # an ONNX graph a quantizer wrote
+        save_ir(ov.convert_model(str(state.artifact)), xml)
+        return False
+    with tempfile.TemporaryDirectory(prefix="slimkit-ov-") as tmp:
+        onnx_path = export_onnx(
+            state.module, ctx.sample_inputs, ctx.input_names, Path(tmp) / "model.onnx"
+        )
+        save_ir(ov.convert_model(str(onnx_path)), xml)
+    return True
+
+
+@register_runtime("openvino", "OpenVINO, CPU plugin (IR converted from ONNX)", takes_graph=True)
+def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
+    xml = stem.with_suffix(".xml")
+    converted = _write_ir(state, xml, ctx)
+    model = core().read_model(str(xml))
+    precision = precision_of(model)
+    many = engine_of(compile_ir(model, ctx.threads, precision), ctx.input_names)
+    one = many if ctx.threads == 1 else engine_of(compile_ir(model, 1, precision), ctx.input_names)
+    used, note = fewer_threads("openvino", many, one, ctx)
+    engine = one if used == 1 else many
+    if converted:  # the same function as the module: held to the fp32 tolerance
+        check = agreement(engine, state.module, ctx.check_inputs or ctx.sample_inputs)
+        check.check("fp32" if precision == "f32" else precision, "OpenVINO model")
+    return Prepared(engine, xml, notes=(note,) if note else (), threads=used)

@@ -1,0 +1,116 @@
+"""NNCF on OpenVINO: int8 and weight-compressed IRs, verified, as accurate, loadable by a plain
+OpenVINO client, and one more candidate that backend: auto measures."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import pytest
+import torch
+from tests.quantization.tiny import TokenNet, token_batches
+
+import slimkit
+from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.export.onnx import TOLERANCES
+from slimkit.quantization import (
+    Bf16Config,
+    StaticInt8Config,
+    WeightOnlyInt4Config,
+    WeightOnlyInt8Config,
+    quantize,
+)
+
+
+def _plain_openvino_accuracy(xml: Path, data) -> float:
+    """Accuracy through a plain OpenVINO compiled model, as a user without slimkit loads it."""
+    compiled = ov.Core().compile_model(str(xml), "CPU")
+    return accuracy(
+        *predict(
+            lambda x: torch.from_numpy(np.array(compiled(x[0].numpy())[0])),
+            data.test.batches(64),
+        )
+    )
+
+
+def test_static_int8_quantizes_every_layer_and_a_plain_client_scores_it(trained, tmp_path):
+    net, data = trained
+    float_accuracy = accuracy(*predict(lambda x: net(*x), data.test.batches(64)))
+    result = quantize(
+        copy.deepcopy(net),
+        StaticInt8Config(backend="openvino", calibration_samples=64, recover=False),
+        data,
+        out_path=tmp_path / "q.onnx",
+    )
+    assert result.runtime == "openvino" and result.artifact == tmp_path / "q.xml"
+    assert result.quantized_layers == 3 and result.float_layers == []
+    assert (tmp_path / "q.bin").is_file()
+    assert result.agreement is not None
+    result.agreement.check("int8")
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(result.artifact)).get_ops()}
+    assert "FakeQuantize" in ops  # int8 on the CPU plugin: quantize / dequantize pairs it fuses
+    assert _plain_openvino_accuracy(result.artifact, data) >= float_accuracy - 2.0
+
+
+def test_ignore_keeps_the_named_pytorch_layer_float(trained, tmp_path):
+    net, data = trained
+    result = quantize(
+        copy.deepcopy(net),
+        StaticInt8Config(backend="openvino", calibration_samples=32, ignore=["8"], recover=False),
+        data,
+        out_path=tmp_path / "q.onnx",
+    )
+    assert result.float_layers == ["8"] and result.quantized_layers == 2
+
+
+@pytest.mark.parametrize(
+    ("config", "element"),
+    [
+        (WeightOnlyInt8Config(backend="openvino", recover=False), ov.Type.u8),
+        (WeightOnlyInt4Config(backend="openvino", group_size=16, recover=False), ov.Type.i4),
+    ],
+)
+def test_weight_compression_stores_low_bit_weights(config, element, tmp_path):
+    net = TokenNet().eval()
+    batches = list(token_batches(4))
+    result = quantize(
+        net,
+        config,
+        example_inputs=batches[0],
+        input_names=("input_ids",),
+        check_inputs=batches[1],
+        out_path=tmp_path / "w.onnx",
+    )
+    model = ov.Core().read_model(str(result.artifact))
+    types = {c.get_element_type() for c in model.get_ops() if c.get_type_name() == "Constant"}
+    assert element in types
+    assert result.quantized_layers == 3 and result.float_layers == []
+    assert result.agreement is not None
+    result.agreement.check(config.precision)
+    float_ir = sum(p.numel() for p in net.parameters()) * 4
+    assert result.artifact.with_suffix(".bin").stat().st_size < float_ir / 2.5
+
+
+def test_bf16_is_served_in_bf16_within_its_tolerance(trained, tmp_path):
+    net, data = trained
+    result = quantize(net, Bf16Config(backend="openvino"), data, out_path=tmp_path / "h.onnx")
+    model = ov.Core().read_model(str(result.artifact))
+    assert str(model.get_rt_info(["slimkit", "inference_precision"]).astype(str)) == "bf16"
+    assert result.agreement is not None
+    assert result.agreement.max_diff <= TOLERANCES["bf16"].bound(result.agreement.scale)
+    figures = slimkit.evaluate(result, data, rounds=2)
+    assert figures["runtime"] == "openvino" and figures["size_bytes"] > 0
+
+
+def test_a_users_onnx_graph_is_quantized_by_nncf_too(trained, tmp_path):
+    from slimkit.export import export_onnx
+
+    net, data = trained
+    export_onnx(net, data.sample_inputs(2), data.input_names, tmp_path / "cnn.onnx")
+    graph = slimkit.build_model(str(tmp_path / "cnn.onnx"))
+    config = StaticInt8Config(backend="openvino", calibration_samples=32, recover=False)
+    result = quantize(graph, config, data, out_path=tmp_path / "q.onnx")
+    assert result.quantized_layers == 3
+    assert slimkit.evaluate(result, data, rounds=2)["runtime"] == "openvino"
