@@ -91,6 +91,46 @@ def test_full_run_writes_the_contract(blobs_npz: Path, fixtures_on_path: Path, t
     assert env["threads"] >= 1 and env["versions"]["torch"].startswith("2.")
 
 
+def test_the_baseline_served_on_other_runtimes_is_the_bar_the_summary_names(
+    blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path
+):
+    """A speedup against eager PyTorch alone flatters: the same baseline on ONNX Runtime or
+    OpenVINO is what a user would deploy instead. Each is measured, timed with the steps, and
+    the summary compares the final model with the fastest."""
+    recipe = tiny_recipe(
+        blobs_npz,
+        steps=[{"quantize": {"mode": "weight-only-int8", "recover": False}}],
+        evaluation={
+            "batch_size": 4,
+            "warmup": 1,
+            "rounds": 3,
+            "per_round": 2,
+            "baseline_runtimes": ["eager", "onnxruntime", "openvino"],
+        },
+    )
+    results = slimkit.run(slimkit.Recipe.from_dict(recipe), out=tmp_path / "run").results
+    base, final = results["steps"][0], results["steps"][-1]
+    refs = results["references"]
+    # the baseline's own runtime is not measured twice
+    assert [(r["name"], r["runtime"], r["kind"]) for r in refs] == [
+        ("baseline@onnxruntime", "onnxruntime", "reference"),
+        ("baseline@openvino", "openvino", "reference"),
+    ]
+    assert all(r["accuracy"] == pytest.approx(base["accuracy"], abs=0.5) for r in refs)
+    assert all(r["macs"] == base["macs"] for r in refs)
+    assert (tmp_path / "run" / refs[1]["artifact"]).suffix == ".xml"
+    fastest = min([base, *refs], key=lambda s: s["latency_ms"]["p50"])
+    summary = results["summary"]
+    assert summary["fastest_baseline"] == fastest["name"]
+    assert summary["speedup_vs_fastest_baseline"] == pytest.approx(
+        fastest["latency_ms"]["p50"] / final["latency_ms"]["p50"]
+    )
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| baseline@openvino | reference | openvino |" in report
+    if fastest is not base:
+        assert f"Against the baseline on its fastest runtime ({fastest['name']}" in report
+
+
 @pytest.mark.slow
 def test_baseline_is_cached_by_config(blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path):
     recipe = slimkit.Recipe.from_dict(tiny_recipe(blobs_npz, steps=[{"finetune": {"epochs": 1}}]))

@@ -174,10 +174,11 @@ def execute(
         records.append(measured(step.name, step.kind, done))
         task.update(f"{done.label}: accuracy {records[-1].accuracy:.2f}%")
 
+    references = session.references(first, run_dir / "artifacts")
     busy = busy_warning()
-    session.time(records, progress)
+    session.time([*records, *references], progress)
     _note_regressions(records)
-    results = build_results(recipe.to_dict(), records, run_dir, env)
+    results = build_results(recipe.to_dict(), records, run_dir, env, references)
     busy = busy or busy_warning()
     results["warnings"] = [busy] if busy else []
     if resumed:
@@ -283,6 +284,22 @@ class Session:
             batch_size=ev.batch_size,
             metrics=ev.metrics,
         )
+
+    def references(self, baseline: Done, root: Path) -> list[Measurement]:
+        """The baseline served on each of ``evaluation.baseline_runtimes`` other than its own
+        (``baseline@openvino``, ...), for a speedup against the baseline's fastest runtime."""
+        start = time.perf_counter()
+        out = []
+        for runtime in self.recipe.evaluation.baseline_runtimes:
+            if runtime == baseline.state.runtime:
+                continue
+            state = ModelState(self.base.model, runtime)
+            stem = root / f"00-baseline-{runtime}"
+            m = self.measure(f"baseline@{runtime}", "reference", state, stem, baseline.arch)
+            m.wall_s = time.perf_counter() - start
+            out.append(m)
+            start = time.perf_counter()
+        return out
 
     def time(self, records: list[Measurement], progress: Progress = SILENT) -> None:
         """Time ``records`` together, interleaved, as the recipe's evaluation settings say."""

@@ -51,6 +51,11 @@ class EvaluationConfig(Config):
         description="The runtime the baseline (and steps that keep a PyTorch model) serve on. "
         "Default: eager for a PyTorch model, onnxruntime for an ONNX graph.",
     )
+    baseline_runtimes: tuple[str, ...] = Field(
+        (),
+        description="Also serve the baseline on these runtimes, timed with the rest; the summary "
+        "compares the final model with the baseline on the fastest.",
+    )
     batch_size: int = Field(1, ge=1, le=65_536)
     threads: int | None = Field(None, ge=1, le=1024, description="Default: torch's thread count.")
     warmup: int = Field(10, ge=0, le=100_000)
@@ -72,6 +77,14 @@ class EvaluationConfig(Config):
         if v is not None and v not in RUNTIMES:
             raise ValueError(RUNTIMES.unknown_message(v))
         return v
+
+    @field_validator("baseline_runtimes")
+    @classmethod
+    def _known_runtimes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if name not in RUNTIMES:
+                raise ValueError(RUNTIMES.unknown_message(name))
+        return tuple(dict.fromkeys(v))
 
     @field_validator("metrics")
     @classmethod

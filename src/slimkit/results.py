@@ -18,9 +18,13 @@
         "artifact",                         # path relative to the run directory
         "metrics", "wall_s", "notes"        # all metrics; step time; warnings and facts
       }],
+      "references": [...],                  # the baseline on evaluation.baseline_runtimes
+                                            # (kind "reference"), same fields as a step
       "summary": {"baseline", "final",      # step names
                   "speedup", "compression", # baseline / final latency p50 and size_bytes
-                  "accuracy_drop"},         # baseline - final accuracy, in points
+                  "accuracy_drop",          # baseline - final accuracy, in points
+                  "fastest_baseline",       # the baseline or reference with the lowest p50
+                  "speedup_vs_fastest_baseline"},
       "environment": {...},
       "warnings": [...]                     # run-wide, e.g. a busy machine during timing
     }
@@ -29,6 +33,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -62,15 +67,21 @@ def step_dict(m: Measurement, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def summarize(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Final step against the baseline: ratios (>1 is better) and points of accuracy lost."""
+def summarize(
+    steps: list[dict[str, Any]], references: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Final step against the baseline: ratios (>1 is better) and points of accuracy lost; and
+    against the fastest way of serving the baseline (itself, or a reference)."""
     base, final = steps[0], steps[-1]
+    fastest = min([base, *(references or [])], key=lambda s: s["latency_ms"]["p50"])
     return {
         "baseline": base["name"],
         "final": final["name"],
         "speedup": base["latency_ms"]["p50"] / final["latency_ms"]["p50"],
         "compression": base["size_bytes"] / final["size_bytes"],
         "accuracy_drop": round(base["accuracy"] - final["accuracy"], 4),
+        "fastest_baseline": fastest["name"],
+        "speedup_vs_fastest_baseline": fastest["latency_ms"]["p50"] / final["latency_ms"]["p50"],
     }
 
 
@@ -80,14 +91,20 @@ def points(drop: float) -> str:
 
 
 def build_results(
-    recipe: dict[str, Any], measurements: list[Measurement], run_dir: Path, env: dict[str, Any]
+    recipe: dict[str, Any],
+    measurements: list[Measurement],
+    run_dir: Path,
+    env: dict[str, Any],
+    references: Sequence[Measurement] = (),
 ) -> dict[str, Any]:
     steps = [step_dict(m, run_dir) for m in measurements]
+    refs = [step_dict(m, run_dir) for m in references]
     return {
         "slimkit_version": metadata.version("slimkit"),
         "recipe": recipe,
         "steps": steps,
-        "summary": summarize(steps),
+        "references": refs,
+        "summary": summarize(steps, refs),
         "environment": env,
     }
 
@@ -129,6 +146,9 @@ class _Summary(_Record):
     speedup: float = Field(gt=0)
     compression: float = Field(gt=0)
     accuracy_drop: float
+    # absent from results written before baselines were served on other runtimes
+    fastest_baseline: str | None = None
+    speedup_vs_fastest_baseline: float | None = Field(None, gt=0)
 
 
 class _Environment(_Record):
@@ -168,6 +188,7 @@ class _Search(_Record):
 class _Results(_Record):
     recipe: _RecipeName
     steps: list[_Step] = Field(min_length=1)
+    references: list[_Step] = []
     summary: _Summary
     environment: _Environment
     warnings: list[str] = []

@@ -137,7 +137,7 @@ def test_evaluate_takes_what_quantize_returns_and_serves_it_on_its_runtime(
     assert figures["runtime"] == "onnxruntime"
     assert figures["size_bytes"] == int8.artifact.stat().st_size
     assert slimkit.evaluate(int8, data, runtime="onnxruntime", rounds=2)["runtime"] == "onnxruntime"
-    with pytest.raises(StepError, match="runs on onnxruntime only"):
+    with pytest.raises(StepError, match="eager cannot run: serve it on onnxruntime"):
         slimkit.evaluate(int8, data, runtime="eager", rounds=2)
 
 

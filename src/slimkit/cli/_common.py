@@ -131,7 +131,7 @@ def model_and_data(
 
 
 def print_results(results: dict[str, Any], run_dir: Path) -> None:
-    from slimkit.report.markdown import COMPACT, HEADERS, step_rows
+    from slimkit.report.markdown import COMPACT, HEADERS, fastest_line, step_rows
     from slimkit.results import points
 
     table = Table(title=f"slimkit run {results['recipe']['name']}", title_justify="left")
@@ -149,6 +149,8 @@ def print_results(results: dict[str, Any], run_dir: Path) -> None:
         f"{points(s['accuracy_drop'])}[/] vs {s['baseline']} "
         f"(batch {results['steps'][0]['batch_size']}, {results['environment']['threads']} threads)"
     )
+    for line in fastest_line(results)[1:]:
+        console.print(f"[bold]{line}[/]")
     for warning in results.get("warnings", []):
         console.print(f"[bold yellow]warning:[/] {warning}")
     for step in results["steps"]:

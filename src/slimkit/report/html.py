@@ -11,7 +11,7 @@ import base64
 import html
 from typing import Any
 
-from slimkit.report.markdown import HEADERS, human_bytes, step_rows
+from slimkit.report.markdown import HEADERS, fastest_line, human_bytes, step_rows
 from slimkit.report.plots import PLOTS, render_plots
 
 _STYLE = """
@@ -69,6 +69,7 @@ def render_html(results: dict[str, Any]) -> str:
         f"<b>{html.escape(summary['baseline'])}</b>: {summary['speedup']:.2f}x faster, "
         f"{summary['compression']:.2f}x smaller, "
         f"accuracy {-summary['accuracy_drop']:+.2f} points.</p>",
+        *(f'<p class="summary">{html.escape(line)}</p>' for line in fastest_line(results)[1:]),
     ]
     if results.get("warnings"):
         items = "".join(f"<li>{html.escape(w)}</li>" for w in results["warnings"])

@@ -21,11 +21,12 @@ def human_count(n: float) -> str:
 
 
 def step_rows(results: dict[str, Any]) -> list[list[str]]:
-    """One row of formatted cells per step, with ratios against the baseline (first step)."""
+    """One row of formatted cells per step, then per reference (the baseline on another
+    runtime), with ratios against the baseline (first step)."""
     steps = results["steps"]
     base = steps[0]
     rows = []
-    for s in steps:
+    for s in [*steps, *results.get("references", [])]:
         p50 = s["latency_ms"]["p50"]
         rows.append(
             [
@@ -69,6 +70,22 @@ HEADERS = [
 ]
 
 
+def fastest_line(results: dict[str, Any]) -> list[str]:
+    """The final model against the baseline on its fastest runtime, when a reference is it."""
+    summary = results["summary"]
+    fastest = summary.get("fastest_baseline")
+    if not results.get("references") or fastest is None:
+        return []
+    runtime = next(
+        s["runtime"] for s in [*results["steps"], *results["references"]] if s["name"] == fastest
+    )
+    return [
+        "",
+        f"Against the baseline on its fastest runtime ({fastest}, on {runtime}): "
+        f"{summary['speedup_vs_fastest_baseline']:.2f}x faster.",
+    ]
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     summary = results["summary"]
     env = results["environment"]
@@ -78,6 +95,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"**{summary['final']}** vs **{summary['baseline']}**: {summary['speedup']:.2f}x faster, "
         f"{summary['compression']:.2f}x smaller, accuracy {-summary['accuracy_drop']:+.2f} points.",
+        *fastest_line(results),
         "",
         f"Latency per batch of {batch} on each step's runtime, {env['threads']} threads, "
         "all models timed interleaved in one process.",

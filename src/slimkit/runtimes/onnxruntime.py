@@ -68,7 +68,7 @@ def serve_onnx(artifact: Path, ctx: ServeContext) -> Prepared:
 @register_runtime("onnxruntime", "ONNX Runtime, CPU execution provider", takes_graph=True)
 def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     artifact = stem.with_suffix(".onnx")
-    if state.artifact is not None and state.artifact.suffix != ".onnx":
+    if state.artifact is not None and state.artifact.suffix in (".xml", ".pt2"):
         raise StepError(
             f"This model is {state.artifact}, which ONNX Runtime cannot load: an OpenVINO IR "
             "runs on openvino, a .pt2 program on eager or compile."

@@ -8,7 +8,9 @@ assumed:
 - **Precision.** OpenVINO runs fp32 models in bf16 on CPUs that have it unless told otherwise;
   this runtime asks for f32, so an fp32 model is served as fp32 and verified at the fp32
   tolerance. bf16 is a quantization mode (``quantize: {mode: bf16, backend: openvino}``), whose
-  IR records the precision it is served at.
+  IR records the precision it is served at. NNCF's int8 and weight-compressed IRs leave their
+  float remainder (softmax, norms) to OpenVINO's default, as a plain OpenVINO client does, and so
+  does an IR slimkit did not write.
 - **Threads.** The run's thread count or one, timed and the faster kept, as on every runtime.
 - **Latency hint.** ``PERFORMANCE_HINT: LATENCY`` (one stream): the pipeline times one request
   at a time, as a service answering one caller does.
@@ -43,7 +45,8 @@ def core() -> ov.Core:
 
 def save_ir(model: ov.Model, xml: Path, precision: str = "f32") -> None:
     """Write ``model`` as IR at ``xml`` (+ ``.bin``), weights as they are (no fp16 squeeze),
-    recording the precision it is to be served at."""
+    recording the precision it is to be served at: ``f32``, ``bf16``, or ``default`` (the
+    CPU plugin's choice: bf16 where the CPU has it)."""
     model.set_rt_info(precision, PRECISION_KEY)
     xml.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(xml), compress_to_fp16=False)
@@ -56,19 +59,19 @@ def copy_ir(source: Path, xml: Path) -> None:
         shutil.copyfile(source.with_suffix(".bin"), xml.with_suffix(".bin"))
 
 
-def precision_of(model: ov.Model) -> str:
-    """The precision an IR asks to be served at (f32 unless it records another)."""
+def precision_of(model: ov.Model) -> str | None:
+    """The precision an IR slimkit wrote asks to be served at; None for an IR from elsewhere
+    (OpenVINO's default then applies, as in a plain OpenVINO client)."""
     if model.has_rt_info(PRECISION_KEY):
-        return str(model.get_rt_info(PRECISION_KEY).astype(str))
-    return "f32"
+        precision = str(model.get_rt_info(PRECISION_KEY).astype(str))
+        return None if precision == "default" else precision
+    return None
 
 
-def compile_ir(model: ov.Model, threads: int, precision: str) -> ov.CompiledModel:
-    config = {
-        "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_NUM_THREADS": threads,
-        "INFERENCE_PRECISION_HINT": precision,
-    }
+def compile_ir(model: ov.Model, threads: int, precision: str | None) -> ov.CompiledModel:
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+    if precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision
     return core().compile_model(model, "CPU", config)
 
 
@@ -110,7 +113,7 @@ def _write_ir(state: ModelState, xml: Path, ctx: ServeContext) -> bool:
     if state.artifact is not None and state.artifact.suffix == ".xml":
         copy_ir(state.artifact, xml)
         return False
-    if state.artifact is not None and state.artifact.suffix != ".onnx":
+    if state.artifact is not None and state.artifact.suffix == ".pt2":
         raise StepError(
             f"This model is {state.artifact}, which OpenVINO does not load here: a .pt2 program "
             "runs on eager or compile."
@@ -138,5 +141,5 @@ def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
     engine = one if used == 1 else many
     if converted:  # the same function as the module: held to the fp32 tolerance
         check = agreement(engine, state.module, ctx.check_inputs or ctx.sample_inputs)
-        check.check("fp32" if precision == "f32" else precision, "OpenVINO model")
+        check.check("bf16" if precision == "bf16" else "fp32", "OpenVINO model")
     return Prepared(engine, xml, notes=(note,) if note else (), threads=used)
