@@ -7,7 +7,9 @@ Every ``benchmarks/<area>.py`` prints a table and, with ``--json PATH``, writes:
                "speedup", "size_bytes", "compression", "wall_s"}]}
 
 with speedup and compression as ratios against the workload's fp32 baseline measured in the same
-run, and accuracy_drop in points.
+run, accuracy_drop in points, and ``vs_fastest_anchor`` the speedup over the fastest anchor (an
+unmodified baseline served by another tool with its defaults: ONNX Runtime, torchao, OpenVINO,
+OpenVINO + NNCF) timed in the same sessions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ COLUMNS = [
     "speedup",
     "size_bytes",
     "compression",
+    "vs_fastest_anchor",
     "wall_s",
 ]
 
@@ -72,7 +76,13 @@ def print_table(
 def _fmt(column: str, value: Any) -> str:
     if value is None:
         return "-"
-    if column in ("speedup", "compression", "teacher_speedup", "speedup_vs_fastest_baseline"):
+    if column in (
+        "speedup",
+        "compression",
+        "teacher_speedup",
+        "speedup_vs_fastest_baseline",
+        "vs_fastest_anchor",
+    ):
         return f"{value:.2f}x"
     if column == "size_bytes":
         return f"{value:,}"
@@ -165,3 +175,55 @@ def row(
         "wall_s": round(wall, 2),
         **extra,
     }
+
+
+def openvino_anchors(
+    model: Any, data: Any, calibration: list, work: Path
+) -> dict[str, tuple[Any, Any, float]]:
+    """OpenVINO as a user runs it without slimkit, on the unmodified baseline:
+    ``openvino.convert_model`` of the ONNX export saved with ``save_model``'s defaults and
+    compiled with the CPU plugin's (bf16 inference on CPUs that have it), and ``nncf.quantize``
+    with its defaults on the calibration batches (``ModelType.TRANSFORMER`` for a text model,
+    as NNCF's guide prescribes). ``{name: (state, model, wall seconds)}``."""
+    import nncf
+    import openvino as ov
+
+    from slimkit.export import export_onnx
+    from slimkit.state import ModelState
+
+    start = time.perf_counter()
+    exported = export_onnx(model, data.sample_inputs(8), data.input_names, work / "ov-anchor.onnx")
+    ov_model = ov.convert_model(str(exported))
+    ov.save_model(ov_model, str(work / "ov-fp32.xml"))
+    converted = time.perf_counter() - start
+    text = any(not x.is_floating_point() for x in data.sample_inputs(1))
+    start = time.perf_counter()
+    int8 = nncf.quantize(
+        ov_model,
+        nncf.Dataset(calibration, lambda batch: [x.numpy() for x in batch]),
+        subset_size=sum(int(b[0].shape[0]) for b in calibration),
+        model_type=nncf.ModelType.TRANSFORMER if text else None,
+    )
+    ov.save_model(int8, str(work / "ov-nncf-int8.xml"))
+    quantized = time.perf_counter() - start
+    return {
+        "anchor:openvino:fp32": (
+            ModelState(model, "openvino", artifact=work / "ov-fp32.xml"),
+            model,
+            converted,
+        ),
+        "anchor:openvino+nncf:int8": (
+            ModelState(model, "openvino", artifact=work / "ov-nncf-int8.xml"),
+            model,
+            converted + quantized,
+        ),
+    }
+
+
+def against_fastest_anchor(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with ``vs_fastest_anchor``: the fastest anchor's latency over its own."""
+    anchors = [r["latency_ms"] for r in rows if r["method"].startswith("anchor:")]
+    if not anchors:
+        return rows
+    fastest = min(anchors)
+    return [{**r, "vs_fastest_anchor": round(fastest / r["latency_ms"], 3)} for r in rows]

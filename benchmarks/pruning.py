@@ -3,9 +3,10 @@
 Every method, anchors included, gets the same fine-tuning after pruning, so the table compares
 pruning, not training; the ``+kd`` rows recover the structured methods the way slimkit
 recommends (distilled from the baseline, as long as it trained), and the structured targets are
-read from them. Each model is timed on PyTorch eager and on ONNX Runtime, each against
-the baseline on the same runtime: W1 at batch 1 and batch 32 (structured pruning's gain grows
-with the work per call), W2 at batch 8. ``prune_s`` is the pruning alone, without fine-tuning.
+read from them. Each model is timed on PyTorch eager, ONNX Runtime and OpenVINO (the baseline
+on OpenVINO is the OpenVINO fp32 anchor), each against the baseline on the same runtime: W1 at
+batch 1 and batch 32 (structured pruning's gain grows with the work per call), W2 at batch 8.
+``prune_s`` is the pruning alone, without fine-tuning.
 
     python benchmarks/pruning.py --json bench-results/pruning.json [--workloads W1]
 """
@@ -43,7 +44,7 @@ DISTILL = {
     "W1": {**W1_FINETUNE, "epochs": 20, "temperature": 2.0, "alpha": 0.5},
     "W2": {**W2_FINETUNE, "epochs": 3, "warmup_fraction": 0.1, "temperature": 2.0, "alpha": 0.5},
 }
-SERVED_ON = ("eager", "onnxruntime")
+SERVED_ON = ("eager", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)

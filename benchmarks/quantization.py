@@ -4,8 +4,10 @@ W1 is the demo's residual net trained on mnist5k (batch 1); W2 is MiniLM-L6 fine
 bbc-news (batch 8; the fine-tuned model is cached by its recipe, so only the first run trains).
 Anchors are the tools run plainly with their defaults: ONNX Runtime ``quantize_static`` /
 ``quantize_dynamic``, torchao ``quantize_`` with ``Int8DynamicActivationInt8WeightConfig``
-served by torch.compile. Each workload's models are timed together, interleaved, in
-``--repeats`` sessions; the table quotes the median p50.
+served by torch.compile, OpenVINO's ``convert_model`` of the fp32 model and NNCF's ``quantize``
+of it (``vs_fastest_anchor`` compares each row with the fastest of them). Each workload's
+models are timed together, interleaved, in ``--repeats`` sessions; the table quotes the median
+p50.
 
     python benchmarks/quantization.py --json bench-results/quantization.json
 """
@@ -22,12 +24,22 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import finish, median_p50, parser, print_table, row, shipped_baseline
+from _common import (
+    against_fastest_anchor,
+    finish,
+    median_p50,
+    openvino_anchors,
+    parser,
+    print_table,
+    row,
+    shipped_baseline,
+)
 from slimkit._console import quiet_libraries
 
 W1_METHODS: list[dict[str, Any]] = [
     {"mode": "static-int8", "backend": "onnxruntime"},
     {"mode": "static-int8", "backend": "torchao"},
+    {"mode": "static-int8", "backend": "openvino"},
     {"mode": "dynamic-int8", "backend": "onnxruntime"},
     {"mode": "qat", "backend": "torchao", "train": {"epochs": 1, "lr": 0.0001}},
     {"mode": "bf16", "backend": "torch"},
@@ -41,9 +53,12 @@ W2_METHODS: list[dict[str, Any]] = [
     {"mode": "dynamic-int8", "backend": "onnxruntime"},
     {"mode": "dynamic-int8", "backend": "torchao"},
     {"mode": "static-int8", "backend": "onnxruntime"},
+    {"mode": "static-int8", "backend": "openvino"},
     {"mode": "weight-only-int8", "backend": "onnxruntime"},
     {"mode": "weight-only-int4", "backend": "onnxruntime"},
+    {"mode": "weight-only-int4", "backend": "openvino"},
     {"mode": "bf16", "backend": "torch"},
+    {"mode": "bf16", "backend": "openvino"},
 ]
 WORKLOADS = {"W1": ("demo.yaml", W1_METHODS), "W2": ("minilm-bbc.yaml", W2_METHODS)}
 
@@ -106,6 +121,7 @@ def run_workload(
 ) -> tuple[int, list[dict[str, Any]]]:
     """Build every method's and anchor's model for one workload, time them interleaved."""
     from slimkit.evaluation.metrics import accuracy, predict
+    from slimkit.evaluation.size import artifact_bytes
     from slimkit.quantization import QUANT_MODES, QatConfig, quantize
     from slimkit.quantization.inputs import qat_train_loop
     from slimkit.runtimes import prepare
@@ -133,7 +149,7 @@ def run_workload(
                 "runtime": state.runtime,
                 "engine": prepared.engine,
                 "accuracy": acc,
-                "size": prepared.artifact.stat().st_size,
+                "size": artifact_bytes(prepared.artifact),
                 "wall": wall,
                 "linear": linear_weight_bytes(prepared.artifact, model),
             }
@@ -170,26 +186,28 @@ def run_workload(
             rounds=3 if quick else 10,
         )
     fp32 = entries["fp32"]
-    return batch, [
-        row(
-            workload,
-            n,
-            e["runtime"],
-            accuracy=e["accuracy"],
-            base_accuracy=fp32["accuracy"],
-            latency=lat[n],
-            base_latency=lat["fp32"],
-            size=e["size"],
-            base_size=fp32["size"],
-            wall=e["wall"],
-            linear_weight_compression=round(fp32["linear"] / max(1, e["linear"]), 3),
-        )
-        for n, e in entries.items()
-    ]
+    return batch, against_fastest_anchor(
+        [
+            row(
+                workload,
+                n,
+                e["runtime"],
+                accuracy=e["accuracy"],
+                base_accuracy=fp32["accuracy"],
+                latency=lat[n],
+                base_latency=lat["fp32"],
+                size=e["size"],
+                base_size=fp32["size"],
+                wall=e["wall"],
+                linear_weight_compression=round(fp32["linear"] / max(1, e["linear"]), 3),
+            )
+            for n, e in entries.items()
+        ]
+    )
 
 
 def anchors(model: torch.nn.Module, data: Any, calibration: list, work: Path) -> dict[str, Any]:
-    """The anchors, each run with its tool's defaults: ONNX Runtime and torchao."""
+    """The anchors, each run with its tool's defaults: ONNX Runtime, torchao, OpenVINO + NNCF."""
     import onnxruntime.quantization as oq
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
@@ -228,7 +246,7 @@ def anchors(model: torch.nn.Module, data: Any, calibration: list, work: Path) ->
     ao = copy.deepcopy(model)
     quantize_(ao, Int8DynamicActivationInt8WeightConfig())
     out["anchor:torchao:quantize_"] = (ModelState(ao, "compile"), ao, time.perf_counter() - start)
-    return out
+    return {**out, **openvino_anchors(model, data, calibration, work)}
 
 
 def targets(workload: str, rows: list[dict[str, Any]]) -> dict[str, tuple[bool | None, str]]:
