@@ -104,3 +104,41 @@ def test_slimkit_auto_searches_a_users_distilbert_without_failed_trials(
     assert len(trials) == 3 and all(t["state"] != "FAIL" for t in trials), trials
     kinds = {kind for t in trials for step in t.get("steps", []) for kind in step if kind != "name"}
     assert {"prune", "distill"} <= kinds  # the corner: a trimmed vocabulary, a one-layer student
+
+
+@pytest.mark.slow
+def test_a_users_distilbert_goes_through_heads_ffn_distillation_and_int8_with_its_head(
+    distilbert_dir: Path, texts: Path, tmp_path: Path
+):
+    """The recipe the shipped MiniLM recipes follow, on another family: its own trained head
+    is measured as the baseline and kept through every step."""
+    recipe = slimkit.Recipe.from_dict(
+        {
+            "model": f"hf:{distilbert_dir}",
+            "data": {"source": f"csv:{texts}", "max_length": 16},
+            "evaluation": {"warmup": 1, "rounds": 2, "per_round": 1},
+            "steps": [
+                {"prune": {"method": "heads", "ratio": 0.5}},
+                {"prune": {"method": "ffn", "ratio": 0.5}},
+                {
+                    "distill": {
+                        "teacher": "baseline",
+                        "student": {"current": True},
+                        "epochs": 1,
+                        "batch_size": 16,
+                        "lr": 0.0001,
+                    }
+                },
+                {"quantize": {"mode": "dynamic-int8", "recover": False}},
+            ],
+        }
+    )
+    result = slimkit.run(recipe, out=tmp_path / "run")
+    base, heads, ffn, distilled, int8 = result.results["steps"]
+    assert not any("untrained" in note for note in base["notes"])
+    assert base["macs"] > heads["macs"] > ffn["macs"] == distilled["macs"] == int8["macs"]
+    assert int8["runtime"] == "onnxruntime" and int8["size_bytes"] < ffn["size_bytes"] / 2
+    # the user's head went through every step: its weights are in the distilled student
+    student = build_model(ModelSpec.parse(str(tmp_path / "run" / distilled["artifact"])))
+    names = {n for n, _ in student.named_parameters()}
+    assert {"model.pre_classifier.weight", "model.classifier.weight"} <= names

@@ -23,15 +23,17 @@ class Objective(StrEnum):
 
 
 class BackendChoice(StrEnum):
-    AUTO = "auto"  # try ONNX Runtime and torchao (compiled) and keep what measures best
+    AUTO = "auto"  # try ONNX Runtime, torchao (compiled) and OpenVINO; keep what measures best
     TORCH = "torch"
     ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
 
 
 QUANT_BACKENDS = {
-    BackendChoice.AUTO: ("onnxruntime", "torchao"),
+    BackendChoice.AUTO: ("onnxruntime", "torchao", "openvino"),
     BackendChoice.TORCH: ("torchao",),
     BackendChoice.ONNXRUNTIME: ("onnxruntime",),
+    BackendChoice.OPENVINO: ("openvino",),
 }
 
 
