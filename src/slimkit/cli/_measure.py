@@ -83,8 +83,8 @@ def bench(
             "--runtime",
             "--backend",
             callback=lambda v: v and [_runtime(r) for r in v],
-            help="Repeat to compare runtimes [default: eager and onnxruntime; for an .onnx "
-            "model, every runtime that loads ONNX].",
+            help="Repeat to compare runtimes [default: eager, onnxruntime and openvino; for an "
+            ".onnx model, every runtime that loads ONNX].",
         ),
     ] = None,
     batch_size: BatchOpt = 1,
@@ -138,14 +138,14 @@ def bench(
 
 
 def _default_runtimes(net: object) -> list[str]:
-    """What ``bench`` compares when no runtime is named: eager PyTorch and ONNX Runtime for a
-    PyTorch model; every runtime that loads ONNX for a graph."""
+    """What ``bench`` compares when no runtime is named: eager PyTorch, ONNX Runtime and
+    OpenVINO for a PyTorch model; every runtime that loads ONNX for a graph."""
     from slimkit.models.graph import OnnxGraph
     from slimkit.runtimes import RUNTIMES
 
     if isinstance(net, OnnxGraph):
         return [r.name for r in RUNTIMES.values() if r.takes_graph]
-    return ["eager", "onnxruntime"]
+    return ["eager", "onnxruntime", "openvino"]
 
 
 _DEFAULT_RATIOS = ",".join(f"{r:g}" for r in DEFAULT_RATIOS)
