@@ -64,7 +64,7 @@ def main() -> None:
     from slimkit.evaluation.metrics import accuracy, predict
     from slimkit.evaluation.size import artifact_bytes
     from slimkit.export import export_onnx
-    from slimkit.runtimes import prepare
+    from slimkit.runtimes import Prepared, prepare
     from slimkit.state import ModelState
 
     threads = torch.get_num_threads()
@@ -84,6 +84,18 @@ def main() -> None:
         inputs = data.sample_inputs(recipe.evaluation.batch_size)
 
         engines, sizes, accs, runtimes, walls = {}, {}, {}, {}, {}
+
+        def serve(state: ModelState) -> Prepared:
+            """Serve ``state`` on its runtime, as the pipeline does, at the demo's batch size."""
+            return prepare(
+                state,
+                tmp_path / f"served-{len(engines)}",
+                input_names=data.input_names,
+                sample_inputs=inputs,
+                threads=threads,
+                arch=None,
+            )
+
         baseline = slimkit.build_model(str(run_dir / res["steps"][0]["artifact"]))
         for step, raw in zip(
             res["steps"], [{"name": "fp32"}, *res["recipe"]["steps"]], strict=True
@@ -94,14 +106,7 @@ def main() -> None:
             graph = artifact.suffix in (".onnx", ".xml")
             module = baseline if graph else slimkit.build_model(str(artifact))
             state = ModelState(module, step["runtime"], artifact=artifact if graph else None)
-            engines[name] = prepare(
-                state,
-                tmp_path / f"served-{len(engines)}",
-                input_names=data.input_names,
-                sample_inputs=inputs,
-                threads=threads,
-                arch=None,
-            ).engine
+            engines[name] = serve(state).engine
             sizes[name], accs[name], runtimes[name], walls[name] = (
                 step["size_bytes"],
                 step["accuracy"],
@@ -138,14 +143,7 @@ def main() -> None:
         )
         anchors.update(openvino_anchors(baseline, data, batches, tmp_path))
         for name, (state, _, wall) in anchors.items():
-            prepared = prepare(
-                state,
-                tmp_path / f"served-{len(engines)}",
-                input_names=data.input_names,
-                sample_inputs=inputs,
-                threads=threads,
-                arch=None,
-            )
+            prepared = serve(state)
             engines[name] = prepared.engine
             logits, labels = predict(engines[name], data.test.batches(256))
             sizes[name], accs[name], runtimes[name], walls[name] = (

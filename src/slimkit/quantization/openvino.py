@@ -32,9 +32,9 @@ from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 from torch import nn
 
-from slimkit.errors import StepError
 from slimkit.export.onnx import export_onnx
 from slimkit.models.families import find_family
+from slimkit.quantization.calibration import check_calibration
 from slimkit.quantization.configs import (
     QuantizeConfig,
     StaticInt8Config,
@@ -144,8 +144,7 @@ def quantize_static_nncf(
 ) -> QuantizedModel:
     """Static int8 with ``nncf.quantize`` (see the module docstring)."""
     batches = list(calibration or ())
-    if not batches:
-        raise StepError("static-int8 on openvino needs calibration batches: pass the data set.")
+    check_calibration(batches)
     transformer = _is_transformer(model, example_inputs)
     with tempfile.TemporaryDirectory(prefix="slimkit-nncf-") as tmp:
         ov_model = _convert(model, example_inputs, input_names, Path(tmp))
