@@ -34,6 +34,7 @@ class Capabilities:
     per_tensor_weights: bool = False
     narrow_weights: bool = False  # weight_bits below 8 (simulated inside int8 storage)
     takes_graph: bool = False  # quantizes a model that is only an ONNX graph
+    corrections: str = ""  # the error corrections its quantizer applies on every attempt
 
 
 CAPABILITIES: dict[QuantBackend, Capabilities] = {
@@ -75,6 +76,7 @@ CAPABILITIES: dict[QuantBackend, Capabilities] = {
         },
         estimators=(Estimator.MINMAX,),
         takes_graph=True,
+        corrections="fast bias correction, and SmoothQuant on transformers",
     ),
     QuantBackend.TORCH: Capabilities(
         label="torch",

@@ -156,9 +156,13 @@ def _estimators(climb: Climb, attempt: Attempt, model: nn.Module) -> None:
 
 
 def _equalization(climb: Climb, attempt: Attempt, model: nn.Module) -> None:
+    backend = climb.best_config.backend
+    caps = CAPABILITIES.get(backend)
+    if caps is not None and caps.corrections:
+        climb.log.append(f"error corrections: {backend}'s quantizer applied {caps.corrections}")
+        return
     climb.log.append(
-        f"bias correction / cross-layer equalization: not offered by {climb.best_config.backend}'s "
-        "quantizer; skipped"
+        f"bias correction / cross-layer equalization: not offered by {backend}'s quantizer; skipped"
     )
 
 
