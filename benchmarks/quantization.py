@@ -288,6 +288,19 @@ def targets(workload: str, rows: list[dict[str, Any]]) -> dict[str, tuple[bool |
             best is not None and best["speedup"] >= 3,
             line(best) if best else "no row within 1 point",
         )
+        # slimkit's own plain int8 of the full model on any backend (anchors excluded)
+        int8 = [
+            r
+            for r in rows
+            if "int8" in r["method"]
+            and not r["method"].startswith(("anchor:", "weight-only"))
+            and r["accuracy_drop"] <= 1.0
+        ]
+        top = max(int8, key=lambda r: r["speedup"]) if int8 else None
+        out["W2 plain int8 of the full model >=4.0x faster than eager fp32, <=1.0 pts"] = (
+            top is not None and top["speedup"] >= 4.0,
+            line(top) if top else "no int8 row within 1 point",
+        )
         if "weight-only-int4" in by:
             r = by["weight-only-int4"]
             out["W2 weight-only-int4 >=6x smaller Linear weights, <=2.0 pts"] = (
