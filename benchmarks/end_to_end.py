@@ -79,6 +79,9 @@ def efficiency(macs: int, batch: int, latency_ms: float, peak: float) -> float:
 
 # ONNX Runtime kernels that do the model's multiply-accumulates; the rest is overhead.
 MAC_OPS = (
+    "Convolution",  # OpenVINO's CPU plugin
+    "GroupConvolution",
+    "FullyConnected",
     "QLinearConv",
     "ConvInteger",
     "MatMulInteger",
@@ -120,6 +123,33 @@ def time_by_op(artifact: Path, inputs: tuple[torch.Tensor, ...], threads: int) -
     return {op: round(100.0 * t / total, 1) for op, t in spent.most_common()}
 
 
+def time_by_op_openvino(
+    artifact: Path, inputs: tuple[torch.Tensor, ...], threads: int
+) -> dict[str, float]:
+    """Share of OpenVINO's per-node time by node type over 50 runs of the IR ``artifact``
+    (``PERF_COUNT``), compiled as slimkit serves it (its recorded precision, latency hint)."""
+    from collections import Counter
+
+    from slimkit.runtimes.openvino import core, precision_of
+
+    model = core().read_model(str(artifact))
+    config: dict[str, Any] = {
+        "PERF_COUNT": True,
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": threads,
+    }
+    if precision_of(model) is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision_of(model)
+    request = core().compile_model(model, "CPU", config).create_infer_request()
+    spent: Counter[str] = Counter()
+    for _ in range(50):
+        request.infer([x.numpy() for x in inputs])
+        for info in request.get_profiling_info():
+            spent[info.node_type] += info.real_time.total_seconds()
+    total = sum(spent.values()) or 1.0
+    return {op: round(100.0 * t / total, 1) for op, t in spent.most_common()}
+
+
 def why_below_peak(efficiency_pct: float, shares: dict[str, float]) -> str:
     """Where the time goes: the multiply-accumulating kernels' share of it and their own rate
     against the peak, and the other ops that take the rest."""
@@ -127,7 +157,7 @@ def why_below_peak(efficiency_pct: float, shares: dict[str, float]) -> str:
     own = 100.0 * efficiency_pct / mac if mac else 0.0
     rest = ", ".join([f"{op} {v:.0f}%" for op, v in shares.items() if op not in MAC_OPS][:4])
     return (
-        f"MAC kernels take {mac:.0f}% of ONNX Runtime's kernel time and run at ~{own:.0f}% of "
+        f"MAC kernels take {mac:.0f}% of the runtime's kernel time and run at ~{own:.0f}% of "
         f"the peak themselves; the rest: {rest}"
     )
 
@@ -240,7 +270,7 @@ def anchor_rows(
         )
         entries["fp32 baseline, 1 thread"] = one
         for name, (state, model, wall) in anchors(base.model, data, calibration, work).items():
-            add_state(name, state, model, wall, "int8")
+            add_state(name, state, model, wall, "fp32" if name.endswith(":fp32") else "int8")
         if workload == "W1":
             start = time.perf_counter()
             pruned, _ = apply(("tp", 0.5), base.model, data, None)
@@ -261,9 +291,12 @@ def anchor_rows(
             extra[name]["timed_in_own_run"] = f"{type(err).__name__}: {err}"[:300]
         else:
             extra[name]["serving"] = list(served.notes)
+            used = served.threads or threads
             if art.suffix == ".onnx":
-                used = served.threads or threads
                 extra[name]["time_by_op"] = time_by_op(art, data.sample_inputs(batch), used)
+            elif art.suffix == ".xml":
+                inputs = data.sample_inputs(batch)
+                extra[name]["time_by_op"] = time_by_op_openvino(art, inputs, used)
         lat = median_p50(
             {n: e["engine"] for n, e in entries.items()},
             data.sample_inputs(batch),
@@ -322,14 +355,16 @@ def _serve_again(
     from slimkit.resume import load_step_model
     from slimkit.runtimes.base import ServeContext
     from slimkit.runtimes.onnxruntime import serve_onnx
+    from slimkit.runtimes.openvino import serve_ir
     from slimkit.state import ModelState
 
     final, art, name = found["result"], found["artifact"], found["name"]
-    if art.suffix == ".onnx":
-        served = serve_onnx(
-            art, ServeContext(data.input_names, data.sample_inputs(batch), threads, arch)
-        )
-        add(name, "onnxruntime", served.engine, art, final["macs"], found["wall"], found["peak"])
+    ctx = ServeContext(data.input_names, data.sample_inputs(batch), threads, arch)
+    if art.suffix in (".onnx", ".xml"):
+        onnx = art.suffix == ".onnx"
+        served = serve_onnx(art, ctx) if onnx else serve_ir(art, ctx)
+        runtime = "onnxruntime" if onnx else "openvino"
+        add(name, runtime, served.engine, art, final["macs"], found["wall"], found["peak"])
         return served
     pt2 = art.suffix == ".pt2"  # else safetensors + manifest
     module = load_step_model(art)

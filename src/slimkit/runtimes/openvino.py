@@ -129,17 +129,23 @@ def _write_ir(state: ModelState, xml: Path, ctx: ServeContext) -> bool:
     return True
 
 
-@register_runtime("openvino", "OpenVINO, CPU plugin (IR converted from ONNX)", takes_graph=True)
-def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
-    xml = stem.with_suffix(".xml")
-    converted = _write_ir(state, xml, ctx)
+def serve_ir(xml: Path, ctx: ServeContext) -> Prepared:
+    """Serve an IR as it stands, at its recorded precision, on the faster thread count."""
     model = core().read_model(str(xml))
     precision = precision_of(model)
     many = engine_of(compile_ir(model, ctx.threads, precision), ctx.input_names)
     one = many if ctx.threads == 1 else engine_of(compile_ir(model, 1, precision), ctx.input_names)
     used, note = fewer_threads("openvino", many, one, ctx)
-    engine = one if used == 1 else many
-    if converted:  # the same function as the module: held to the fp32 tolerance
-        check = agreement(engine, state.module, ctx.check_inputs or ctx.sample_inputs)
+    return Prepared(one if used == 1 else many, xml, notes=(note,) if note else (), threads=used)
+
+
+@register_runtime("openvino", "OpenVINO, CPU plugin (IR converted from ONNX)", takes_graph=True)
+def _prepare(state: ModelState, stem: Path, ctx: ServeContext) -> Prepared:
+    xml = stem.with_suffix(".xml")
+    converted = _write_ir(state, xml, ctx)
+    prepared = serve_ir(xml, ctx)
+    if converted:  # the same function as the module: held to the fp32 (or bf16) tolerance
+        precision = precision_of(core().read_model(str(xml)))
+        check = agreement(prepared.engine, state.module, ctx.check_inputs or ctx.sample_inputs)
         check.check("bf16" if precision == "bf16" else "fp32", "OpenVINO model")
-    return Prepared(engine, xml, notes=(note,) if note else (), threads=used)
+    return prepared
