@@ -1,6 +1,6 @@
 """Model sources, built-in nets and architecture-as-data persistence."""
 
-from slimkit.models import (  # noqa: F401  (registers the built-in models)
+from slimkit.models import (  # noqa: F401  (register the built-in models and the .onnx form)
     graph_source,
     text,
     vision,
