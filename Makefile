@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	# 20 labelled ImageNet samples the EfficientNet test scores; read as files, foolbox's own
+	# dependencies (eagerpy, ...) are not needed
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps foolbox==3.3.4
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -45,6 +45,9 @@ class DataSpec(Config):
     max_length: int = Field(128, ge=8, le=4096, description="Token budget per text example.")
     text_column: str = "text"
     label_column: str = "label"
+    # options of one data set; a data set names the ones it reads (register_dataset(options=))
+    image_size: int | None = Field(None, ge=16, le=1024, description="elpv: image side, pixels.")
+    binary: bool = Field(False, description="elpv: two classes, defective (p >= 0.5) or not.")
 
     @classmethod
     def parse(cls, value: str | dict[str, Any] | DataSpec, where: str = "data") -> DataSpec:
@@ -67,15 +70,24 @@ class Examples:
     class_names: tuple[str, ...] | None = None
     # A source with its own held-out test set gives the test rows here.
     test: Examples | None = None
+    # Groups the split keeps in proportion in every part (default: the labels).
+    strata: np.ndarray | None = None
 
 
 Reader = Callable[[DataSpec, Path | None, Any], Examples]
 
 DATASETS: Registry[Callable[[DataSpec, Any], Examples]] = Registry("data set")
+# The DataSpec options each data set reads; any other data set refuses them.
+DATASET_OPTIONS = ("image_size", "binary")
+_READS: dict[str, tuple[str, ...]] = {}
 
 
-def register_dataset(name: str) -> Callable[[Callable[[DataSpec, Any], Examples]], Any]:
-    """Register a built-in data set reader ``f(spec, tokenizer) -> Examples``."""
+def register_dataset(
+    name: str, options: tuple[str, ...] = ()
+) -> Callable[[Callable[[DataSpec, Any], Examples]], Any]:
+    """Register a built-in data set reader ``f(spec, tokenizer) -> Examples``; ``options`` are
+    the data-set options of :class:`DataSpec` it reads (``image_size``, ``binary``)."""
+    _READS[name] = options
     return DATASETS.register(name)
 
 
@@ -346,6 +358,14 @@ DATA_FORMS = [
 
 def _read(spec: DataSpec, tokenizer: Any) -> Examples:
     source = spec.source
+    given = [o for o in DATASET_OPTIONS if getattr(spec, o) != DataSpec.model_fields[o].default]
+    refused = [o for o in given if o not in _READS.get(source, ())]
+    if refused:
+        takers = sorted(n for n, opts in _READS.items() if set(refused) <= set(opts))
+        raise DataLoadError(
+            f"Data set {source!r} does not read the option(s) {quote(refused)}; "
+            + (f"they belong to {', '.join(takers)}." if takers else "remove them.")
+        )
     for form in DATA_FORMS:
         if source.startswith(form.prefix) or source.endswith(form.suffixes):
             path = Path(source.removeprefix(form.prefix)).expanduser()
@@ -388,8 +408,9 @@ def load_data(spec: DataSpec | str, tokenizer: Any = None) -> DataBundle:
         raise DataLoadError(f"{spec.source}: needs at least 2 classes, found {num_classes}.")
     data = ArrayDataset(ex.inputs, torch.from_numpy(ex.labels))
     if ex.test is None:
+        strata = ex.labels if ex.strata is None else ex.strata
         train_i, val_i, test_i = split_indices(
-            ex.labels, spec.val_fraction, spec.test_fraction, spec.seed
+            strata, spec.val_fraction, spec.test_fraction, spec.seed
         )
         train, val, test = (data.subset(torch.from_numpy(i)) for i in (train_i, val_i, test_i))
         rows = SplitRows(train_i, val_i, test_i)

@@ -1,6 +1,7 @@
 """Model sources, built-in nets and architecture-as-data persistence."""
 
 from slimkit.models import (  # noqa: F401  (register the built-in models and the .onnx form)
+    efficientnet,
     graph_source,
     text,
     vision,
