@@ -85,12 +85,17 @@ def linear_weight_bytes(artifact: Path, model: torch.nn.Module) -> int:
 
 
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    cli = parser(__doc__.splitlines()[0])
+    cli.add_argument("--workloads", default="W1,W2", help="comma-separated: W1, W2")
+    args = cli.parse_args()
     quiet_libraries()
     threads = torch.get_num_threads()
     rows: list[dict[str, Any]] = []
     checks: dict[str, tuple[bool | None, str]] = {}
-    workloads = {"W1": WORKLOADS["W1"]} if args.quick else WORKLOADS
+    chosen = ["W1"] if args.quick else args.workloads.split(",")
+    if unknown := set(chosen) - set(WORKLOADS):
+        cli.error(f"unknown workload(s) {', '.join(sorted(unknown))}; choose from W1, W2")
+    workloads = {w: WORKLOADS[w] for w in chosen}
     for workload, (recipe_name, methods) in workloads.items():
         batch, found = run_workload(
             workload,
