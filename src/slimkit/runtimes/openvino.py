@@ -13,7 +13,9 @@ assumed:
   does an IR slimkit did not write.
 - **Threads.** The run's thread count or one, timed and the faster kept, as on every runtime.
 - **Latency hint.** ``PERFORMANCE_HINT: LATENCY`` (one stream): the pipeline times one request
-  at a time, as a service answering one caller does.
+  at a time, as a service answering one caller does. The ``THROUGHPUT`` hint splits the cores
+  into streams, so one request then runs on one stream's threads: the one-thread candidate
+  above is that case, measured.
 """
 
 from __future__ import annotations
