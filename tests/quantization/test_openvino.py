@@ -114,3 +114,35 @@ def test_a_users_onnx_graph_is_quantized_by_nncf_too(trained, tmp_path):
     result = quantize(graph, config, data, out_path=tmp_path / "q.onnx")
     assert result.quantized_layers == 3
     assert slimkit.evaluate(result, data, rounds=2)["runtime"] == "openvino"
+
+
+def test_model_type_is_nncfs_option_and_steers_its_tuning(trained, tmp_path):
+    from slimkit.errors import RecipeError
+    from slimkit.quantization import parse_quantize_config
+
+    with pytest.raises(RecipeError, match="model_type is an option of openvino"):
+        parse_quantize_config({"mode": "static-int8", "model_type": "transformer"}, "q")
+    net, data = trained
+
+    def activation_ranges(model_type: str) -> list[tuple[float, float]]:
+        config = StaticInt8Config(
+            backend="openvino", calibration_samples=32, model_type=model_type, recover=False
+        )
+        path = tmp_path / f"{model_type}.onnx"
+        result = quantize(copy.deepcopy(net), config, data, out_path=path)
+        assert result.quantized_layers == 3
+        model = ov.Core().read_model(str(result.artifact))
+        return [
+            (
+                float(op.input_value(1).get_node().get_data().min()),
+                float(op.input_value(2).get_node().get_data().max()),
+            )
+            for op in model.get_ordered_ops()
+            if op.get_type_name() == "FakeQuantize"
+            and op.input_value(0).get_node().get_type_name() != "Constant"
+        ]
+
+    # the transformer preset quantizes activations asymmetrically, the CNN one symmetrically:
+    # the option reaches NNCF and changes the ranges it sets
+    cnn, transformer = activation_ranges("cnn"), activation_ranges("transformer")
+    assert cnn and transformer and cnn != transformer

@@ -35,6 +35,7 @@ class Capabilities:
     narrow_weights: bool = False  # weight_bits below 8 (simulated inside int8 storage)
     takes_graph: bool = False  # quantizes a model that is only an ONNX graph
     corrections: str = ""  # the error corrections its quantizer applies on every attempt
+    model_types: bool = False  # tunes static int8 for a model type (StaticInt8Config.model_type)
 
 
 CAPABILITIES: dict[QuantBackend, Capabilities] = {
@@ -77,6 +78,7 @@ CAPABILITIES: dict[QuantBackend, Capabilities] = {
         estimators=(Estimator.MINMAX,),
         takes_graph=True,
         corrections="fast bias correction, and SmoothQuant on transformers",
+        model_types=True,
     ),
     QuantBackend.TORCH: Capabilities(
         label="torch",

@@ -38,6 +38,15 @@ class IntType(StrEnum):
     UINT8 = "uint8"
 
 
+class ModelKind(StrEnum):
+    """What a quantizer tunes for (NNCF's ``model_type``): ``transformer`` keeps activations
+    asymmetric and applies SmoothQuant; ``auto`` decides from the model."""
+
+    AUTO = "auto"  # a transformer family or token inputs: transformer; otherwise cnn
+    TRANSFORMER = "transformer"
+    CNN = "cnn"
+
+
 class Need(StrEnum):
     """What a mode takes from a data set besides traced and held-out examples."""
 
@@ -98,6 +107,9 @@ class StaticInt8Config(QuantizeConfig):
     # Fewer than 8 bits simulates narrower weights inside int8 storage (PT2E only): the way to
     # see what QAT recovers when 8 bits lose nothing.
     weight_bits: int = Field(8, ge=2, le=8, description="Below 8: narrower weights (torchao).")
+    model_type: ModelKind = Field(
+        ModelKind.AUTO, description="What the quantizer tunes for (openvino's NNCF)."
+    )
 
     @model_validator(mode="after")
     def _backend_supports_options(self) -> StaticInt8Config:
@@ -117,6 +129,9 @@ class StaticInt8Config(QuantizeConfig):
             raise ValueError(f"{caps.label} uses {words(caps.activations)} activations only")
         if not self.per_channel and not caps.per_tensor_weights:
             raise ValueError(f"{caps.label} quantizes weights per channel")
+        if self.model_type is not ModelKind.AUTO and not caps.model_types:
+            tuned = [c.label for c in CAPABILITIES.values() if c.model_types]
+            raise ValueError(f"model_type is an option of {words(tuned)} only")
         if self.weight_bits != 8 and not caps.narrow_weights:
             narrow = [c.label for c in CAPABILITIES.values() if c.narrow_weights]
             raise ValueError(f"weight_bits below 8 runs on {words(narrow)} only")

@@ -4,9 +4,9 @@ The model goes through slimkit's verified ONNX export (or is the ONNX graph a us
 ``openvino.convert_model``; NNCF quantizes the OpenVINO model and the result is saved as IR.
 
 - **static-int8**: ``nncf.quantize`` with the calibration batches, min/max activation ranges,
-  and the model type NNCF tunes for: ``TRANSFORMER`` for a model of a registered transformer
-  family or one that takes token ids (its preset then keeps activations asymmetric), else the
-  CNN default with symmetric activations (``PERFORMANCE``).
+  and the model type NNCF tunes for (``model_type``; by default ``TRANSFORMER`` for a model of a
+  registered transformer family or one that takes token ids, its preset then keeping activations
+  asymmetric, else the CNN default with symmetric activations, ``PERFORMANCE``).
 - **weight-only-int8 / int4**: ``nncf.compress_weights``; int8 per output channel (NNCF has no
   int8 groups), int4 symmetric in groups of ``group_size``, with NNCF's default of keeping the
   embeddings and the last layer in int8.
@@ -36,6 +36,7 @@ from slimkit.export.onnx import export_onnx
 from slimkit.models.families import find_family
 from slimkit.quantization.calibration import check_calibration
 from slimkit.quantization.configs import (
+    ModelKind,
     QuantizeConfig,
     StaticInt8Config,
     WeightOnlyConfig,
@@ -98,7 +99,11 @@ def _ignored_scope(
     return nncf.IgnoredScope(names=names, validate=False)
 
 
-def _is_transformer(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> bool:
+def _is_transformer(
+    model: nn.Module, config: StaticInt8Config, example_inputs: tuple[torch.Tensor, ...]
+) -> bool:
+    if config.model_type is not ModelKind.AUTO:
+        return config.model_type is ModelKind.TRANSFORMER
     return find_family(model, strict=False) is not None or any(
         not x.is_floating_point() for x in example_inputs
     )
@@ -145,7 +150,7 @@ def quantize_static_nncf(
     """Static int8 with ``nncf.quantize`` (see the module docstring)."""
     batches = list(calibration or ())
     check_calibration(batches)
-    transformer = _is_transformer(model, example_inputs)
+    transformer = _is_transformer(model, config, example_inputs)
     with tempfile.TemporaryDirectory(prefix="slimkit-nncf-") as tmp:
         ov_model = _convert(model, example_inputs, input_names, Path(tmp))
         dataset = nncf.Dataset(batches, lambda batch: [x.numpy() for x in batch])
