@@ -15,14 +15,13 @@ from slimkit import _yaml
 from slimkit.errors import ModelLoadError, RecipeError, quote
 from slimkit.models.graph import OnnxGraph
 from slimkit.models.persist import is_import_path
-from slimkit.models.sources import ModelSpec, SourceForm, register_source_form, tokenizer_dir
-
-
-def _file(path: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ModelLoadError(f"Model file or directory {str(p)!r} does not exist.")
-    return p
+from slimkit.models.sources import (
+    ModelSpec,
+    SourceForm,
+    existing_path,
+    register_source_form,
+    tokenizer_dir,
+)
 
 
 def build_graph(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
@@ -33,7 +32,7 @@ def build_graph(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
             f"An ONNX graph takes only the kwarg tokenizer (a folder, for text), not "
             f"{quote(unknown or ['weights'])}: its architecture and weights are in the file."
         )
-    return OnnxGraph(_file(spec.source))
+    return OnnxGraph(existing_path(spec.source))
 
 
 def graph_tokenizer(spec: ModelSpec) -> Path | None:
@@ -41,8 +40,8 @@ def graph_tokenizer(spec: ModelSpec) -> Path | None:
     holds one (optimum's export layout); else, for an artifact of a slimkit run, the tokenizer
     of the model its recipe names (the recipe read as data: no factory is imported)."""
     if "tokenizer" in spec.kwargs:
-        return _file(str(spec.kwargs["tokenizer"]))
-    folder = _file(spec.source).resolve().parent
+        return existing_path(str(spec.kwargs["tokenizer"]))
+    folder = existing_path(spec.source).resolve().parent
     if (folder / "tokenizer_config.json").is_file():
         return folder
     recipe = folder.parent / "recipe.yaml"

@@ -123,7 +123,8 @@ def register_source_form(form: SourceForm) -> SourceForm:
     return SOURCE_FORMS.add(form.name, form, help=form.example)
 
 
-def _existing(path: str) -> Path:
+def existing_path(path: str) -> Path:
+    """``path`` as a Path, or a ModelLoadError naming it when nothing is there."""
     p = Path(path).expanduser()
     if not p.exists():
         raise ModelLoadError(f"Model file or directory {str(p)!r} does not exist.")
@@ -139,7 +140,7 @@ def _build_hf(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
             f"{quote(unknown)}: its architecture comes from its config.json."
         )
     return text.load_classifier(
-        _existing(spec.source[3:]),
+        existing_path(spec.source[3:]),
         int(kwargs.get("num_classes", 2)),
         kwargs.get("pretrained", True),
         trust_remote_code=spec.trust_remote_code,
@@ -148,7 +149,7 @@ def _build_hf(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
 
 
 def _build_saved(spec: ModelSpec, hints: dict[str, Any]) -> nn.Module:
-    path = _existing(spec.source)
+    path = existing_path(spec.source)
     arch = persist.saved_arch(path)
     if arch is None:
         raise ModelLoadError(
@@ -182,7 +183,7 @@ def _import_factory(ref: str) -> Callable[..., nn.Module]:
     module_ref, _, attr = ref.rpartition(":")
     try:
         if module_ref.endswith(".py"):
-            path = _existing(module_ref)
+            path = existing_path(module_ref)
             mod_spec = importlib.util.spec_from_file_location(path.stem, path)
             assert mod_spec is not None and mod_spec.loader is not None
             module = importlib.util.module_from_spec(mod_spec)
@@ -288,7 +289,7 @@ def _registered_tokenizer(spec: ModelSpec) -> Path | None:
 
 
 def _saved_tokenizer(spec: ModelSpec) -> Path | None:
-    arch = persist.saved_arch(_existing(spec.source))
+    arch = persist.saved_arch(existing_path(spec.source))
     return tokenizer_dir(ModelSpec(source=arch.source)) if arch else None
 
 
@@ -299,7 +300,7 @@ def _hf_arch(spec: ModelSpec, hints: dict[str, Any]) -> Arch:
 
 
 def _saved_arch(spec: ModelSpec, hints: dict[str, Any]) -> Arch:
-    return persist.saved_arch(_existing(spec.source)) or Arch(source=spec.source)
+    return persist.saved_arch(existing_path(spec.source)) or Arch(source=spec.source)
 
 
 def _factory_arch(spec: ModelSpec, hints: dict[str, Any]) -> Arch:
@@ -314,9 +315,11 @@ register_source_form(
         "hf:path/to/dir",
         lambda s: s.startswith("hf:"),
         _build_hf,
-        lambda spec: _existing(spec.source[3:]),
+        lambda spec: existing_path(spec.source[3:]),
         _hf_arch,
-        lambda spec: not spec.kwargs.get("new_head") and text.has_head(_existing(spec.source[3:])),
+        lambda spec: (
+            not spec.kwargs.get("new_head") and text.has_head(existing_path(spec.source[3:]))
+        ),
     )
 )
 register_source_form(
@@ -373,7 +376,7 @@ def load_weights(model: nn.Module, weights: str | Path, trust: bool = False) -> 
     Checkpoints are read with ``weights_only=True`` unless ``trust`` (see
     :func:`slimkit.models.checkpoints.load_checkpoint_state`).
     """
-    path = _existing(str(weights))
+    path = existing_path(str(weights))
     if path.suffix == ".safetensors":
         persist.load_weights_into(model, path)
     else:
