@@ -71,3 +71,29 @@ def trained_tiny_cnn(data) -> nn.Module:
     net = tiny_models().tiny_cnn(num_classes=3, in_channels=1, width=8)
     train(net, data, TrainConfig(epochs=5, lr=0.02, batch_size=16))
     return net.eval()
+
+
+def outlier_net(blobs_npz: Path):
+    """A trained MLP whose hidden channel 0 is scaled 1000x, compensated in the next layer.
+
+    ReLU is positive-homogeneous, so the float model computes the same function; but the input
+    of the last layer now has one huge channel, which a per-tensor int8 activation scale cannot
+    represent beside the others: static int8 loses badly, and mostly because of that layer.
+    """
+    import torch
+
+    from slimkit.data import load_data
+    from slimkit.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    data = load_data(str(blobs_npz))
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
+    train(net, data, TrainConfig(epochs=6, lr=0.02, batch_size=16))
+    x = data.test.inputs[0][:64]
+    before = net(x)
+    with torch.no_grad():
+        net[1].weight[0] *= 1000.0
+        net[1].bias[0] *= 1000.0
+        net[3].weight[:, 0] /= 1000.0
+    torch.testing.assert_close(net(x), before, rtol=1e-3, atol=1e-3)
+    return net.eval(), data

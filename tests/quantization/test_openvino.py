@@ -146,3 +146,29 @@ def test_model_type_is_nncfs_option_and_steers_its_tuning(trained, tmp_path):
     # the option reaches NNCF and changes the ranges it sets
     cnn, transformer = activation_ranges("cnn"), activation_ranges("transformer")
     assert cnn and transformer and cnn != transformer
+
+
+def test_nnccfs_accuracy_control_is_the_ladders_rung_for_openvino(blobs_npz, tmp_path):
+    """On a net whose last layer's input has one channel 1000x the others, NNCF's int8 loses
+    points; the ladder's accuracy-control rung returns layers to float until the budget holds."""
+    from tests.helpers import outlier_net
+
+    from slimkit.quantization._candidates import build, val_accuracy
+    from slimkit.quantization.recovery import recover
+
+    net, data = outlier_net(blobs_npz)
+    config = StaticInt8Config(backend="openvino", calibration_samples=128, max_accuracy_drop=0.5)
+    calibration = [inputs for inputs, _ in data.calibration(128).batches(32)]
+    first = build(net, config, data, tmp_path / "q.onnx", calibration)
+    result, _, log = recover(
+        net, config, first, data=data, out_path=tmp_path / "q.onnx", batch_size=2,
+        calibration=calibration,
+    )  # fmt: skip
+    start = float(log[0].split()[1].rstrip("%"))
+    float_accuracy = val_accuracy(lambda x: net(*x), data)
+    assert float_accuracy - start > 0.5, "the model must miss the budget"
+    assert any(line.startswith("error corrections: openvino") for line in log)
+    controlled = [line for line in log if line.startswith("openvino (NNCF) accuracy control")]
+    assert controlled, log
+    assert float_accuracy - float(controlled[0].split(": ")[1].split("%")[0]) <= 0.5
+    assert result.runtime == "openvino" and result.float_layers

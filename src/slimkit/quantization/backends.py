@@ -18,6 +18,7 @@ from slimkit.quantization.configs import Estimator, IntType, QuantBackend
 # handler(model, config, *, example_inputs, input_names, out_path, calibration, train_loop,
 # check_inputs) -> QuantizedModel
 Handler = Callable[..., Any]
+ACCURACY_CONTROL = "accuracy-control"  # handler()'s name for a backend's accuracy-aware int8
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class Capabilities:
     takes_graph: bool = False  # quantizes a model that is only an ONNX graph
     corrections: str = ""  # the error corrections its quantizer applies on every attempt
     model_types: bool = False  # tunes static int8 for a model type (StaticInt8Config.model_type)
+    # accuracy-aware static int8: handler(model, config, data=, out_path=, calibration=,
+    # max_drop=) -> QuantizedModel, a rung of the recovery ladder
+    accuracy_control: str | Handler | None = None
 
 
 CAPABILITIES: dict[QuantBackend, Capabilities] = {
@@ -79,6 +83,7 @@ CAPABILITIES: dict[QuantBackend, Capabilities] = {
         takes_graph=True,
         corrections="fast bias correction, and SmoothQuant on transformers",
         model_types=True,
+        accuracy_control="openvino:quantize_with_accuracy_control_nncf",
     ),
     QuantBackend.TORCH: Capabilities(
         label="torch",
@@ -106,10 +111,12 @@ def register_quantizer(mode: str, backend: QuantBackend | str) -> Callable[[Hand
 
 
 def handler(backend: QuantBackend, mode: str) -> Handler | None:
-    """The handler of ``mode`` on ``backend``, imported now if the table names it by module:
-    torchao and ONNX Runtime's quantization tools take seconds to import, and ``import slimkit``
-    should not pay for backends a run never touches."""
-    ref = CAPABILITIES[backend].handlers.get(mode)
+    """The handler of ``mode`` on ``backend`` (``accuracy-control``: its accuracy-aware static
+    int8), imported now if the table names it by module: torchao and ONNX Runtime's
+    quantization tools take seconds to import, and ``import slimkit`` should not pay for
+    backends a run never touches."""
+    caps = CAPABILITIES[backend]
+    ref = caps.accuracy_control if mode == ACCURACY_CONTROL else caps.handlers.get(mode)
     if ref is None or callable(ref):
         return ref
     module, _, name = ref.partition(":")

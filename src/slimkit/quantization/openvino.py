@@ -24,6 +24,7 @@ import logging
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import nncf
 import openvino as ov
@@ -32,6 +33,7 @@ from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 from torch import nn
 
+from slimkit.data.bundle import DataBundle
 from slimkit.export.onnx import export_onnx
 from slimkit.models.families import find_family
 from slimkit.quantization.calibration import check_calibration
@@ -216,3 +218,50 @@ def to_bf16_openvino(
     compiled = compile_ir(core().read_model(str(xml)), 1, "bf16")
     check = agreement(engine_of(compiled, input_names), model, check_inputs or example_inputs)
     return QuantizedModel(model, "openvino", len(_weight_ops(ov_model)), [], xml, check)
+
+
+def quantize_with_accuracy_control_nncf(
+    model: nn.Module,
+    config: StaticInt8Config,
+    *,
+    data: DataBundle,
+    out_path: Path,
+    calibration: list[tuple[torch.Tensor, ...]],
+    max_drop: float,
+) -> QuantizedModel:
+    """NNCF's accuracy-aware int8: quantize, then return layers to float, most harmful first
+    (as NNCF ranks them), until validation accuracy is within ``max_drop`` points of the float
+    model's, scored by slimkit's accuracy on the validation split."""
+    check_calibration(calibration)
+    example = data.sample_inputs(8)
+    transformer = _is_transformer(model, config, example)
+    validation = [(x, y) for x, y in data.val.batches(64)]
+
+    def validate(compiled: ov.CompiledModel, items: Iterable[Any]) -> tuple[float, None]:
+        correct = total = 0
+        for inputs, labels in items:
+            logits = compiled([x.numpy() for x in inputs])[0]
+            correct += int((logits.argmax(axis=1) == labels.numpy()).sum())
+            total += len(labels)
+        return correct / max(total, 1), None
+
+    with tempfile.TemporaryDirectory(prefix="slimkit-nncf-") as tmp:
+        ov_model = _convert(model, example, data.input_names, Path(tmp))
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantized = nncf.quantize_with_accuracy_control(
+                ov_model,
+                nncf.Dataset(calibration, lambda batch: [x.numpy() for x in batch]),
+                nncf.Dataset(validation),
+                validation_fn=validate,
+                max_drop=max_drop / 100.0,
+                drop_type=nncf.DropType.ABSOLUTE,
+                subset_size=len(calibration),
+                preset=(
+                    nncf.QuantizationPreset.MIXED
+                    if transformer
+                    else nncf.QuantizationPreset.PERFORMANCE
+                ),
+                model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+                ignored_scope=_ignored_scope(model, config, ov_model),
+            )
+        return _finish(model, quantized, out_path, data.input_names, data.held_out_inputs())

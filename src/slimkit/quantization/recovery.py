@@ -7,9 +7,12 @@ logged with its effect; the climb stops at the first attempt within ``max_accura
 2. a better activation range estimator (those the backend offers: percentile, entropy, mse);
 3. bias correction / cross-layer equalization: neither ONNX Runtime's nor torchao's quantizer
    offers them, so the rung is logged as unavailable rather than pretended;
-4. keeping the most sensitive layers in float, where a layer's sensitivity is the validation
+4. the backend's own accuracy-aware quantization where it has one (NNCF's accuracy control,
+   which returns layers to float in its own ranking until the budget holds, from one
+   quantization rather than one per layer);
+5. keeping the most sensitive layers in float, where a layer's sensitivity is the validation
    accuracy with only that layer quantized; the worst are kept float one at a time;
-5. a short quantization-aware training (one epoch of QAT, torchao PT2E).
+6. a short quantization-aware training (one epoch of QAT, torchao PT2E).
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from slimkit.quantization import (
     QuantizeConfig,
     QuantizedModel,
     StaticInt8Config,
+    backends,
 )
 from slimkit.quantization._candidates import adopt, build, serve, val_accuracy, variant, workspace
-from slimkit.quantization.backends import CAPABILITIES
+from slimkit.quantization.backends import ACCURACY_CONTROL, CAPABILITIES
 from slimkit.quantization.configs import Estimator
 from slimkit.quantization.coverage import ignored_layers
 from slimkit.training.config import TrainConfig
@@ -101,10 +105,14 @@ def recover(
             f"start: {first_acc:.2f}% vs float {climb.float_accuracy:.2f}% "
             f"(budget {config.max_accuracy_drop} points)"
         )
-        for rung in (_per_channel, _estimators, _equalization, _keep_sensitive_float):
+        for rung in (_per_channel, _estimators, _equalization):
             if climb.met:
                 break
             rung(climb, attempt, model)
+        if not climb.met and batches is not None:
+            _accuracy_control(climb, model, data, work, batches, batch_size)
+        if not climb.met:
+            _keep_sensitive_float(climb, attempt, model)
         if not climb.met and trainer is not None:
             _short_qat(climb, attempt, trainer)
         if not climb.met:
@@ -207,6 +215,37 @@ def _keep_sensitive_float(climb: Climb, attempt: Attempt, model: nn.Module) -> N
         climb.record(f"keep {', '.join(keep)} float", result, variant, acc)
         if climb.met:
             break
+
+
+def _accuracy_control(
+    climb: Climb,
+    model: nn.Module,
+    data: DataBundle,
+    work: Path,
+    batches: list[tuple[torch.Tensor, ...]],
+    batch_size: int,
+) -> None:
+    cfg = climb.best_config
+    build_it = backends.handler(cfg.backend, ACCURACY_CONTROL)
+    if build_it is None or not isinstance(cfg, StaticInt8Config):
+        climb.log.append(
+            f"accuracy-aware quantization: not offered by {cfg.backend} for {cfg.mode}"
+        )
+        return
+    try:
+        result = build_it(
+            model,
+            cfg,
+            data=data,
+            out_path=work / "controlled.onnx",
+            calibration=batches,
+            max_drop=climb.budget,
+        )
+    except (StepError, RuntimeError) as err:  # NNCF raises its own errors as RuntimeError
+        climb.log.append(f"accuracy-aware quantization: {str(err).splitlines()[0]}")
+        return
+    acc = val_accuracy(serve(result, data, work, "controlled", batch_size), data)
+    climb.record(f"{CAPABILITIES[cfg.backend].label} accuracy control", result, cfg, acc)
 
 
 def _short_qat(climb: Climb, attempt: Attempt, trainer: Trainer) -> None:
