@@ -131,10 +131,12 @@ def auto(
             train=_train(recipe),
             quantize=(
                 "none",
+                # in the space's order of preference: its corner takes the first
                 *(
                     f"{mode}@{b}"
-                    for b in QUANT_BACKENDS[config.backend]
-                    for mode in space.quantize.get(b, ())
+                    for b, modes in space.quantize.items()
+                    if b in QUANT_BACKENDS[config.backend]
+                    for mode in modes
                     if mode in CAPABILITIES[QuantBackend(b)].handlers
                 ),
             ),
