@@ -78,10 +78,14 @@ def test_a_torn_graph_file_is_refused(net_and_data, tmp_path: Path):
 def test_a_quantized_graph_far_from_its_float_model_is_reported_with_its_difference(
     blobs_npz: Path, tmp_path: Path
 ):
-    from tests.quantization.test_recovery import _first, _outlier_net
+    from tests.helpers import outlier_net
 
-    net, data = _outlier_net(blobs_npz)
-    result, _ = _first(net, data, StaticInt8Config(per_channel=False), tmp_path / "q.onnx")
+    from slimkit.quantization._candidates import build
+
+    net, data = outlier_net(blobs_npz)
+    calibration = [inputs for inputs, _ in data.calibration(128).batches(32)]
+    config = StaticInt8Config(per_channel=False)
+    result = build(net, config, data, tmp_path / "q.onnx", calibration)
     assert result.agreement is not None
     with pytest.raises(ExportError, match=r"int8 ONNX model's outputs differ .*recovery ladder"):
         result.agreement.check("int8")

@@ -9,11 +9,10 @@ from __future__ import annotations
 import contextlib
 import copy
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from tests.helpers import tiny_models
+from tests.helpers import family_bundle, tiny_models
 from torch import nn
 
 from slimkit.distillation.configs import KeepEveryStudent
@@ -200,27 +199,6 @@ def test_export_hf_writes_what_transformers_loads_to_the_same_logits(
         torch.testing.assert_close(logits, headless(*inputs), rtol=1e-5, atol=1e-5)
 
 
-def _bundle(family: str) -> Any:
-    """48 / 16 / 16 examples of the family's inputs in 3 classes, each class marked (a brighter
-    channel, a class token first) so that training has something to learn."""
-    from slimkit.data.bundle import ArrayDataset, DataBundle
-
-    g = torch.Generator().manual_seed(0)
-
-    def split(n: int) -> ArrayDataset:
-        labels = torch.randint(0, 3, (n,), generator=g)
-        if family == "vit":
-            pixels = torch.randn(n, 3, 16, 16, generator=g)
-            pixels[torch.arange(n), labels] += 2.0
-            return ArrayDataset((pixels,), labels)
-        ids = torch.randint(5, 60, (n, 10), generator=g)
-        ids[:, 0] = 2 + labels
-        return ArrayDataset((ids, torch.ones_like(ids)), labels)
-
-    names = ("pixel_values",) if family == "vit" else ("input_ids", "attention_mask")
-    return DataBundle("toy", split(48), split(16), split(16), 3, names)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_every_family_trains_distils_and_quantizes_on_every_backend(family: str):
@@ -236,7 +214,7 @@ def test_every_family_trains_distils_and_quantizes_on_every_backend(family: str)
     )
     from slimkit.training import TrainConfig
 
-    data = _bundle(family)
+    data = family_bundle(family)
     net = _net(family)
     schedule = TrainConfig(epochs=2, batch_size=16, unfreeze="gradual", layer_lr_decay=0.8)
     assert len(slimkit.train(net, data, schedule).loss) == 2
@@ -284,4 +262,4 @@ def test_a_calibrator_that_cannot_read_a_graph_is_a_named_error(monkeypatch):
     monkeypatch.setattr(ort_backend, "quantize_static", inhomogeneous)
     config = StaticInt8Config(calibration_samples=16, estimator="entropy", recover=False)
     with pytest.raises(StepError, match=r"entropy calibration failed on this graph.*minmax"):
-        slimkit.quantize(_net("bert"), config, _bundle("bert"))
+        slimkit.quantize(_net("bert"), config, family_bundle("bert"))

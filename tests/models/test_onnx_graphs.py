@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.helpers import tiny_models
+from tests.helpers import family_bundle, tiny_models
 from torch import nn
 
 import slimkit
@@ -62,9 +62,7 @@ def test_graph_macs_match_pytorch_through_every_onnx_runtime_quantization(
 ):
     """Counted from one run of the graph, so ONNX Runtime's own ops (MatMulInteger,
     MatMulNBits) count as the matrix products they are; GQA and image inputs included."""
-    from tests.models.test_families import _bundle
-
-    net, data = tiny_models().tiny_hf(family), _bundle(family)
+    net, data = tiny_models().tiny_hf(family), family_bundle(family)
     x = data.sample_inputs(1)
     want = count_macs(net, x)
     assert count_macs(_graph(net, data, tmp_path / "float.onnx"), x) == want
