@@ -352,7 +352,7 @@ def _serve_again(
     add: Any, add_state: Any, found: dict[str, Any], data: Any, batch: int, threads: int, arch: Any
 ) -> Prepared:
     """Load auto's final artifact the way its runtime would and add it to the timed entries."""
-    from slimkit.resume import load_step_model
+    from slimkit.models import ModelSpec, build_model
     from slimkit.runtimes.base import ServeContext
     from slimkit.runtimes.onnxruntime import serve_onnx
     from slimkit.runtimes.openvino import serve_ir
@@ -367,7 +367,8 @@ def _serve_again(
         add(name, runtime, served.engine, art, final["macs"], found["wall"], found["peak"])
         return served
     pt2 = art.suffix == ".pt2"  # else safetensors + manifest
-    module = load_step_model(art)
+    # the benchmark's own artifact, written by this process: trusted as such
+    module = torch.export.load(art).module() if pt2 else build_model(ModelSpec.parse(str(art)))
     state = ModelState(module, final["runtime"], artifact=art if pt2 else None)
     return add_state(name, state, module, found["wall"], found["peak"], final["macs"])
 
