@@ -148,7 +148,8 @@ def test_model_type_is_nncfs_option_and_steers_its_tuning(trained, tmp_path):
     assert cnn and transformer and cnn != transformer
 
 
-def test_nnccfs_accuracy_control_is_the_ladders_rung_for_openvino(blobs_npz, tmp_path):
+@pytest.mark.slow
+def test_nncfs_accuracy_control_is_the_ladders_rung_for_openvino(blobs_npz, tmp_path):
     """On a net whose last layer's input has one channel 1000x the others, NNCF's int8 loses
     points; the ladder's accuracy-control rung returns layers to float until the budget holds."""
     from tests.helpers import outlier_net
