@@ -7,7 +7,7 @@ writes) and ``runtimes/`` (which serves them).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,31 +46,44 @@ def session(path: Path, threads: int, fold_weights: bool = False) -> ort.Inferen
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def feeds(
-    sess: ort.InferenceSession, names: Sequence[str], inputs: Sequence[torch.Tensor]
-) -> dict[str, np.ndarray]:
-    """The session's inputs from a data set's named tensors.
+Arrange = Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]
+
+
+def arrangement(wanted: Sequence[str], names: Sequence[str]) -> Arrange:
+    """How a data set's inputs, named ``names``, become a graph's inputs ``wanted``, in order.
 
     By name where the graph's input names are the data's (slimkit's own exports, most
     converters), else by position when the counts match (a graph from another tool that names
     its image input ``input_1``). A ``token_type_ids`` input the data does not have is fed
-    zeros, as BERT's tokenizer gives a single text. Each array is cast to the element type the
-    graph declares (int32 token ids are common in graphs converted from TensorFlow).
+    zeros, as BERT's tokenizer gives a single text. Decided once, so a runtime that serves a
+    small model at batch 1 pays nothing per call for it.
     """
-    given = dict(zip(names, inputs, strict=True))
+    names = list(names)
+    if all(n in names for n in wanted):
+        picks = [names.index(n) for n in wanted]
+        return lambda inputs: [inputs[i] for i in picks]
+    if "input_ids" in names and all(n in [*names, "token_type_ids"] for n in wanted):
+        ids = names.index("input_ids")
+        picks = [names.index(n) if n in names else -1 for n in wanted]
+        return lambda inputs: [
+            inputs[i] if i >= 0 else torch.zeros_like(inputs[ids]) for i in picks
+        ]
+    if len(wanted) == len(names):
+        return list
+    raise ShapeMismatchError(
+        f"The graph takes inputs {list(wanted)}, the data gives {names}: name the graph's "
+        "inputs as the data does, or use data with as many inputs as the graph."
+    )
+
+
+def feeds(
+    sess: ort.InferenceSession, names: Sequence[str], inputs: Sequence[torch.Tensor]
+) -> dict[str, np.ndarray]:
+    """The session's inputs from a data set's named tensors (see :func:`arrangement`), each
+    cast to the element type the graph declares (int32 token ids are common in graphs converted
+    from TensorFlow)."""
     wanted = sess.get_inputs()
-    if "token_type_ids" not in given and "input_ids" in given:
-        given["token_type_ids"] = torch.zeros_like(given["input_ids"])
-    if all(i.name in given for i in wanted):
-        arrays = [given[i.name] for i in wanted]
-    elif len(wanted) == len(inputs):
-        arrays = list(inputs)
-    else:
-        raise ShapeMismatchError(
-            f"The graph takes inputs {[i.name for i in wanted]}, the data gives "
-            f"{list(names)}: name the graph's inputs as the data does, or use data with "
-            "as many inputs as the graph."
-        )
+    arrays = arrangement([i.name for i in wanted], names)(inputs)
     return {
         i.name: x.numpy().astype(_NUMPY.get(i.type) or x.numpy().dtype, copy=False)
         for i, x in zip(wanted, arrays, strict=True)

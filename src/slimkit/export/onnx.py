@@ -128,6 +128,18 @@ class Agreement:
     max_diff: float  # largest |ONNX output - PyTorch output|
     scale: float  # largest |PyTorch output|
 
+    @classmethod
+    def between(cls, got: np.ndarray, want: np.ndarray, what: str = "ONNX model") -> Agreement:
+        """How far ``got`` (a runtime's outputs) lies from ``want`` (PyTorch's); raises
+        :class:`ExportError` for outputs of another shape or non-finite ones."""
+        if got.shape != want.shape or not np.isfinite(got).all():
+            found = "non-finite values" if got.shape == want.shape else got.shape
+            raise ExportError(
+                f"The {what} gives {found} where PyTorch gives finite outputs of shape "
+                f"{want.shape}."
+            )
+        return cls(float(np.max(np.abs(got - want))), float(np.max(np.abs(want))))
+
     def check(self, precision: str, what: str = "ONNX model") -> None:
         """Raise :class:`ExportError`, naming the largest difference, beyond the tolerance."""
         tolerance = TOLERANCES[precision]
@@ -168,12 +180,7 @@ def compare_onnx(
     got = sess.run(None, {n: x.numpy() for n, x in zip(input_names, inputs, strict=True)})[0]
     with torch.inference_mode():
         want = model(*inputs).float().numpy()
-    if got.shape != want.shape or not np.isfinite(got).all():
-        raise ExportError(
-            f"The ONNX model gives {'non-finite values' if got.shape == want.shape else got.shape} "
-            f"where PyTorch gives finite outputs of shape {want.shape}."
-        )
-    return Agreement(float(np.max(np.abs(got - want))), float(np.max(np.abs(want))))
+    return Agreement.between(got, want)
 
 
 def verify_onnx(
