@@ -111,6 +111,26 @@ def _is_transformer(
     )
 
 
+def _static_settings(
+    model: nn.Module,
+    config: StaticInt8Config,
+    example_inputs: tuple[torch.Tensor, ...],
+    ov_model: ov.Model,
+    batches: list[tuple[torch.Tensor, ...]],
+) -> dict[str, Any]:
+    """What both static-int8 paths (plain and accuracy-controlled) hand ``nncf``: the
+    calibration set, the preset and model type, the ignored scope."""
+    transformer = _is_transformer(model, config, example_inputs)
+    presets = nncf.QuantizationPreset
+    return {
+        "calibration_dataset": nncf.Dataset(batches, lambda batch: [x.numpy() for x in batch]),
+        "subset_size": len(batches),
+        "preset": presets.MIXED if transformer else presets.PERFORMANCE,
+        "model_type": nncf.ModelType.TRANSFORMER if transformer else None,
+        "ignored_scope": _ignored_scope(model, config, ov_model),
+    }
+
+
 def _convert(
     model: nn.Module,
     example_inputs: tuple[torch.Tensor, ...],
@@ -152,20 +172,12 @@ def quantize_static_nncf(
     """Static int8 with ``nncf.quantize`` (see the module docstring)."""
     batches = list(calibration or ())
     check_calibration(batches)
-    transformer = _is_transformer(model, config, example_inputs)
     with tempfile.TemporaryDirectory(prefix="slimkit-nncf-") as tmp:
         ov_model = _convert(model, example_inputs, input_names, Path(tmp))
-        dataset = nncf.Dataset(batches, lambda batch: [x.numpy() for x in batch])
         with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws progress bars
             quantized = nncf.quantize(
                 ov_model,
-                dataset,
-                subset_size=len(batches),
-                preset=nncf.QuantizationPreset.MIXED
-                if transformer
-                else nncf.QuantizationPreset.PERFORMANCE,
-                model_type=nncf.ModelType.TRANSFORMER if transformer else None,
-                ignored_scope=_ignored_scope(model, config, ov_model),
+                **_static_settings(model, config, example_inputs, ov_model, batches),
                 advanced_parameters=AdvancedQuantizationParameters(
                     activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
                 ),
@@ -234,7 +246,6 @@ def quantize_with_accuracy_control_nncf(
     model's, scored by slimkit's accuracy on the validation split."""
     check_calibration(calibration)
     example = data.sample_inputs(8)
-    transformer = _is_transformer(model, config, example)
     validation = [(x, y) for x, y in data.val.batches(64)]
 
     def validate(compiled: ov.CompiledModel, items: Iterable[Any]) -> tuple[float, None]:
@@ -250,18 +261,10 @@ def quantize_with_accuracy_control_nncf(
         with contextlib.redirect_stdout(io.StringIO()):
             quantized = nncf.quantize_with_accuracy_control(
                 ov_model,
-                nncf.Dataset(calibration, lambda batch: [x.numpy() for x in batch]),
-                nncf.Dataset(validation),
+                validation_dataset=nncf.Dataset(validation),
                 validation_fn=validate,
                 max_drop=max_drop / 100.0,
                 drop_type=nncf.DropType.ABSOLUTE,
-                subset_size=len(calibration),
-                preset=(
-                    nncf.QuantizationPreset.MIXED
-                    if transformer
-                    else nncf.QuantizationPreset.PERFORMANCE
-                ),
-                model_type=nncf.ModelType.TRANSFORMER if transformer else None,
-                ignored_scope=_ignored_scope(model, config, ov_model),
+                **_static_settings(model, config, example, ov_model, calibration),
             )
         return _finish(model, quantized, out_path, data.input_names, data.held_out_inputs())
