@@ -288,17 +288,16 @@ class Session:
     def references(self, baseline: Done, root: Path) -> list[Measurement]:
         """The baseline served on each of ``evaluation.baseline_runtimes`` other than its own
         (``baseline@openvino``, ...), for a speedup against the baseline's fastest runtime."""
-        start = time.perf_counter()
         out = []
         for runtime in self.recipe.evaluation.baseline_runtimes:
             if runtime == baseline.state.runtime:
                 continue
+            start = time.perf_counter()
             state = ModelState(self.base.model, runtime)
             stem = root / f"00-baseline-{runtime}"
             m = self.measure(f"baseline@{runtime}", "reference", state, stem, baseline.arch)
             m.wall_s = time.perf_counter() - start
             out.append(m)
-            start = time.perf_counter()
         return out
 
     def time(self, records: list[Measurement], progress: Progress = SILENT) -> None:

@@ -71,20 +71,13 @@ class EvaluationConfig(Config):
             data = {("runtime" if k == "backend" else k): v for k, v in data.items()}
         return data
 
-    @field_validator("runtime")
+    @field_validator("runtime", "baseline_runtimes")
     @classmethod
-    def _known_runtime(cls, v: str | None) -> str | None:
-        if v is not None and v not in RUNTIMES:
-            raise ValueError(RUNTIMES.unknown_message(v))
-        return v
-
-    @field_validator("baseline_runtimes")
-    @classmethod
-    def _known_runtimes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for name in v:
+    def _known_runtimes(cls, v: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        for name in (v,) if isinstance(v, str) else v or ():
             if name not in RUNTIMES:
                 raise ValueError(RUNTIMES.unknown_message(name))
-        return tuple(dict.fromkeys(v))
+        return tuple(dict.fromkeys(v)) if isinstance(v, tuple) else v
 
     @field_validator("metrics")
     @classmethod

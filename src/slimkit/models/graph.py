@@ -113,7 +113,7 @@ def _zero_point(
     if zero.ndim == 0 or zero.size == 1:
         return int(zero.reshape(-1)[0])
     axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-    if node.op_type in ("MatMulInteger",):
+    if node.op_type == "MatMulInteger":
         axis = len(shape) - 1  # per output column
     if node.op_type in ("ConvInteger", "QLinearConv"):
         axis = 0
