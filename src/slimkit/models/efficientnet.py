@@ -41,7 +41,7 @@ BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, which the weights were trained
 STEM, HEAD = 32, 1280
 # Inputs as the TensorFlow Lite models take them: (pixel - 127) / 128, the same for every
 # channel, so a gray image fed to the summed stem is exactly the RGB model on that image in gray.
-# With ImageNet's per-channel mean and std instead, 15 of the 20 labelled samples score, not 18.
+# ImageNet's per-channel mean and std score fewer labelled samples (docs/measurements.md).
 MEAN, STD = 127.0 / 255.0, 128.0 / 255.0
 
 

@@ -292,8 +292,7 @@ register_space(
         transformer,
         transformer_corner,
         # NNCF's static int8 with its transformer model type first: the fastest plain int8 of
-        # MiniLM here, 4.7x eager against 3.1x for torchao's w8a8 and 2.2x for ONNX Runtime's
-        # dynamic int8 (docs/measurements.md, "Quantization benchmark")
+        # MiniLM measured here (docs/measurements.md, "Quantization benchmark")
         {
             "openvino": ("static-int8",),
             "onnxruntime": ("dynamic-int8",),
