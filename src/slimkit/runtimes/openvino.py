@@ -86,7 +86,8 @@ def compile_ir(model: ov.Model, threads: int, precision: str | None) -> ov.Compi
 def engine_of(compiled: ov.CompiledModel, names: tuple[str, ...]) -> Engine:
     """A callable from input tensors to logits over one reusable infer request, inputs and
     outputs shared with NumPy rather than copied (most of the call's cost at batch 1 on a small
-    CNN: docs/measurements.md, "OpenVINO's precision and call overhead"). Inputs are arranged as for ONNX Runtime (:func:`~slimkit.sessions.arrangement`)."""
+    CNN: docs/measurements.md, "OpenVINO's precision and call overhead"). Inputs are arranged
+    as for ONNX Runtime (:func:`~slimkit.sessions.arrangement`)."""
     request = compiled.create_infer_request()
     arrange = arrangement([i.get_any_name() for i in compiled.inputs], names)
 
