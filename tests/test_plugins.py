@@ -105,7 +105,15 @@ def test_slimkit_auto_searches_the_plugins_space(tmp_path: Path):
         str(tmp_path / "auto"),
     )
     assert done.returncode == 0, done.stderr
+    trials = json.loads((tmp_path / "auto" / "search" / "trials.json").read_text())["trials"]
+    assert len(trials) == 2
+    kept = []
+    for trial in trials:  # each drew from the plugin's space and applied its pruning method
+        assert trial["params"]["sparsity"] in (0.25, 0.5)
+        rolled_back = [n for n in trial["notes"] if n.startswith("rolled back prune")]
+        # on a 15-microsecond model, timing noise alone can make the pruned one "slower"
+        assert len(trial["steps"]) + len(rolled_back) == 1
+        kept += trial["steps"]
+    assert all(s["prune"]["method"] == "example-random" for s in kept)
     best = yaml.safe_load((tmp_path / "auto" / "best-recipe.yaml").read_text())
-    (step,) = best["steps"]
-    assert step["prune"]["method"] == "example-random"
-    assert step["prune"]["sparsity"] in (0.25, 0.5)
+    assert best["steps"] == [] or best["steps"][0] in kept
