@@ -12,6 +12,7 @@ from torch import nn
 from slimkit.data import load_data
 from slimkit.data.bundle import DataBundle
 from slimkit.errors import StepError
+from slimkit.export import export_onnx
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.models import ModelSpec, build_model
 from slimkit.pruning import MagnitudeConfig, prune
@@ -179,11 +180,20 @@ def test_weight_decay_is_decoupled_for_sgd_too():
     assert torch.allclose(net.weight, torch.full((2, 2), 2.0 * (1 - 0.1 * 0.5)))
 
 
-def test_bf16_mixed_precision_trains(blobs_npz: Path, fixtures_on_path: Path):
+def test_bf16_mixed_precision_trains(blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path):
     data, net = _tiny(blobs_npz, fixtures_on_path)
     history = train(net, data, TrainConfig(epochs=3, lr=0.02, batch_size=16, precision="bf16"))
     assert max(history.val_accuracy) >= 90.0
     assert net[0].weight.dtype == torch.float32  # autocast: master weights stay fp32
+    # the trained model computes in fp32 again: exactly its own layers run in fp32, and an
+    # ONNX export of it holds no bfloat16
+    x = data.test.inputs[0][:8]
+    with torch.inference_mode():
+        expected = x
+        for layer in net:
+            expected = layer(expected)
+        assert torch.equal(net(x), expected)
+    export_onnx(net, (x,), ("pixels",), tmp_path / "net.onnx")
     train(net, data, TrainConfig(epochs=1, lr=0.01, batch_size=16))  # and fp32 works after
 
 
@@ -240,3 +250,15 @@ def test_the_note_names_the_epoch_that_was_kept(blobs_npz: Path, fixtures_on_pat
     )
     best = last.model_copy(update={"keep_best": True})
     assert "best validation accuracy" in describe(history, "trained", best)
+
+
+def test_random_flip_mirrors_whole_images_and_keeps_every_pixel():
+    from slimkit.training.augment import AUGMENTS
+
+    images = torch.arange(4 * 1 * 3 * 3, dtype=torch.float32).reshape(4, 1, 3, 3)
+    flipped = AUGMENTS.get("random-flip")(images, torch.Generator().manual_seed(0))
+    forms = [lambda x: x, lambda x: x.flip(-1), lambda x: x.flip(-2), lambda x: x.flip(-1, -2)]
+    for original, out in zip(images, flipped, strict=True):
+        assert any(torch.equal(form(original), out) for form in forms)
+    many = AUGMENTS.get("random-flip")(images.repeat(50, 1, 1, 1), torch.Generator())
+    assert not torch.equal(many, images.repeat(50, 1, 1, 1))  # some of 200 images do flip

@@ -28,3 +28,15 @@ def random_shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
     theta[:, 1, 2] = shifts[:, 1] * 2.0 / h
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="nearest", padding_mode="border", align_corners=False)
+
+
+@AUGMENTS.register("random-flip")
+def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right and top-bottom, each with probability 1/2: for data with no
+    preferred orientation (solar cells, tissue, aerial views), never for digits or text."""
+    n = images.shape[0]
+    flips = torch.rand(n, 2, generator=generator) < 0.5
+    out = images.clone()
+    out[flips[:, 0]] = out[flips[:, 0]].flip(-1)
+    out[flips[:, 1]] = out[flips[:, 1]].flip(-2)
+    return out

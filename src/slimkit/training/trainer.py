@@ -323,6 +323,8 @@ def _fit(
         inner.load_state_dict(best_state)
     if config.regularize.active:
         history.sparsity = induced_sparsity(inner, groups)
-    inner.eval()
+    # Mixed precision wraps the model's own forward in autocast; take the wrapper off, so the
+    # trained model computes, exports and serves in fp32 again.
+    accelerator.unwrap_model(model, keep_fp32_wrapper=False).eval()
     accelerator.free_memory()
     return history
