@@ -12,8 +12,8 @@ from torch import nn
 from slimkit.data import load_data
 from slimkit.data.bundle import DataBundle
 from slimkit.errors import StepError
-from slimkit.export import export_onnx
 from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.export import export_onnx
 from slimkit.models import ModelSpec, build_model
 from slimkit.pruning import MagnitudeConfig, prune
 from slimkit.training import TrainConfig, train
