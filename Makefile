@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.slimkit-installed
 TORCH  := torch==2.13.0
 
-.PHONY: venv browser demo test test-fast bench lint format clean
+.PHONY: venv browser demo test test-fast test-bench bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,10 +32,14 @@ browser:
 
 # Tests use one torch thread each (tests/conftest.py), so one worker per core fills the machine.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto -m "not bench"
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto -m "not slow"
+	$(BIN)/python -m pytest -q -n auto -m "not slow and not bench"
+
+# The benchmarks' plumbing at toy scale (--quick): about 4 minutes on 2 cores.
+test-bench: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto -m bench
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/demo.py --json bench-results/demo.json

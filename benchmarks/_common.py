@@ -115,15 +115,34 @@ def finish(path: Path | None, threads: int, rows: list[dict[str, Any]], checks: 
     )
 
 
-def shipped_baseline(recipe_name: str) -> tuple[Any, Any]:
-    """``(recipe, baseline)`` of a recipe shipped in slimkit (trained once, then cached)."""
+# --quick runs an image workload at this side and its baseline for one epoch: the plumbing of
+# a real-size network in seconds, not its figures.
+TOY_IMAGE_SIZE = 32
+
+
+def shipped_recipe(recipe_name: str, quick: bool = False) -> Any:
+    """A recipe shipped in slimkit; with ``quick``, an image workload at toy scale (its images
+    at :data:`TOY_IMAGE_SIZE` px, its baseline trained for one epoch)."""
     from importlib import resources
 
-    from slimkit.baseline import prepare_baseline
     from slimkit.recipe import Recipe
 
     with resources.as_file(resources.files("slimkit") / "recipes" / recipe_name) as path:
         recipe = Recipe.load(path)
+    if not quick or recipe.data.image_size is None:
+        return recipe
+    toy = recipe.to_dict()
+    toy["data"]["image_size"] = TOY_IMAGE_SIZE
+    if recipe.baseline.train is not None:
+        toy["baseline"]["train"]["epochs"] = 1
+    return Recipe.from_dict(toy)
+
+
+def shipped_baseline(recipe_name: str, quick: bool = False) -> tuple[Any, Any]:
+    """``(recipe, baseline)`` of :func:`shipped_recipe` (trained once, then cached)."""
+    from slimkit.baseline import prepare_baseline
+
+    recipe = shipped_recipe(recipe_name, quick)
     return recipe, prepare_baseline(recipe)
 
 

@@ -1,11 +1,13 @@
-"""Benchmark pruning methods on W1 and W2 beside torch-pruning and torch.nn.utils.prune.
+"""Benchmark pruning methods on W1, W2 and W3 beside torch-pruning and torch.nn.utils.prune.
 
 Every method, anchors included, gets the same fine-tuning after pruning, so the table compares
 pruning, not training; the ``+kd`` rows recover the structured methods the way slimkit
 recommends (distilled from the baseline, as long as it trained), and the structured targets are
 read from them. Each model is timed on PyTorch eager, ONNX Runtime and OpenVINO (the baseline
 on OpenVINO is the OpenVINO fp32 anchor), each against the baseline on the same runtime: W1 at
-batch 1 and batch 32 (structured pruning's gain grows with the work per call), W2 at batch 8.
+batch 1 and batch 32 (structured pruning's gain grows with the work per call), W2 at batch 8,
+W3 (EfficientNet-Lite0 on elpv) at batch 1 and 32; ``--quick --workloads W3`` runs W3 at toy
+scale (32 px, one epoch).
 ``prune_s`` is the pruning alone, without fine-tuning.
 
     python benchmarks/pruning.py --json bench-results/pruning.json [--workloads W1]
@@ -36,6 +38,16 @@ W1_FINETUNE = {
     "augment": ["random-shift"],
 }
 W2_FINETUNE = {"epochs": 1, "lr": 0.00005, "batch_size": 16, "weight_decay": 0.01}
+# W3 recovers as lite0-elpv.yaml's distillation step does, for as many epochs
+W3_FINETUNE = {
+    "epochs": 6,
+    "lr": 0.001,
+    "batch_size": 32,
+    "weight_decay": 0.01,
+    "augment": ["random-flip"],
+    "precision": "bf16",
+}
+FINETUNE = {"W1": W1_FINETUNE, "W2": W2_FINETUNE, "W3": W3_FINETUNE}
 # Recovery by distillation from the baseline, as long as the baseline trained (what auto's
 # recovery does at its longest). Measured on W1 channels-50%, seeds 0 and 1: 0.0 and 0.1 points
 # lost, where the shared 8-epoch fine-tuning lost 1.1 and 0.5 (and 20 epochs of it 0.1 and 0.1).
@@ -43,6 +55,7 @@ W2_FINETUNE = {"epochs": 1, "lr": 0.00005, "batch_size": 16, "weight_decay": 0.0
 DISTILL = {
     "W1": {**W1_FINETUNE, "epochs": 20, "temperature": 2.0, "alpha": 0.5},
     "W2": {**W2_FINETUNE, "epochs": 3, "warmup_fraction": 0.1, "temperature": 2.0, "alpha": 0.5},
+    "W3": {**W3_FINETUNE, "temperature": 2.0, "alpha": 0.5},
 }
 SERVED_ON = ("eager", "onnxruntime", "openvino")
 
@@ -57,16 +70,20 @@ class Distilled:
 
 def main() -> None:
     cli = parser(__doc__.splitlines()[0])
-    cli.add_argument("--workloads", default="W1,W2", help="comma-separated: W1, W2")
+    cli.add_argument("--workloads", help="comma-separated: W1, W2, W3 (all; W1 with --quick)")
     args = cli.parse_args()
     quiet_libraries()
     threads = torch.get_num_threads()
     rows: list[dict[str, Any]] = []
     checks: dict[str, tuple[bool | None, str]] = {}
-    plans = {"W1": ("demo.yaml", w1_methods, (1, 32)), "W2": ("minilm-bbc.yaml", w2_methods, (8,))}
-    chosen = ["W1"] if args.quick else args.workloads.split(",")
+    plans = {
+        "W1": ("demo.yaml", w1_methods, (1, 32)),
+        "W2": ("minilm-bbc.yaml", w2_methods, (8,)),
+        "W3": ("lite0-elpv.yaml", w3_methods, (1, 32)),
+    }
+    chosen = (args.workloads or ("W1" if args.quick else "W1,W2,W3")).split(",")
     if unknown := set(chosen) - set(plans):
-        cli.error(f"unknown workload(s) {', '.join(sorted(unknown))}; choose from W1, W2")
+        cli.error(f"unknown workload(s) {', '.join(sorted(unknown))}; choose from W1, W2, W3")
     plans = {w: plans[w] for w in chosen}
     for workload, (recipe_name, methods, batches) in plans.items():
         found = run_workload(
@@ -76,6 +93,7 @@ def main() -> None:
             batches,
             repeats=1 if args.quick else args.repeats,
             threads=threads,
+            quick=args.quick,
         )
         rows += found
         print_table(
@@ -115,6 +133,19 @@ def w2_methods(quick: bool) -> dict[str, Any]:
     }
 
 
+def w3_methods(quick: bool) -> dict[str, Any]:
+    from slimkit.pruning import ChannelConfig
+
+    # Half the channels of every block: torch-pruning's graph shrinks each depthwise
+    # convolution's groups with the expansion that feeds it.
+    methods: dict[str, Any] = {
+        "prune:channels-50%+kd": Distilled(ChannelConfig(ratio=0.5)),
+        "anchor:torch-pruning:MetaPruner-50%": ("tp", 0.5),
+        "prune:channels-50%": ChannelConfig(ratio=0.5),
+    }
+    return dict(list(methods.items())[:2]) if quick else methods
+
+
 def run_workload(
     workload: str,
     recipe_name: str,
@@ -123,6 +154,7 @@ def run_workload(
     *,
     repeats: int,
     threads: int,
+    quick: bool = False,
 ) -> list[dict[str, Any]]:
     from slimkit.distillation.step import DistillStepConfig
     from slimkit.distillation.task import distill
@@ -133,9 +165,10 @@ def run_workload(
     from slimkit.state import ModelState
     from slimkit.training import TrainConfig, train
 
-    _, base = shipped_baseline(recipe_name)
+    _, base = shipped_baseline(recipe_name, quick)
     data = base.data
-    finetune = TrainConfig.from_dict(W1_FINETUNE if workload == "W1" else W2_FINETUNE)
+    shorter = {"epochs": 1} if quick else {}
+    finetune = TrainConfig.from_dict({**FINETUNE[workload], **shorter})
     models: dict[str, dict[str, Any]] = {"fp32": {"model": base.model, "prune_s": 0.0, "wall": 0.0}}
     for name, method in methods.items():
         start = time.perf_counter()
@@ -143,7 +176,7 @@ def run_workload(
         model, prune_s = apply(inner, base.model, data, finetune)
         if isinstance(method, Distilled):
             recovery = DistillStepConfig.from_dict(
-                {"student": {"current": True}, **DISTILL[workload]}
+                {"student": {"current": True}, **DISTILL[workload], **shorter}
             )
             distill(base.model, model, data, recovery.distill, recovery.train)
         elif not _is_gradual(method):  # gradual pruning fine-tunes as it prunes
@@ -184,7 +217,14 @@ def run_workload(
                 }
                 engines = {n: p.engine for n, p in served.items()}
                 with torch.inference_mode():
-                    lat = median_p50(engines, data.sample_inputs(batch), repeats=repeats, rounds=10)
+                    lat = median_p50(
+                        engines,
+                        data.sample_inputs(batch),
+                        repeats=repeats,
+                        rounds=3 if quick else 10,
+                        # a real-size CNN at batch 32 takes a good part of a second a call
+                        per_round=1 if batch >= 16 and workload == "W3" else 5,
+                    )
                 rows += [
                     row(
                         workload,
