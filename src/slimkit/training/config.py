@@ -54,7 +54,9 @@ class TrainConfig(Config):
         0.1, ge=0.0, lt=1.0, description="Share of the steps spent warming up."
     )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Cross-entropy smoothing.")
-    augment: tuple[str, ...] = Field((), description="Augmentations by name (random-shift, random-flip).")
+    augment: tuple[str, ...] = Field(
+        (), description="Augmentations by name (random-shift, random-flip)."
+    )
     grad_clip: float | None = Field(None, gt=0.0, description="Clip the gradient norm to this.")
     grad_accumulation: int = Field(
         1, ge=1, le=4096, description="Batches summed per optimizer step."
