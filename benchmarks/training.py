@@ -201,18 +201,24 @@ def w1_distillation(quick: bool) -> list[dict[str, Any]]:
                 )
             accs.append(_accuracy(student, data))
             walls.append(wall)
-        rows.append(
-            {
-                "workload": "W1",
-                "experiment": "distillation",
-                "method": f"width-4 student, {method}, {len(accs)} seeds",
-                "accuracy": round(statistics.mean(accs), 2),
-                "spread": round(max(accs) - min(accs), 2),
-                "seeds": [round(a, 2) for a in accs],
-                "wall_s": round(statistics.mean(walls), 1),
-            }
-        )
+        rows.append(_over_seeds("W1", "distillation", f"width-4 student, {method}", accs, walls))
     return rows
+
+
+def _over_seeds(
+    workload: str, experiment: str, method: str, accs: list[float], walls: list[float], **extra: Any
+) -> dict[str, Any]:
+    """One row for a method run once per seed: mean accuracy, its spread and mean wall time."""
+    return {
+        "workload": workload,
+        "experiment": experiment,
+        "method": f"{method}, {len(accs)} seed{'s' if len(accs) > 1 else ''}",
+        "accuracy": round(statistics.mean(accs), 2),
+        "spread": round(max(accs) - min(accs), 2),
+        "seeds": [round(a, 2) for a in accs],
+        "wall_s": round(statistics.mean(walls), 1),
+        **extra,
+    }
 
 
 def w1_regularization(quick: bool) -> list[dict[str, Any]]:
@@ -279,18 +285,7 @@ def w3_transfer(quick: bool, seeds: int) -> list[dict[str, Any]]:
             _, wall = _timed(lambda f=fit, m=model, c=seeded: f(m, data, c))
             accs.append(_accuracy(model, data))
             walls.append(wall)
-        rows.append(
-            {
-                "workload": "W3",
-                "experiment": "transfer",
-                "method": f"{method}, {len(accs)} seed{'s' if len(accs) > 1 else ''}",
-                "accuracy": round(statistics.mean(accs), 2),
-                "spread": round(max(accs) - min(accs), 2),
-                "seeds": [round(a, 2) for a in accs],
-                "epochs": config.epochs,
-                "wall_s": round(statistics.mean(walls), 1),
-            }
-        )
+        rows.append(_over_seeds("W3", "transfer", method, accs, walls, epochs=config.epochs))
     return rows
 
 
