@@ -238,6 +238,7 @@ def run_workload(
                         batch_size=batch,
                         linear_weight_compression=round(fp32["linear"] / max(1, e["linear"]), 3),
                         int8_peak_pct=efficiency(macs, batch, lat[n], peak),
+                        threads=served[n].threads,  # a runtime may serve on fewer
                     )
                     for n, e in scored.items()
                 ]
