@@ -164,6 +164,24 @@ def test_the_cnn_corner_on_images_is_the_smallest_student_with_int8_weights_only
     assert trial.params == corner
 
 
+def test_a_large_cnn_on_images_is_pruned_not_replaced_by_a_plain_student():
+    # EfficientNet-Lite0 at 224 px: arithmetic, not per-operator cost, makes its latency
+    inputs = dataclasses.replace(
+        INPUTS,
+        image_size=(224, 224),
+        macs=377_000_000,
+        quantize=("none", "static-int8@openvino", "weight-only-int8@onnxruntime"),
+    )
+    corner = SPACES.get("cnn").corner(inputs)
+    assert "student" not in corner and corner["channels"] == 0.75
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        SPACES.get("cnn").draw(trial, inputs)
+        assert "student" not in trial.params
+        study.tell(trial, 1.0)
+
+
 def test_a_transformer_without_a_token_table_is_never_asked_to_trim_one():
     inputs = dataclasses.replace(INPUTS, vocab=False)
     corner = SPACES.get("transformer").corner(inputs)

@@ -146,6 +146,7 @@ def auto(
             vocab=_has_token_table(base.model),
             heads_and_ffn=find_family(base.model, strict=False) is not None,
             image_size=base.data.image_size if kind == "cnn" else None,
+            macs=base_record.macs,
         )
         sampler = optuna.samplers.TPESampler(seed=config.seed)
         optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -35,6 +35,7 @@ class SpaceInputs:
     vocab: bool = False  # the model has a token table to trim
     heads_and_ffn: bool = False  # its family says where heads and FFN neurons are
     image_size: tuple[int, int] | None = None  # (height, width) of image inputs
+    macs: int = 0  # the baseline's multiply-accumulates per example
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,21 @@ def _quantize(trial: Any, inputs: SpaceInputs) -> Steps:
 CNN_STUDENTS = {"w8-d2": (8, 2), "w4-d3": (4, 3), "w6-d3": (6, 3), "w8-d3": (8, 3)}
 
 
+# Below this many multiply-accumulates per example a network's batch-1 latency is mostly the
+# runtime's per-operator cost, which only fewer layers remove: the digits baseline (9.4M) ran
+# 0.09 ms on ONNX Runtime at width 16 and at width 4. Above it arithmetic dominates and pruning
+# the pretrained network pays: EfficientNet-Lite0 at 224 px (377M) ran 2.7x faster with half
+# its channels, where a plain student trained from scratch for the baseline's 12 epochs did not
+# finish in a 20-minute search (docs/measurements.md, "CNN students", "Solar-cell transfer").
+SMALL_NET_MACS = 50_000_000
+
+
+def _students_pay(inputs: SpaceInputs) -> bool:
+    """Whether plain students are worth a trial: images, and a network small enough that its
+    latency is per-operator cost (:data:`SMALL_NET_MACS`)."""
+    return inputs.image_size is not None and inputs.macs <= SMALL_NET_MACS
+
+
 def _cnn_student(name: str, inputs: SpaceInputs) -> StepSpec:
     """Distillation from the baseline into a ``small-cnn`` student, trained like the baseline.
 
@@ -156,16 +172,16 @@ def _cnn_student(name: str, inputs: SpaceInputs) -> StepSpec:
 def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
     """A shallow student or channel pruning with recovery, then quantization.
 
-    On image inputs a trial may distil the baseline into one of :data:`CNN_STUDENTS` instead of
-    pruning it (the student's layers are not the baseline's, so pruning rules drawn from the
-    baseline's sensitivity would not apply to it).
+    On a small network over images a trial may distil the baseline into one of
+    :data:`CNN_STUDENTS` instead of pruning it (the student's layers are not the baseline's, so
+    pruning rules drawn from the baseline's sensitivity would not apply to it).
 
     Pruning removes an overall ``ratio`` of channels, spread either uniformly (the most
     sensitive convolutions optionally kept whole) or per layer from the measured sensitivity:
     :func:`~slimkit.pruning.sensitivity.allocate` gives each convolution the share that reaches
     the ratio in weights while losing the least (0, 50% or 80% of it, the levels measured).
     """
-    if inputs.image_size is not None:
+    if _students_pay(inputs):
         student = trial.suggest_categorical("student", ["none", *CNN_STUDENTS])
         if student != "none":
             return [_cnn_student(student, inputs), *_quantize(trial, inputs)]
@@ -235,11 +251,11 @@ def _int8(inputs: SpaceInputs) -> str:
 
 
 def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
-    """On images, the smallest student with int8 weights (ONNX Runtime's, where it may serve:
+    """Where students pay, the smallest with int8 weights (ONNX Runtime's, where it may serve:
     int8 activations slowed such a student down at batch 1). Otherwise,
     three quarters of the channels, spread by sensitivity, distilled back as long as the
     baseline trained, in int8."""
-    if inputs.image_size is not None:
+    if _students_pay(inputs):
         weights_only = "weight-only-int8@onnxruntime"
         return {
             "student": next(iter(CNN_STUDENTS)),
