@@ -37,7 +37,7 @@ test: $(STAMP) browser
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto -m "not slow and not bench"
 
-# The benchmarks' plumbing at toy scale (--quick): about 4 minutes on 2 cores.
+# The benchmarks' plumbing at toy scale (--quick): about 5 minutes on 2 cores.
 test-bench: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto -m bench
 
