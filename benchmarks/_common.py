@@ -41,12 +41,31 @@ COLUMNS = [
 ]
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+WORKLOADS = ("W1", "W2", "W3")  # digits, text, solar-cell inspection (README, "Benchmarks")
+
+
+def parser(description: str, workloads: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark takes; ``workloads`` adds ``--workloads``, read back by
+    :func:`chosen_workloads`."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--quick", action="store_true", help="reduced run for smoke tests")
     p.add_argument("--repeats", type=int, default=5, help="timing sessions; medians are quoted")
+    if workloads:
+        names = ", ".join(WORKLOADS)
+        p.add_argument("--workloads", help=f"comma-separated: {names} (all; W1 with --quick)")
     return p
+
+
+def chosen_workloads(cli: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The workloads ``--workloads`` names (all of them, or W1 alone with ``--quick``); an
+    unknown name ends the run with the known ones."""
+    chosen = (args.workloads or ("W1" if args.quick else ",".join(WORKLOADS))).split(",")
+    if unknown := set(chosen) - set(WORKLOADS):
+        cli.error(
+            f"unknown workload(s) {', '.join(sorted(unknown))}; choose from {', '.join(WORKLOADS)}"
+        )
+    return chosen
 
 
 def machine(threads: int) -> dict[str, Any]:
@@ -116,7 +135,7 @@ def finish(path: Path | None, threads: int, rows: list[dict[str, Any]], checks: 
 
 
 # --quick runs an image workload at this side and its baseline for one epoch: the plumbing of
-# a real-size network in seconds, not its figures.
+# a real-size network in minutes rather than hours, not its figures.
 TOY_IMAGE_SIZE = 32
 
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import COLUMNS as BASE_COLUMNS
 from _common import (
     against_fastest_anchor,
+    chosen_workloads,
     finish,
     median_p50,
     parser,
@@ -332,8 +333,7 @@ def targets(
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--workloads", help="comma-separated: W1, W2, W3 (all; W1 with --quick)")
+    p = parser(__doc__.splitlines()[0], workloads=True)
     p.add_argument("--w1-minutes", type=float, default=30.0, help="W1 search budget")
     p.add_argument("--w2-minutes", type=float, default=60.0, help="W2 search budget")
     p.add_argument("--w3-minutes", type=float, default=60.0, help="W3 search budget")
@@ -341,6 +341,7 @@ def main() -> None:
         "--trials", type=int, default=200, help="trial cap (the budget usually ends first)"
     )
     args = p.parse_args()
+    workloads = chosen_workloads(p, args)
     quiet_libraries()
     threads = torch.get_num_threads()
     peaks = matmul_peaks(threads)
@@ -351,9 +352,6 @@ def main() -> None:
     if args.quick:
         minutes = {"W1": 1.0, "W2": 2.0, "W3": 1.0}
     rows: list[dict[str, Any]] = []
-    workloads = (args.workloads or ("W1" if args.quick else "W1,W2,W3")).split(",")
-    if unknown := set(workloads) - set(PLANS):
-        p.error(f"unknown workload(s) {', '.join(sorted(unknown))}; choose from W1, W2, W3")
     for workload in workloads:
         found = run_workload(
             workload,

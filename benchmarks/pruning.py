@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import finish, median_p50, parser, print_table, row, shipped_baseline
+from _common import chosen_workloads, finish, median_p50, parser, print_table, row, shipped_baseline
 from slimkit._console import quiet_libraries
 
 W1_FINETUNE = {
@@ -69,9 +69,9 @@ class Distilled:
 
 
 def main() -> None:
-    cli = parser(__doc__.splitlines()[0])
-    cli.add_argument("--workloads", help="comma-separated: W1, W2, W3 (all; W1 with --quick)")
+    cli = parser(__doc__.splitlines()[0], workloads=True)
     args = cli.parse_args()
+    workloads = chosen_workloads(cli, args)
     quiet_libraries()
     threads = torch.get_num_threads()
     rows: list[dict[str, Any]] = []
@@ -81,11 +81,8 @@ def main() -> None:
         "W2": ("minilm-bbc.yaml", w2_methods, (8,)),
         "W3": ("lite0-elpv.yaml", w3_methods, (1, 32)),
     }
-    chosen = (args.workloads or ("W1" if args.quick else "W1,W2,W3")).split(",")
-    if unknown := set(chosen) - set(plans):
-        cli.error(f"unknown workload(s) {', '.join(sorted(unknown))}; choose from W1, W2, W3")
-    plans = {w: plans[w] for w in chosen}
-    for workload, (recipe_name, methods, batches) in plans.items():
+    for workload in workloads:
+        recipe_name, methods, batches = plans[workload]
         found = run_workload(
             workload,
             recipe_name,

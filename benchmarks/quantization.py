@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import COLUMNS as BASE_COLUMNS
 from _common import (
     against_fastest_anchor,
+    chosen_workloads,
     finish,
     median_p50,
     openvino_anchors,
@@ -104,18 +105,15 @@ def linear_weight_bytes(artifact: Path, model: torch.nn.Module) -> int:
 
 
 def main() -> None:
-    cli = parser(__doc__.splitlines()[0])
-    cli.add_argument("--workloads", help="comma-separated: W1, W2, W3 (all; W1 with --quick)")
+    cli = parser(__doc__.splitlines()[0], workloads=True)
     args = cli.parse_args()
+    workloads = chosen_workloads(cli, args)
     quiet_libraries()
     threads = torch.get_num_threads()
     peak = matmul_peaks(threads)["int8"]
     rows: list[dict[str, Any]] = []
     checks: dict[str, tuple[bool | None, str]] = {}
-    chosen = (args.workloads or ("W1" if args.quick else "W1,W2,W3")).split(",")
-    if unknown := set(chosen) - set(WORKLOADS):
-        cli.error(f"unknown workload(s) {', '.join(sorted(unknown))}; choose from W1, W2, W3")
-    for workload in chosen:
+    for workload in workloads:
         recipe_name, methods, batches = WORKLOADS[workload]
         found = run_workload(
             workload,

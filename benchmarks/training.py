@@ -35,7 +35,15 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import finish, median_p50, parser, print_table, shipped_baseline, shipped_recipe
+from _common import (
+    chosen_workloads,
+    finish,
+    median_p50,
+    parser,
+    print_table,
+    shipped_baseline,
+    shipped_recipe,
+)
 from slimkit._console import quiet_libraries
 
 COLUMNS = [
@@ -280,7 +288,9 @@ def w3_transfer(quick: bool, seeds: int) -> list[dict[str, Any]]:
         accs, walls = [], []
         for seed in range(1 if quick else seeds):
             torch.manual_seed(seed)  # the fresh head's initialisation
-            model = build_model(full.model, num_classes=data.num_classes, in_channels=1)
+            model = build_model(
+                full.model, num_classes=data.num_classes, in_channels=data.in_channels
+            )
             seeded = config.model_copy(update={"seed": seed})
             _, wall = _timed(lambda f=fit, m=model, c=seeded: f(m, data, c))
             accs.append(_accuracy(model, data))
@@ -333,15 +343,12 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, tuple[bool | None, str]]:
 
 
 def main() -> None:
-    cli = parser(__doc__.splitlines()[0])
-    cli.add_argument("--workloads", help="comma-separated: W1, W2, W3 (all; W1 with --quick)")
+    cli = parser(__doc__.splitlines()[0], workloads=True)
     cli.add_argument("--seeds", type=int, default=3, help="W3 transfer: seeds per method")
     args = cli.parse_args()
     quiet_libraries()
     threads = torch.get_num_threads()
-    workloads = set((args.workloads or ("W1" if args.quick else "W1,W2,W3")).split(","))
-    if unknown := workloads - {"W1", "W2", "W3"}:
-        cli.error(f"unknown workload(s) {', '.join(sorted(unknown))}; choose from W1, W2, W3")
+    workloads = chosen_workloads(cli, args)
     rows: list[dict[str, Any]] = []
     if "W2" in workloads:
         transfer_rows, teacher, arch, data = w2_transfer(args.quick)
