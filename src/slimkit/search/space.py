@@ -131,11 +131,10 @@ CNN_STUDENTS = {"w8-d2": (8, 2), "w4-d3": (4, 3), "w6-d3": (6, 3), "w8-d3": (8, 
 
 
 # Below this many multiply-accumulates per example a network's batch-1 latency is mostly the
-# runtime's per-operator cost, which only fewer layers remove: the digits baseline (9.4M) ran
-# 0.09 ms on ONNX Runtime at width 8 and at width 4. Above it arithmetic dominates and pruning
-# the pretrained network pays: EfficientNet-Lite0 at 224 px (377M) ran 2.7x faster with half
-# its channels, where a plain student trained from scratch for the baseline's 12 epochs did not
-# finish in a 20-minute search (docs/measurements.md, "CNN students", "Solar-cell transfer").
+# runtime's per-operator cost, which only fewer layers remove, so plain students pay; above it
+# arithmetic dominates, and pruning the (often pretrained) network pays while a student trained
+# from scratch costs the baseline's whole schedule. The digits net lies well below, Lite0 at
+# 224 px well above (docs/measurements.md, "CNN students", "Solar-cell transfer").
 SMALL_NET_MACS = 50_000_000
 
 
