@@ -1,4 +1,5 @@
-"""How a data set's inputs become a graph's: the one rule ONNX Runtime and OpenVINO share."""
+"""ONNX Runtime sessions as slimkit opens them, and how a data set's inputs become a graph's:
+the one rule ONNX Runtime and OpenVINO share."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from slimkit.errors import ShapeMismatchError
-from slimkit.sessions import arrangement
+from slimkit.sessions import arrangement, session_options
 
 IDS = torch.tensor([[5, 6, 7]])
 MASK = torch.ones_like(IDS)
@@ -30,3 +31,10 @@ def test_other_names_go_by_position_and_other_counts_are_named():
     assert arrangement(["input_1"], ["pixels"])([pixels])[0] is pixels
     with pytest.raises(ShapeMismatchError, match=r"takes inputs \['a', 'b'\].*gives \['pixels'\]"):
         arrangement(["a", "b"], ["pixels"])
+
+
+def test_a_sessions_threads_stop_spinning_when_its_run_returns():
+    # left spinning, they take the cores of the next model the process runs
+    options = session_options(threads=2)
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1

@@ -29,10 +29,17 @@ _NUMPY = {
 
 def session_options(threads: int, fold_weights: bool = False) -> ort.SessionOptions:
     """``threads`` intra-op threads, like torch.set_num_threads(threads); ``fold_weights``
-    dequantizes a weight-only graph's stored weights once, at load."""
+    dequantizes a weight-only graph's stored weights once, at load.
+
+    The pool's threads spin between the operators of a run (what keeps small models fast) but
+    stop when the run returns: by default they go on spinning for tens of milliseconds after it,
+    on the cores the next model in the process needs, which made an OpenVINO model timed right
+    after an ONNX Runtime one up to 2x slower (docs/measurements.md, "Models sharing a
+    process")."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     if fold_weights:

@@ -4,7 +4,10 @@ Below the runtimes (which time thread counts with it) and evaluation (which time
 
 Shared machines drift: a background job can slow one model's run by 30%. Timing every model in
 round-robin rounds (order rotated each round) spreads that drift over all of them, so the
-ratios between models hold even when the absolute numbers wobble. Figures are percentiles over
+ratios between models hold even when the absolute numbers wobble. Each model's turn starts with
+one untimed call: the model before it leaves its caches, and its runtime's threads still
+spinning or asleep, which a service calling one model never sees (docs/measurements.md,
+"Models sharing a process"). Figures are percentiles over
 individually timed batches, after warm-up, with the run's thread count for every runtime, or
 one thread where that measured faster for the model (small models at batch 1: a thread pool
 costs more than it saves, for ONNX Runtime and PyTorch alike).
@@ -50,31 +53,28 @@ def measure_latency(
     on_round: Callable[[], None] | None = None,
     threads: Mapping[str, int] | None = None,
 ) -> dict[str, LatencyStats]:
-    """Time each engine on ``inputs``: ``rounds`` x ``per_round`` individually timed calls.
+    """Time each engine on ``inputs``: ``rounds`` x ``per_round`` individually timed calls,
+    each engine's turn in a round led by one untimed call.
 
     ``threads`` gives PyTorch's intra-op thread count per engine (the others keep the current
-    one); each engine's round runs on its own, after one untimed call where the count changed.
+    one); the count is set at the start of the engine's turn, so the pool resizes in the
+    untimed call.
     """
     names = list(engines)
     samples: dict[str, list[float]] = {n: [] for n in names}
     default = torch.get_num_threads()
     wanted = {n: (threads or {}).get(n, default) for n in names}
-
-    def use_threads(name: str) -> None:
-        if torch.get_num_threads() != wanted[name]:
-            torch.set_num_threads(wanted[name])
-            engines[name](inputs)  # the pool resizes on its first call: not what is timed
-
     try:
         with torch.inference_mode():
             for name in names:
-                use_threads(name)
+                torch.set_num_threads(wanted[name])
                 for _ in range(warmup):
                     engines[name](inputs)
             for r in range(rounds):
                 for name in names[r % len(names) :] + names[: r % len(names)]:
-                    use_threads(name)
+                    torch.set_num_threads(wanted[name])
                     engine = engines[name]
+                    engine(inputs)
                     for _ in range(per_round):
                         start = time.perf_counter()
                         engine(inputs)
