@@ -128,8 +128,8 @@ def test_weight_only_packs_linear_weights(tmp_path: Path, config, bits: int):
     graph = onnx.load(str(result.artifact)).graph
     nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
     assert len(nbits) == 2  # the two 3-D Linear layers
-    # int8 also stores the 2-D head (a Gemm) as int8 behind a DequantizeLinear
-    assert result.quantized_layers == (3 if bits == 8 else 2)
+    # the 2-D head (a Gemm) is stored in its bits behind a DequantizeLinear
+    assert result.quantized_layers == 3
     assert all(a.i == bits for n in nbits for a in n.attribute if a.name == "bits")
     packed = sum(
         len(i.raw_data) for i in graph.initializer if i.data_type == onnx.TensorProto.UINT8
@@ -142,28 +142,45 @@ def test_weight_only_packs_linear_weights(tmp_path: Path, config, bits: int):
     assert float((got - want).abs().max()) <= 0.1 * float(want.abs().max())
 
 
-def test_weight_only_int8_stores_conv_weights_int8_and_serves_them_as_float(
-    trained, tmp_path: Path
+@pytest.mark.parametrize(
+    ("config", "element", "smaller"),
+    [
+        (WeightOnlyInt8Config(), onnx.TensorProto.INT8, 0.5),
+        (WeightOnlyInt4Config(group_size=16), onnx.TensorProto.INT4, 0.35),
+    ],
+)
+def test_weight_only_stores_conv_and_gemm_weights_low_bit_and_serves_them_as_float(
+    trained, tmp_path: Path, config, element, smaller
 ):
     net, data = trained
     float_path = export_onnx(net, data.sample_inputs(4), data.input_names, tmp_path / "f.onnx")
     result = quantize(
         net,
-        WeightOnlyInt8Config(),
+        config,
         example_inputs=data.sample_inputs(4),
         input_names=data.input_names,
         out_path=tmp_path / "w.onnx",
     )
     assert result.quantized_layers == 3 and result.float_layers == []  # 2 convs and the Gemm
-    graph = onnx.load(str(result.artifact)).graph
-    weights = [i for i in graph.initializer if len(i.dims) >= 2]
-    assert len(weights) == 3 and all(i.data_type == onnx.TensorProto.INT8 for i in weights)
+    model = onnx.load(str(result.artifact))
+    graph = model.graph
+    low_bit = [i for i in graph.initializer if i.data_type != onnx.TensorProto.FLOAT]
+    low_bit = [i for i in low_bit if i.data_type != onnx.TensorProto.INT64]  # a Reshape's shape
+    assert len(low_bit) == 3 and all(i.data_type == element for i in low_bit)
     stored = {i.name: i for i in graph.initializer}
+    consumer = {i: n.op_type for n in graph.node for i in n.input}
     for dq in (n for n in graph.node if n.op_type == "DequantizeLinear"):
-        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        attrs = {a.name: a.i for a in dq.attribute}
         weight, scale = stored[dq.input[0]], stored[dq.input[1]]
-        assert list(scale.dims) == [weight.dims[axis]]  # one scale per output channel
+        if element == onnx.TensorProto.INT4 and consumer[dq.output[0]] == "Gemm":
+            # int4: one scale per 16 inputs of each output row
+            groups = -(-weight.dims[attrs["axis"]] // 16)
+            assert attrs["block_size"] == 16 and groups in scale.dims
+        else:
+            assert list(scale.dims) == [weight.dims[attrs["axis"]]]  # one per output channel
     assert not any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in graph.node)
+    if element == onnx.TensorProto.INT4:
+        assert next(o.version for o in model.opset_import if o.domain == "") >= 21
     assert weight_only(result.artifact) and not weight_only(float_path)
     # Served, the weights are dequantized once at load: the optimised graph is float.
     options = ort.SessionOptions()
@@ -172,18 +189,18 @@ def test_weight_only_int8_stores_conv_weights_int8_and_serves_them_as_float(
     ort.InferenceSession(str(result.artifact), options, providers=["CPUExecutionProvider"])
     folded = onnx.load(str(tmp_path / "optimised.onnx")).graph
     assert not any(n.op_type == "DequantizeLinear" for n in folded.node)
-    assert result.artifact.stat().st_size < 0.5 * float_path.stat().st_size
+    assert result.artifact.stat().st_size < smaller * float_path.stat().st_size
     assert _plain_session_accuracy(result.artifact, data) >= 95.0
 
 
-def test_weight_only_int4_on_a_cnn_is_refused_with_the_layers_named(trained, tmp_path: Path):
+def test_weight_only_with_every_layer_ignored_is_refused_with_the_layers_named(
+    trained, tmp_path: Path
+):
     net, data = trained
-    with pytest.raises(
-        StepError, match=r"none of this model's layers qualified .*stay float.*weight-only-int8"
-    ):
+    with pytest.raises(StepError, match=r"none of this model's layers qualified .*stay float"):
         quantize(
             net,
-            WeightOnlyInt4Config(),
+            WeightOnlyInt4Config(ignore=("Conv2d", "Linear")),
             example_inputs=data.sample_inputs(4),
             input_names=data.input_names,
             out_path=tmp_path / "w.onnx",

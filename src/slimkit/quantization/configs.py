@@ -183,7 +183,10 @@ class WeightOnlyConfig(QuantizeConfig):
     """Fields shared by the weight-only modes: low-bit Linear weights, float activations."""
 
     group_size: int = Field(
-        32, ge=16, le=4096, description="MatMul weights sharing one scale (Conv: per channel)."
+        32,
+        ge=16,
+        le=4096,
+        description="Linear weights sharing a scale (int8 Conv and Gemm, int4 Conv: per channel).",
     )
 
     @field_validator("group_size")
@@ -205,7 +208,7 @@ class WeightOnlyInt8Config(WeightOnlyConfig):
 
 @QUANT_MODES.register("weight-only-int4")
 class WeightOnlyInt4Config(WeightOnlyConfig):
-    """4-bit Linear weights, two per byte, group-wise scales (ONNX Runtime MatMulNBits)."""
+    """4-bit weights, two per byte: Linear group-wise (ONNX Runtime), Conv per channel."""
 
     mode: Literal["weight-only-int4"] = "weight-only-int4"
     precision: ClassVar[str] = "int4"  # the tolerance its exported graph is verified at

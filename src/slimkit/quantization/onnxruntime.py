@@ -1,12 +1,15 @@
 """int8 and 4-bit quantization with ONNX Runtime's quantization tools, served by ONNX Runtime.
 
 static-int8 and dynamic-int8 write QDQ / integer-op graphs; the weight-only modes replace each
-MatMul by ``MatMulNBits``, which stores two 4-bit weights per byte with group-wise scales and has
-CPU kernels. weight-only-int8 also stores Conv and Gemm weights as int8 with one scale per output
-channel behind a ``DequantizeLinear``, which the ONNX Runtime runtime folds back to float when it
-loads the graph: int8 on disk, float kernels at run time, which beat int8 ones on layers too
-narrow to fill a vector register. Every graph is verified against the float model before it is
-returned.
+MatMul by ``MatMulNBits``, which stores 4- or 8-bit weights with group-wise scales and has CPU
+kernels. They also store Conv and Gemm weights in their bits behind a ``DequantizeLinear``,
+which the ONNX Runtime runtime folds back to float when it loads the graph: low-bit on disk,
+float kernels at run time, which beat int8 ones on layers too narrow to fill a vector register.
+int8 takes one scale per output channel; int4, whose 15 levels are too coarse for a whole row
+of a wide layer, one per ``group_size`` inputs of a Gemm (as ``MatMulNBits`` does) and one per
+output channel of a Conv (a blocked Conv scale would need one per kernel position). 4-bit
+``DequantizeLinear`` is ONNX opset 21. Every graph is verified against the float model before
+it is returned.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import onnx
+import onnx.version_converter
 import torch
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -56,6 +61,8 @@ from slimkit.quantization.coverage import (
 from slimkit.quantization.result import QuantizedModel
 
 log = logging.getLogger(__name__)
+
+INT4_OPSET = 21  # the first ONNX opset whose DequantizeLinear reads int4
 
 _METHODS = {
     Estimator.MINMAX: CalibrationMethod.MinMax,
@@ -220,25 +227,41 @@ def quantize_weight_only(
         )
         quantizer.process()
         graph = quantizer.model.model
-        if bits == 8:
-            _int8_conv_gemm_weights(graph, set(exclude))
+        low_bit_conv_gemm_weights(graph, set(exclude), bits, config.group_size)
         onnx.save(graph, str(target))
 
     result = _write(model, config, example_inputs, input_names, out_path, run, check_inputs)
     if result.quantized_layers == 0:
         raise StepError(
-            f"{config.mode} quantizes MatMul weights (the Linear layers of transformers); none of "
-            f"this model's layers qualified ({', '.join(result.float_layers[:4])} stay float). "
-            "Use weight-only-int8 or static-int8 for convolutional nets."
+            f"{config.mode} quantizes the weights of MatMul, Gemm and Conv layers; none of this "
+            f"model's layers qualified ({', '.join(result.float_layers[:4])} stay float)."
         )
     return result
 
 
-def _int8_conv_gemm_weights(model: onnx.ModelProto, exclude: set[str]) -> None:
-    """Store each Conv/Gemm float weight as symmetric int8 with one scale per output channel,
-    read through a ``DequantizeLinear`` (in place; nodes named in ``exclude`` stay float)."""
+def _scales(w: np.ndarray, axis: int, block: int | None, levels: int) -> np.ndarray:
+    """Symmetric scales of ``w``: one per index of ``axis`` (the output channels), or, with
+    ``block``, one per ``block`` consecutive entries along ``axis`` (the inputs) for each index
+    of the other axis (a 2-D weight). Shaped as ``DequantizeLinear`` takes them."""
+    if block is None:
+        others = tuple(d for d in range(w.ndim) if d != axis)
+        return np.maximum(np.abs(w).max(axis=others), 1e-12) / levels
+    moved = np.moveaxis(np.abs(w), axis, -1)  # (outputs, inputs)
+    pad = -moved.shape[-1] % block
+    blocks = np.pad(moved, ((0, 0), (0, pad))).reshape(moved.shape[0], -1, block)
+    return np.moveaxis(np.maximum(blocks.max(axis=-1), 1e-12) / levels, -1, axis)
+
+
+def low_bit_conv_gemm_weights(
+    model: onnx.ModelProto, exclude: set[str], bits: int, group_size: int
+) -> None:
+    """Store each Conv/Gemm float weight as symmetric int8 (one scale per output channel) or
+    int4 (one per ``group_size`` inputs of a Gemm, per output channel of a Conv), read through
+    a ``DequantizeLinear`` (in place; nodes named in ``exclude`` stay float)."""
     graph = model.graph
     stored = {i.name: i for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    levels = 2 ** (bits - 1) - 1  # symmetric: -127..127, -7..7
+    element = np.int8 if bits == 8 else ml_dtypes.int4  # stored packed, two int4 per byte
     added: list[onnx.NodeProto] = []
     for node in graph.node:
         if node.op_type not in ("Conv", "Gemm") or node.name in exclude:
@@ -248,12 +271,15 @@ def _int8_conv_gemm_weights(model: onnx.ModelProto, exclude: set[str]) -> None:
         name = node.input[1]
         w = onnx.numpy_helper.to_array(stored[name])
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-        axis = 1 if node.op_type == "Gemm" and not trans_b else 0  # the output channels
-        others = tuple(d for d in range(w.ndim) if d != axis)
-        scale = np.maximum(np.abs(w).max(axis=others), 1e-12) / 127.0
-        shape = [1] * w.ndim
-        shape[axis] = -1
-        q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        outputs = 1 if node.op_type == "Gemm" and not trans_b else 0
+        blocked = bits == 4 and node.op_type == "Gemm"
+        axis = 1 - outputs if blocked else outputs
+        scale = _scales(w, axis, group_size if blocked else None, levels)
+        if blocked:  # each scale repeated over its group, the last group cut to the weight
+            per_weight = np.repeat(scale, group_size, axis)[tuple(slice(0, n) for n in w.shape)]
+        else:
+            per_weight = np.expand_dims(scale, tuple(d for d in range(w.ndim) if d != axis))
+        q = np.clip(np.round(w / per_weight), -levels, levels).astype(element)
         graph.initializer.remove(stored.pop(name))
         graph.initializer.extend(
             [
@@ -261,15 +287,25 @@ def _int8_conv_gemm_weights(model: onnx.ModelProto, exclude: set[str]) -> None:
                 onnx.numpy_helper.from_array(scale.astype(np.float32), f"{name}_scale"),
             ]
         )
-        added.append(
-            onnx.helper.make_node(
-                "DequantizeLinear",
-                [f"{name}_quantized", f"{name}_scale"],
-                [name],
-                name=f"{name}_DequantizeLinear",
-                axis=axis,
-            )
+        dequantize = onnx.helper.make_node(
+            "DequantizeLinear",
+            [f"{name}_quantized", f"{name}_scale"],
+            [name],
+            name=f"{name}_DequantizeLinear",
+            axis=axis,
         )
+        if blocked:
+            dequantize.attribute.append(onnx.helper.make_attribute("block_size", group_size))
+        added.append(dequantize)
     nodes = [*added, *graph.node]  # topological: the dequantized weights come first
     del graph.node[:]
     graph.node.extend(nodes)
+    if bits == 4 and added:
+        _require_opset(model, INT4_OPSET)
+
+
+def _require_opset(model: onnx.ModelProto, version: int) -> None:
+    """Convert ``model`` in place to at least ``version`` of the default ONNX domain."""
+    current = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if current < version:
+        model.CopyFrom(onnx.version_converter.convert_version(model, version))
