@@ -136,7 +136,9 @@ def test_a_cnn_trial_on_images_may_distil_a_shallow_student_that_keeps_its_last_
     )
     name = next(n for n, (_, d) in CNN_STUDENTS.items() if d == depth)
     study = optuna.create_study()
-    study.enqueue_trial({"student": name, "quantize": "weight-only-int8@onnxruntime"})
+    study.enqueue_trial(
+        {"student": name, "student_epochs": 3, "quantize": "weight-only-int8@onnxruntime"}
+    )
     trial = study.ask()
     steps = SPACES.get("cnn").draw(trial, inputs)
     assert "channels" not in trial.params  # the baseline's layers are not the student's
@@ -144,19 +146,30 @@ def test_a_cnn_trial_on_images_may_distil_a_shallow_student_that_keeps_its_last_
     kwargs = distill.student.model.kwargs
     # the head sees where features are: the last map, pooled to at most 7 x 7
     assert kwargs == {"width": CNN_STUDENTS[name][0], "depth": depth, "grid": grid}
-    assert distill.train.epochs == INPUTS.train["epochs"] and distill.train.keep_best is False
+    assert distill.train.epochs == 3 * INPUTS.train["epochs"] and distill.train.keep_best is False
     assert steps[1].config == WeightOnlyInt8Config(backend="onnxruntime")
     _recipe(steps)
 
 
-def test_the_cnn_corner_on_images_is_the_smallest_student_with_int8_weights_only():
+@pytest.mark.parametrize(
+    ("offered", "weights"),
+    [
+        (("weight-only-int8@onnxruntime", "weight-only-int4@onnxruntime"), "int4"),
+        (("weight-only-int8@onnxruntime",), "int8"),
+    ],
+)
+def test_the_cnn_corner_on_images_is_the_smallest_student_with_the_fewest_weight_bits(
+    offered, weights
+):
     inputs = dataclasses.replace(
-        INPUTS,
-        image_size=(28, 28),
-        quantize=("none", "static-int8@onnxruntime", "weight-only-int8@onnxruntime"),
+        INPUTS, image_size=(28, 28), quantize=("none", "static-int8@onnxruntime", *offered)
     )
     corner = SPACES.get("cnn").corner(inputs)
-    assert corner == {"student": "w8-d2", "quantize": "weight-only-int8@onnxruntime"}
+    assert corner == {
+        "student": "w8-d2",
+        "student_epochs": 3,  # the longest distillation offered
+        "quantize": f"weight-only-{weights}@onnxruntime",
+    }
     study = optuna.create_study()
     study.enqueue_trial(corner)
     trial = study.ask()

@@ -186,7 +186,7 @@ class WeightOnlyConfig(QuantizeConfig):
         32,
         ge=16,
         le=4096,
-        description="Linear weights sharing a scale (int8 Conv and Gemm, int4 Conv: per channel).",
+        description="Linear weights sharing a scale (int8 Gemm and every Conv: per channel).",
     )
 
     @field_validator("group_size")
@@ -208,7 +208,7 @@ class WeightOnlyInt8Config(WeightOnlyConfig):
 
 @QUANT_MODES.register("weight-only-int4")
 class WeightOnlyInt4Config(WeightOnlyConfig):
-    """4-bit weights, two per byte: Linear group-wise (ONNX Runtime), Conv per channel."""
+    """4-bit Linear weights, two per byte, group-wise scales (ONNX Runtime: Conv weights int8)."""
 
     mode: Literal["weight-only-int4"] = "weight-only-int4"
     precision: ClassVar[str] = "int4"  # the tolerance its exported graph is verified at

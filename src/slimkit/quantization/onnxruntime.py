@@ -2,14 +2,15 @@
 
 static-int8 and dynamic-int8 write QDQ / integer-op graphs; the weight-only modes replace each
 MatMul by ``MatMulNBits``, which stores 4- or 8-bit weights with group-wise scales and has CPU
-kernels. They also store Conv and Gemm weights in their bits behind a ``DequantizeLinear``,
-which the ONNX Runtime runtime folds back to float when it loads the graph: low-bit on disk,
-float kernels at run time, which beat int8 ones on layers too narrow to fill a vector register.
-int8 takes one scale per output channel; int4, whose 15 levels are too coarse for a whole row
-of a wide layer, one per ``group_size`` inputs of a Gemm (as ``MatMulNBits`` does) and one per
-output channel of a Conv (a blocked Conv scale would need one per kernel position). 4-bit
-``DequantizeLinear`` is ONNX opset 21. Every graph is verified against the float model before
-it is returned.
+kernels. They also store Gemm weights in their bits, and Conv weights in int8, behind a
+``DequantizeLinear``, which the ONNX Runtime runtime folds back to float when it loads the
+graph: low-bit on disk, float kernels at run time, which beat int8 ones on layers too narrow to
+fill a vector register. int8 takes one scale per output channel; int4 one per ``group_size``
+inputs of a Gemm, as ``MatMulNBits`` does, since 15 levels are too coarse for a whole row of a
+wide layer. Conv weights stay int8 under int4: a kernel has too few inputs per output channel
+for groups, and per channel its 4-bit error broke a small CNN's fidelity check
+(docs/measurements.md, "int8 weights over float kernels"). 4-bit ``DequantizeLinear`` is ONNX
+opset 21. Every graph is verified against the float model before it is returned.
 """
 
 from __future__ import annotations
@@ -255,14 +256,13 @@ def _scales(w: np.ndarray, axis: int, block: int | None, levels: int) -> np.ndar
 def low_bit_conv_gemm_weights(
     model: onnx.ModelProto, exclude: set[str], bits: int, group_size: int
 ) -> None:
-    """Store each Conv/Gemm float weight as symmetric int8 (one scale per output channel) or
-    int4 (one per ``group_size`` inputs of a Gemm, per output channel of a Conv), read through
-    a ``DequantizeLinear`` (in place; nodes named in ``exclude`` stay float)."""
+    """Store each Gemm float weight as symmetric int8 (one scale per output channel) or int4
+    (one per ``group_size`` inputs), and each Conv weight as int8 (per output channel), read
+    through a ``DequantizeLinear`` (in place; nodes named in ``exclude`` stay float)."""
     graph = model.graph
     stored = {i.name: i for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
-    levels = 2 ** (bits - 1) - 1  # symmetric: -127..127, -7..7
-    element = np.int8 if bits == 8 else ml_dtypes.int4  # stored packed, two int4 per byte
     added: list[onnx.NodeProto] = []
+    int4 = False
     for node in graph.node:
         if node.op_type not in ("Conv", "Gemm") or node.name in exclude:
             continue
@@ -273,12 +273,16 @@ def low_bit_conv_gemm_weights(
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         outputs = 1 if node.op_type == "Gemm" and not trans_b else 0
         blocked = bits == 4 and node.op_type == "Gemm"
-        axis = 1 - outputs if blocked else outputs
-        scale = _scales(w, axis, group_size if blocked else None, levels)
-        if blocked:  # each scale repeated over its group, the last group cut to the weight
+        levels = 7 if blocked else 127  # symmetric: -7..7, -127..127
+        if blocked:  # one scale per group of inputs, repeated over it, the last group cut
+            axis = 1 - outputs
+            scale = _scales(w, axis, group_size, levels)
             per_weight = np.repeat(scale, group_size, axis)[tuple(slice(0, n) for n in w.shape)]
         else:
+            axis = outputs
+            scale = _scales(w, axis, None, levels)
             per_weight = np.expand_dims(scale, tuple(d for d in range(w.ndim) if d != axis))
+        element = ml_dtypes.int4 if blocked else np.int8  # int4 stored two per byte
         q = np.clip(np.round(w / per_weight), -levels, levels).astype(element)
         graph.initializer.remove(stored.pop(name))
         graph.initializer.extend(
@@ -296,11 +300,12 @@ def low_bit_conv_gemm_weights(
         )
         if blocked:
             dequantize.attribute.append(onnx.helper.make_attribute("block_size", group_size))
+            int4 = True
         added.append(dequantize)
     nodes = [*added, *graph.node]  # topological: the dequantized weights come first
     del graph.node[:]
     graph.node.extend(nodes)
-    if bits == 4 and added:
+    if int4:
         _require_opset(model, INT4_OPSET)
 
 

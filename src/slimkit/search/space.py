@@ -144,8 +144,16 @@ def _students_pay(inputs: SpaceInputs) -> bool:
     return inputs.image_size is not None and inputs.macs <= SMALL_NET_MACS
 
 
-def _cnn_student(name: str, inputs: SpaceInputs) -> StepSpec:
-    """Distillation from the baseline into a ``small-cnn`` student, trained like the baseline.
+# How many times the baseline's epochs a plain student distils for. Students pay only on small
+# networks (:data:`SMALL_NET_MACS`), where an epoch takes seconds, and the digits student gained
+# a fifth of a point from three times the baseline's schedule (docs/measurements.md, "CNN
+# students").
+STUDENT_EPOCHS = (1, 3)
+
+
+def _cnn_student(name: str, length: int, inputs: SpaceInputs) -> StepSpec:
+    """Distillation from the baseline into a ``small-cnn`` student, trained like the baseline
+    for ``length`` times its epochs.
 
     Its last feature map is pooled to a grid of at most 7 x 7 cells (7 x 7 on 28-pixel images):
     a net this shallow sees a fraction of the image, so the head needs to know where features
@@ -158,12 +166,13 @@ def _cnn_student(name: str, inputs: SpaceInputs) -> StepSpec:
     # each stage after the first halves the map (3x3 convolutions, stride 2, padding 1)
     side = min(math.ceil(s / 2 ** (depth - 1)) for s in inputs.image_size)
     kwargs = {"width": width, "depth": depth, "grid": min(side, 7)}
+    epochs = inputs.train.get("epochs", 1) * length
     return step(
         "distill",
         {
             "student": {"model": {"source": "small-cnn", "kwargs": kwargs}},
             "distill": KD,
-            "train": {**inputs.train, "keep_best": False},
+            "train": {**inputs.train, "epochs": epochs, "keep_best": False},
         },
     )
 
@@ -183,7 +192,8 @@ def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
     if _students_pay(inputs):
         student = trial.suggest_categorical("student", ["none", *CNN_STUDENTS])
         if student != "none":
-            return [_cnn_student(student, inputs), *_quantize(trial, inputs)]
+            length = trial.suggest_categorical("student_epochs", list(STUDENT_EPOCHS))
+            return [_cnn_student(student, length, inputs), *_quantize(trial, inputs)]
     steps: Steps = []
     ratio = trial.suggest_categorical("channels", [0.0, 0.25, 0.5, 0.625, 0.75])
     if ratio:
@@ -244,21 +254,26 @@ def transformer(trial: Any, inputs: SpaceInputs) -> Steps:
     return steps + _quantize(trial, inputs)
 
 
+# The students' corner stores weights over float kernels, in the fewest bits the space offers.
+WEIGHTS_ONLY = ("weight-only-int4@onnxruntime", "weight-only-int8@onnxruntime")
+
+
 def _int8(inputs: SpaceInputs) -> str:
     """The family's first int8 choice (its preferred mode on the preferred backend)."""
     return next(q for q in inputs.quantize if q != "none")
 
 
 def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
-    """Where students pay, the smallest with int8 weights (ONNX Runtime's, where it may serve:
-    int8 activations slowed such a student down at batch 1). Otherwise,
-    three quarters of the channels, spread by sensitivity, distilled back as long as the
-    baseline trained, in int8."""
+    """Where students pay, the smallest, distilled for longest, with its Linear weights in 4 bits
+    and its convolutions' in 8, over float kernels (ONNX Runtime's, where it may serve: int8
+    activations slowed such a student down at batch 1). Otherwise, three quarters of the
+    channels, spread by sensitivity, distilled back as long as the baseline trained, in int8."""
     if _students_pay(inputs):
-        weights_only = "weight-only-int8@onnxruntime"
+        weights_only = next((q for q in WEIGHTS_ONLY if q in inputs.quantize), None)
         return {
             "student": next(iter(CNN_STUDENTS)),
-            "quantize": weights_only if weights_only in inputs.quantize else _int8(inputs),
+            "student_epochs": max(STUDENT_EPOCHS),
+            "quantize": weights_only or _int8(inputs),
         }
     return {
         "channels": 0.75,
@@ -286,15 +301,16 @@ def transformer_corner(inputs: SpaceInputs) -> dict[str, Any]:
     }
 
 
-# CNN trials may also end in int8 weights over float kernels, which win on layers too narrow to
-# fill int8 vector registers (a heavily pruned net at batch 1).
+# CNN trials may also end in int8 or int4 weights over float kernels, which win on layers too
+# narrow to fill int8 vector registers (a heavily pruned net at batch 1): as fast as each other,
+# int4 half the bytes where it keeps the accuracy.
 register_space(
     "cnn",
     Space(
         cnn,
         cnn_corner,
         {
-            "onnxruntime": ("static-int8", "weight-only-int8"),
+            "onnxruntime": ("static-int8", "weight-only-int8", "weight-only-int4"),
             "torchao": ("static-int8",),
             "openvino": ("static-int8",),
         },
