@@ -173,3 +173,41 @@ def test_nncfs_accuracy_control_is_the_ladders_rung_for_openvino(blobs_npz, tmp_
     assert controlled, log
     assert float_accuracy - float(controlled[0].split(": ")[1].split("%")[0]) <= 0.5
     assert result.runtime == "openvino" and result.float_layers
+
+
+def test_int4_embeddings_store_the_token_table_in_4_bits_and_ignore_keeps_it(tmp_path):
+    from slimkit.errors import RecipeError
+    from slimkit.quantization import parse_quantize_config
+
+    with pytest.raises(RecipeError, match="int4_embeddings is an option of openvino"):
+        parse_quantize_config({"mode": "static-int8", "int4_embeddings": True}, "q")
+    torch.manual_seed(0)
+    net = TokenNet(vocab=50, dim=64).eval()
+    batches = list(token_batches(4))
+
+    def run(name: str, **options) -> tuple[dict, int]:
+        config = StaticInt8Config(backend="openvino", recover=False, **options)
+        result = quantize(
+            copy.deepcopy(net),
+            config,
+            example_inputs=batches[0],
+            input_names=("input_ids",),
+            calibration=batches,
+            check_inputs=batches[1],
+            out_path=tmp_path / f"{name}.onnx",
+        )
+        model = ov.Core().read_model(str(result.artifact))
+        entries: dict = {}
+        for c in (op for op in model.get_ops() if op.get_type_name() == "Constant"):
+            kind = c.get_element_type()
+            entries[kind] = entries.get(kind, 0) + int(np.prod(c.get_output_shape(0)))
+        assert result.quantized_layers == 3  # the Linear layers are int8 either way
+        return entries, result.artifact.with_suffix(".bin").stat().st_size
+
+    plain, plain_bytes = run("plain")
+    int4, int4_bytes = run("int4", int4_embeddings=True)
+    kept, _ = run("kept", int4_embeddings=True, ignore=["embed"])
+    table = 50 * 64
+    assert int4.get(ov.Type.u4) == table + 50  # the table and a zero point per 64-wide row
+    assert ov.Type.u4 not in plain and ov.Type.u4 not in kept
+    assert int4_bytes < plain_bytes - table / 4  # half a byte per entry saved, less the scales

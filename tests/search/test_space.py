@@ -118,8 +118,10 @@ def test_the_corner_tried_first_is_a_point_of_the_space_and_its_most_compressed(
     assert trial.params == corner  # every choice was drawn, none fell outside its options
     assert steps[-1].config == DynamicInt8Config(backend="onnxruntime")
     if space == "transformer":
-        assert [s.kind for s in steps] == ["prune", "distill", "quantize"]
+        # trimmed, one layer, half its FFN neurons, distilled back
+        assert [s.kind for s in steps] == ["prune", "distill", "prune", "distill", "quantize"]
         assert steps[1].config.student == KeepEveryStudent(keep_every=INPUTS.depth)
+        assert steps[2].config.ratio == max(trial.distributions["ffn"].choices)
     else:
         assert steps[0].config.ratio == max(trial.distributions["channels"].choices)
     _recipe(steps)
@@ -204,7 +206,26 @@ def test_a_transformer_without_a_token_table_is_never_asked_to_trim_one():
     trial = study.ask()
     steps = SPACES.get("transformer").draw(trial, inputs)
     assert trial.params == corner
-    assert [s.kind for s in steps] == ["distill", "quantize"]
+    # a one-layer student, half its FFN pruned and distilled back
+    assert [s.kind for s in steps] == ["distill", "prune", "distill", "quantize"]
+    assert steps[1].config.ratio == 0.5
+
+
+def test_the_transformer_corner_keeps_its_token_table_in_4_bits_where_nncf_quantizes():
+    inputs = dataclasses.replace(
+        INPUTS, quantize=("none", "static-int8@openvino", "dynamic-int8@onnxruntime")
+    )
+    corner = SPACES.get("transformer").corner(inputs)
+    assert corner["int4_embeddings"] is True and corner["quantize"] == "static-int8@openvino"
+    study = optuna.create_study()
+    study.enqueue_trial(corner)
+    trial = study.ask()
+    steps = SPACES.get("transformer").draw(trial, inputs)
+    assert trial.params == corner
+    assert steps[-1].config.int4_embeddings is True
+    _recipe(steps)
+    # other quantizations are not asked about the table
+    assert "int4_embeddings" not in SPACES.get("transformer").corner(INPUTS)
 
 
 def test_a_transformer_whose_family_is_unknown_is_never_offered_heads_or_ffn_pruning():

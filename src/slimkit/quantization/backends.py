@@ -37,6 +37,7 @@ class Capabilities:
     takes_graph: bool = False  # quantizes a model that is only an ONNX graph
     corrections: str = ""  # the error corrections its quantizer applies on every attempt
     model_types: bool = False  # tunes static int8 for a model type (StaticInt8Config.model_type)
+    int4_embeddings: bool = False  # static int8 with 4-bit token tables (.int4_embeddings)
     # accuracy-aware static int8: handler(model, config, data=, out_path=, calibration=,
     # max_drop=) -> QuantizedModel, a rung of the recovery ladder
     accuracy_control: str | Handler | None = None
@@ -83,6 +84,7 @@ CAPABILITIES: dict[QuantBackend, Capabilities] = {
         takes_graph=True,
         corrections="fast bias correction, and SmoothQuant on transformers",
         model_types=True,
+        int4_embeddings=True,
         accuracy_control="openvino:quantize_with_accuracy_control_nncf",
     ),
     QuantBackend.TORCH: Capabilities(

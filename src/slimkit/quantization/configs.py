@@ -76,6 +76,10 @@ class QuantizeConfig(Config):
         """What :func:`slimkit.quantize` must be given for this mode (none by default)."""
         return frozenset()
 
+    def verified_at(self) -> str:
+        """The precision whose tolerance the quantized graph is held to: its coarsest."""
+        return self.precision
+
     @field_validator("ignore")
     @classmethod
     def _patterns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -99,6 +103,9 @@ class StaticInt8Config(QuantizeConfig):
     def needs(self) -> frozenset[Need]:
         return frozenset({Need.CALIBRATION})
 
+    def verified_at(self) -> str:
+        return "int4" if self.int4_embeddings else self.precision
+
     percentile: float = Field(99.999, gt=90.0, le=100.0, description="For estimator percentile.")
     per_channel: bool = Field(True, description="One weight scale per output channel.")
     # None: the backend's fast path, uint8 on both (u8s8 is the VNNI kernel; docs/measurements.md).
@@ -109,6 +116,10 @@ class StaticInt8Config(QuantizeConfig):
     weight_bits: int = Field(8, ge=2, le=8, description="Below 8: narrower weights (torchao).")
     model_type: ModelKind = Field(
         ModelKind.AUTO, description="What the quantizer tunes for (openvino's NNCF)."
+    )
+    # A trimmed student's token table is most of its bytes and none of its arithmetic.
+    int4_embeddings: bool = Field(
+        False, description="Token tables in 4 bits, groups of up to 128 (openvino's NNCF)."
     )
 
     @model_validator(mode="after")
@@ -132,6 +143,9 @@ class StaticInt8Config(QuantizeConfig):
         if self.model_type is not ModelKind.AUTO and not caps.model_types:
             tuned = [c.label for c in CAPABILITIES.values() if c.model_types]
             raise ValueError(f"model_type is an option of {words(tuned)} only")
+        if self.int4_embeddings and not caps.int4_embeddings:
+            offered = [c.label for c in CAPABILITIES.values() if c.int4_embeddings]
+            raise ValueError(f"int4_embeddings is an option of {words(offered)} only")
         if self.weight_bits != 8 and not caps.narrow_weights:
             narrow = [c.label for c in CAPABILITIES.values() if c.narrow_weights]
             raise ValueError(f"weight_bits below 8 runs on {words(narrow)} only")

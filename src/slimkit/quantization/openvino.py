@@ -7,6 +7,10 @@ The model goes through slimkit's verified ONNX export (or is the ONNX graph a us
   and the model type NNCF tunes for (``model_type``; by default ``TRANSFORMER`` for a model of a
   registered transformer family or one that takes token ids, its preset then keeping activations
   asymmetric, else the CNN default with symmetric activations, ``PERFORMANCE``).
+  With ``int4_embeddings``, ``nncf.compress_weights`` first stores the token tables (the
+  embedding ``Gather`` ops) in asymmetric 4 bits, in groups of up to 128, and quantization then
+  leaves them so: in a one-layer student on a trimmed vocabulary the table is most of the file,
+  and a lookup costs no arithmetic.
 - **weight-only-int8 / int4**: ``nncf.compress_weights``; int8 per output channel (NNCF has no
   int8 groups), int4 symmetric in groups of ``group_size``, with NNCF's default of keeping the
   embeddings and the last layer in int8.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -53,9 +58,10 @@ _WEIGHT_OPS = {"MatMul", "Convolution", "GroupConvolution"}
 _PASS_THROUGH = {"Convert", "Multiply", "Subtract", "Reshape", "FakeQuantize", "FakeConvert"}
 
 
-def _weight_constant(op: ov.Node) -> ov.Node | None:
-    """The Constant an op's weight input comes from, through dequantization and reshapes."""
-    node = op.input_value(1).get_node()
+def _weight_constant(op: ov.Node, port: int = 1) -> ov.Node | None:
+    """The Constant an op's weight input (``port``) comes from, through dequantization and
+    reshapes."""
+    node = op.input_value(port).get_node()
     while node.get_type_name() in _PASS_THROUGH:
         node = node.input_value(0).get_node()
     return node if node.get_type_name() == "Constant" else None
@@ -68,6 +74,22 @@ def _weight_ops(model: ov.Model) -> list[tuple[ov.Node, ov.Node]]:
         if op.get_type_name() in _WEIGHT_OPS:
             constant = _weight_constant(op)
             if constant is not None:
+                found.append((op, constant))
+    return found
+
+
+def _token_tables(model: ov.Model) -> list[tuple[ov.Node, ov.Node]]:
+    """``(op, table constant)`` for every embedding lookup: a ``Gather`` from a stored float
+    matrix."""
+    found = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Gather":
+            constant = _weight_constant(op, port=0)
+            if (
+                constant is not None
+                and constant.get_element_type().is_real()
+                and len(constant.get_output_partial_shape(0)) == 2
+            ):
                 found.append((op, constant))
     return found
 
@@ -88,17 +110,20 @@ def _float_layers(model: ov.Model) -> list[str]:
     return floats
 
 
+def _ignored(
+    model: nn.Module, config: QuantizeConfig, ops: list[tuple[ov.Node, ov.Node]]
+) -> list[str]:
+    """The names of those of ``ops`` (op, weight constant) whose PyTorch layer
+    ``config.ignore`` selects."""
+    weights = {f"{name}.weight" for name in ignored_layers(model, config.ignore)}
+    return [op.get_friendly_name() for op, c in ops if c.get_friendly_name() in weights]
+
+
 def _ignored_scope(
     model: nn.Module, config: QuantizeConfig, ov_model: ov.Model
 ) -> nncf.IgnoredScope:
     """The OpenVINO ops of the PyTorch layers ``config.ignore`` selects."""
-    weights = {f"{name}.weight" for name in ignored_layers(model, config.ignore)}
-    names = [
-        op.get_friendly_name()
-        for op, c in _weight_ops(ov_model)
-        if c.get_friendly_name() in weights
-    ]
-    return nncf.IgnoredScope(names=names, validate=False)
+    return nncf.IgnoredScope(names=_ignored(model, config, _weight_ops(ov_model)), validate=False)
 
 
 def _is_transformer(
@@ -109,6 +134,29 @@ def _is_transformer(
     return find_family(model, strict=False) is not None or any(
         not x.is_floating_point() for x in example_inputs
     )
+
+
+def _int4_embeddings(model: nn.Module, config: StaticInt8Config, ov_model: ov.Model) -> ov.Model:
+    """``ov_model`` with its token tables in asymmetric 4 bits, in groups of the largest power
+    of two up to 128 that divides a table's width (else one group per row); every other weight,
+    and the tables ``config.ignore`` names, as they were."""
+    tables = _token_tables(ov_model)
+    kept = set(_ignored(model, config, tables))
+    chosen = [(op, c) for op, c in tables if op.get_friendly_name() not in kept]
+    if not chosen:
+        return ov_model
+    width = math.gcd(*(c.get_output_partial_shape(0)[1].get_length() for _, c in chosen))
+    group = next((g for g in (128, 64, 32, 16) if width % g == 0), -1)
+    others = [op.get_friendly_name() for op, _ in _weight_ops(ov_model)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        return nncf.compress_weights(
+            ov_model,
+            mode=nncf.CompressWeightsMode.INT4_ASYM,
+            ratio=1.0,
+            group_size=group,
+            all_layers=True,
+            ignored_scope=nncf.IgnoredScope(names=[*others, *kept], validate=False),
+        )
 
 
 def _static_settings(
@@ -174,6 +222,8 @@ def quantize_static_nncf(
     check_calibration(batches)
     with tempfile.TemporaryDirectory(prefix="slimkit-nncf-") as tmp:
         ov_model = _convert(model, example_inputs, input_names, Path(tmp))
+        if config.int4_embeddings:
+            ov_model = _int4_embeddings(model, config, ov_model)
         with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws progress bars
             quantized = nncf.quantize(
                 ov_model,
@@ -258,6 +308,8 @@ def quantize_with_accuracy_control_nncf(
 
     with tempfile.TemporaryDirectory(prefix="slimkit-nncf-") as tmp:
         ov_model = _convert(model, example, data.input_names, Path(tmp))
+        if config.int4_embeddings:
+            ov_model = _int4_embeddings(model, config, ov_model)
         with contextlib.redirect_stdout(io.StringIO()):
             quantized = nncf.quantize_with_accuracy_control(
                 ov_model,

@@ -86,7 +86,7 @@ def quantize_step(state: ModelState, config: QuantizeConfig, ctx: StepContext) -
         if len(log) > 1:  # more than the starting point: the budget was missed at first
             notes.append("recovery: " + "; ".join(log))
     if result.agreement is not None:  # the kept graph must approximate the float model
-        result.agreement.check(config.precision)
+        result.agreement.check(config.verified_at())
     quantized = ModelState(result.module, result.runtime, artifact=result.artifact)
     float_state = ModelState(float_model, result.runtime)
     quantized.notes = [*notes, _coverage_note(result), _speed_note(float_state, quantized, ctx)]

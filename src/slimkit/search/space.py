@@ -116,11 +116,19 @@ def _recover(trial: Any, inputs: SpaceInputs, prefix: str) -> StepSpec:
 
 
 def _quantize(trial: Any, inputs: SpaceInputs) -> Steps:
+    """The trial's quantization; on a model with a token table, static int8 on OpenVINO may
+    store the table in 4 bits (the bulk of a trimmed student's bytes, none of its time)."""
     choice = trial.suggest_categorical("quantize", list(inputs.quantize))
     if choice == "none":
         return []
     mode, _, backend = choice.partition("@")
-    return [step("quantize", {"mode": mode, "backend": backend})]
+    config: dict[str, Any] = {"mode": mode, "backend": backend}
+    if inputs.vocab and choice == INT4_TABLES:
+        config["int4_embeddings"] = trial.suggest_categorical("int4_embeddings", [True, False])
+    return [step("quantize", config)]
+
+
+INT4_TABLES = "static-int8@openvino"  # the quantization that may keep token tables in 4 bits
 
 
 # Plain-CNN students (``small-cnn`` width and depth), fewest parameters first. At batch 1 a
@@ -286,18 +294,30 @@ def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
 
 
 def transformer_corner(inputs: SpaceInputs) -> dict[str, Any]:
-    """A one-layer student on the vocabulary the training data uses, in int8. Layers are what
-    a transformer's latency is made of, so heads and FFN pruning are left for the search to
-    add; the corner keeps every token seen, since dropping rare ones as well cost a one-layer
-    student most of a point (docs/measurements.md, "Transformer search")."""
+    """A one-layer student on the vocabulary the training data uses, half its FFN neurons
+    pruned and distilled back, in int8 with its token table in 4 bits where the backend offers
+    it. Layers are most of a transformer's latency and the FFN two thirds of a layer's weights
+    and arithmetic; the table is most of what is left on disk. The corner keeps every token
+    seen, since dropping rare ones as well cost a one-layer student most of a point
+    (docs/measurements.md, "Transformer search")."""
     corner: dict[str, Any] = {"vocab_min_count": 1} if inputs.vocab else {}
+    quantize = _int8(inputs)
+    if inputs.vocab and quantize == INT4_TABLES:
+        corner["int4_embeddings"] = True
+    structure: dict[str, Any] = {}
+    if inputs.heads_and_ffn:
+        structure = {
+            "structure_epochs": inputs.train.get("epochs", 1),
+            "structure_kd": True,
+        }
     return {
         **corner,
         "keep_every": max(inputs.depth, 1),
         "student_lr": 4,
         "heads": 0.0,
-        "ffn": 0.0,
-        "quantize": _int8(inputs),
+        "ffn": 0.5 if inputs.heads_and_ffn else 0.0,
+        **structure,
+        "quantize": quantize,
     }
 
 
