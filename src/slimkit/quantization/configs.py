@@ -117,7 +117,7 @@ class StaticInt8Config(QuantizeConfig):
     model_type: ModelKind = Field(
         ModelKind.AUTO, description="What the quantizer tunes for (openvino's NNCF)."
     )
-    # A trimmed student's token table is most of its bytes and none of its arithmetic.
+    # A trimmed student's token table is most of its bytes; unpacking looked-up rows costs time.
     int4_embeddings: bool = Field(
         False, description="Token tables in 4 bits, groups of up to 128 (openvino's NNCF)."
     )

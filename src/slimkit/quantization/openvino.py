@@ -10,7 +10,7 @@ The model goes through slimkit's verified ONNX export (or is the ONNX graph a us
   With ``int4_embeddings``, ``nncf.compress_weights`` first stores the token tables (the
   embedding ``Gather`` ops) in asymmetric 4 bits, in groups of up to 128, and quantization then
   leaves them so: in a one-layer student on a trimmed vocabulary the table is most of the file,
-  and a lookup costs no arithmetic.
+  while unpacking the rows looked up took an eighth of its time (docs/measurements.md).
 - **weight-only-int8 / int4**: ``nncf.compress_weights``; int8 per output channel (NNCF has no
   int8 groups), int4 symmetric in groups of ``group_size``, with NNCF's default of keeping the
   embeddings and the last layer in int8.

@@ -117,7 +117,8 @@ def _recover(trial: Any, inputs: SpaceInputs, prefix: str) -> StepSpec:
 
 def _quantize(trial: Any, inputs: SpaceInputs) -> Steps:
     """The trial's quantization; on a model with a token table, static int8 on OpenVINO may
-    store the table in 4 bits (the bulk of a trimmed student's bytes, none of its time)."""
+    store the table in 4 bits: the bulk of a trimmed student's bytes, at the price of unpacking
+    the rows it looks up (docs/measurements.md, "Token tables in 4 bits")."""
     choice = trial.suggest_categorical("quantize", list(inputs.quantize))
     if choice == "none":
         return []
