@@ -190,6 +190,19 @@ def _convert(
     return ov.convert_model(str(exported))
 
 
+def _static_start(
+    model: nn.Module,
+    config: StaticInt8Config,
+    example_inputs: tuple[torch.Tensor, ...],
+    input_names: tuple[str, ...],
+    tmp: Path,
+) -> ov.Model:
+    """The IR both static-int8 paths hand NNCF: the float model, its token tables in 4 bits
+    where ``config.int4_embeddings`` asks."""
+    ov_model = _convert(model, example_inputs, input_names, tmp)
+    return _int4_embeddings(model, config, ov_model) if config.int4_embeddings else ov_model
+
+
 def _finish(
     model: nn.Module,
     quantized: ov.Model,
@@ -221,9 +234,7 @@ def quantize_static_nncf(
     batches = list(calibration or ())
     check_calibration(batches)
     with tempfile.TemporaryDirectory(prefix="slimkit-nncf-") as tmp:
-        ov_model = _convert(model, example_inputs, input_names, Path(tmp))
-        if config.int4_embeddings:
-            ov_model = _int4_embeddings(model, config, ov_model)
+        ov_model = _static_start(model, config, example_inputs, input_names, Path(tmp))
         with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws progress bars
             quantized = nncf.quantize(
                 ov_model,
@@ -307,9 +318,7 @@ def quantize_with_accuracy_control_nncf(
         return correct / max(total, 1), None
 
     with tempfile.TemporaryDirectory(prefix="slimkit-nncf-") as tmp:
-        ov_model = _convert(model, example, data.input_names, Path(tmp))
-        if config.int4_embeddings:
-            ov_model = _int4_embeddings(model, config, ov_model)
+        ov_model = _static_start(model, config, example, data.input_names, Path(tmp))
         with contextlib.redirect_stdout(io.StringIO()):
             quantized = nncf.quantize_with_accuracy_control(
                 ov_model,

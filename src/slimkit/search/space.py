@@ -115,6 +115,9 @@ def _recover(trial: Any, inputs: SpaceInputs, prefix: str) -> StepSpec:
     return step("finetune", {"train": settings})
 
 
+INT4_TABLES = "static-int8@openvino"  # the quantization that may keep token tables in 4 bits
+
+
 def _quantize(trial: Any, inputs: SpaceInputs) -> Steps:
     """The trial's quantization; on a model with a token table, static int8 on OpenVINO may
     store the table in 4 bits: the bulk of a trimmed student's bytes, at the price of unpacking
@@ -127,9 +130,6 @@ def _quantize(trial: Any, inputs: SpaceInputs) -> Steps:
     if inputs.vocab and choice == INT4_TABLES:
         config["int4_embeddings"] = trial.suggest_categorical("int4_embeddings", [True, False])
     return [step("quantize", config)]
-
-
-INT4_TABLES = "static-int8@openvino"  # the quantization that may keep token tables in 4 bits
 
 
 # Plain-CNN students (``small-cnn`` width and depth), fewest parameters first. At batch 1 a
