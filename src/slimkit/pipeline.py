@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,11 @@ from slimkit.steps import STEPS, StepContext
 from slimkit.timing import SLOWER_MARGIN
 
 log = logging.getLogger(__name__)
+
+# What a caller already applied in this process, asked by the steps up to and including the one
+# wanted: the state they gave, its arch and the wall time it took, or None (``slimkit auto``
+# hands its chosen trial's, so the run that writes its directory does not train them again).
+Applied = Callable[[Sequence[StepSpec]], "tuple[ModelState, Arch, float] | None"]
 
 
 @dataclass(frozen=True)
@@ -136,13 +141,15 @@ def execute(
     extra: dict[str, Any] | None = None,
     resumed: bool = False,
     trusted: bool = False,
+    applied: Applied | None = None,
 ) -> RunResult:
     """Run ``recipe`` into the existing ``run_dir``: :func:`run` without creating the folder.
 
     ``base`` reuses a baseline already prepared for this recipe; ``extra`` adds sections to
     results.json (a search adds its trials). Each finished step is kept in the run's
     checkpoints until results.json is written; ``resumed`` reuses the ones already there
-    (``trusted``: whatever factory their manifests name, see :class:`~slimkit.resume.StepStore`).
+    (``trusted``: whatever factory their manifests name, see :class:`~slimkit.resume.StepStore`),
+    and ``applied`` the steps this process already applied (see :data:`Applied`).
     """
     threads = recipe.evaluation.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -169,7 +176,7 @@ def execute(
     first = Done(state, run_dir / "artifacts" / "00-baseline", session.base.arch, start)
     records = [measured("baseline", "baseline", first)]
     reused: list[str] = []
-    steps = apply_steps(session, state, run_dir / "artifacts", progress, store, reused)
+    steps = apply_steps(session, state, run_dir / "artifacts", progress, store, reused, applied)
     for step, done, task in steps:
         records.append(measured(step.name, step.kind, done))
         task.update(f"{done.label}: accuracy {records[-1].accuracy:.2f}%")
@@ -314,11 +321,17 @@ class Session:
         )
 
     def run(
-        self, recipe: Recipe, run_dir: Path, progress: Progress = SILENT, **extra: Any
+        self,
+        recipe: Recipe,
+        run_dir: Path,
+        progress: Progress = SILENT,
+        applied: Applied | None = None,
+        **extra: Any,
     ) -> RunResult:
         """Run ``recipe`` (this one's baseline with other steps) into the existing ``run_dir``
-        from this baseline; ``extra`` adds sections to results.json."""
-        return execute(recipe, run_dir, progress, base=self.base, extra=extra)
+        from this baseline, reusing the steps ``applied`` holds; ``extra`` adds sections to
+        results.json."""
+        return execute(recipe, run_dir, progress, base=self.base, extra=extra, applied=applied)
 
 
 def apply_steps(
@@ -328,12 +341,14 @@ def apply_steps(
     progress: Progress,
     store: StepStore | None = None,
     reused: list[str] | None = None,
+    applied: Applied | None = None,
 ) -> Iterator[tuple[StepSpec, Done, Task]]:
     """Apply the recipe's steps in order, each to a copy of the previous model.
 
     Yields inside each step's progress task, so the caller can measure before it closes. With
     a ``store``, each finished step is kept there, and a step it already holds under the same
-    key is reused (its name appended to ``reused``) instead of applied again.
+    key is reused (its name appended to ``reused``) instead of applied again; so is one that
+    ``applied`` holds.
     """
     arch, model_key, steps = session.base.arch, session.base.key, session.recipe.steps
     for i, step in enumerate(steps, 1):
@@ -343,10 +358,16 @@ def apply_steps(
         with progress.task(f"{label} ({step.kind})") as task:
             start = time.perf_counter()
             kept = store.load(stem.name, key) if store is not None else None
+            earlier = applied(steps[:i]) if kept is None and applied is not None else None
             if kept is not None:
                 state, arch, start = kept.state, kept.arch, start - kept.wall_s
                 if reused is not None:
                     reused.append(step.name)
+            elif earlier is not None:
+                state, arch, wall_s = earlier
+                start -= wall_s
+                if store is not None:
+                    kept = store.save(stem.name, key, state, arch, wall_s)
             else:
                 where = store.training_dir(stem.name, key) if store is not None else None
                 ctx = session.context(stem, arch, progress, where)

@@ -148,9 +148,8 @@ def test_a_trial_that_begins_like_an_earlier_one_reuses_its_steps(
 
     monkeypatch.setattr(Session, "time", spy)
     config = AutoConfig(trials=3, finetune_epochs=1, backend="onnxruntime")
-    first, second, third = auto(base_recipe, config, tmp_path / "s", storage=storage).results[
-        "search"
-    ]["trials"]
+    result = auto(base_recipe, config, tmp_path / "s", storage=storage)
+    first, second, third = result.results["search"]["trials"]
     assert first["params"] == {**params, "quantize": "none"}
     assert not any("reused" in n for n in first["notes"])
     assert {"prune reused from trial 0", "finetune reused from trial 0"} <= set(second["notes"])
@@ -158,6 +157,10 @@ def test_a_trial_that_begins_like_an_earlier_one_reuses_its_steps(
     # with a baseline timed at another moment
     assert {"prune reused from trial 0", "finetune reused from trial 0"} <= set(third["notes"])
     assert ["baseline", "finetune"] in timed
+    # the run that replays the chosen trial measures its trained models again, not trains them
+    replayed = {s["name"]: s["notes"] for s in result.results["steps"]}
+    for name in ("prune", "finetune"):
+        assert any(n.startswith("applied once, in trial ") for n in replayed[name])
 
 
 def test_auto_cli_without_a_recipe_or_model_says_what_to_give(cli):

@@ -19,7 +19,8 @@ smallest) model within an accuracy budget, measured on the runtime that will ser
    machine, and the choice must not go to the one timed in a quiet minute. Trials within 5% of
    the best on the objective count as tied, and the smaller (for latency) or faster one wins.
 5. The chosen trial becomes ``best-recipe.yaml`` and is run by the ordinary pipeline into the
-   run directory, so its figures, artifacts and report are a plain run's.
+   run directory, so its figures, artifacts and report are a plain run's. The models its
+   trial trained are reused, not trained again; each is measured again like any step's.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def auto(
         "sensitivity": {c.layer: {str(r): c.drop(r) for r in c.metric} for c in curves},
     }
     write_json(run_dir / "search" / "trials.json", search)
-    result = session.run(best, run_dir, progress, search=search)
+    result = session.run(best, run_dir, progress, trial_runner.replayed, search=search)
     return AutoResult(run_dir, result.results, met, final_message(result.results, chosen, message))
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,13 +55,15 @@ def pays(objective: Objective, m: Measurement, prev: Measurement) -> bool:
 
 @dataclass(frozen=True)
 class _Applied:
-    """One step as a trial applied it: the model it gave, measured, and whether it paid."""
+    """One step as a trial applied it: the model it gave, measured, whether it paid, and the
+    wall time applying it took."""
 
     state: ModelState
     arch: Arch
     measured: Measurement
     paid: bool
     trial: int
+    wall_s: float
 
 
 class TrialRunner:
@@ -80,6 +84,8 @@ class TrialRunner:
         self.finalists: dict[int, tuple[float, Measurement]] = {}
         # the steps kept so far plus the next one -> what applying it gave, and whether it paid
         self.applied: OrderedDict[str, _Applied] = OrderedDict()
+        # a finalist's kept steps, held for the run that replays the chosen one
+        self.pinned: dict[int, dict[str, _Applied]] = {}
 
     def __call__(self, trial: Any) -> float:
         steps = self.space.draw(trial, self.inputs)
@@ -97,6 +103,7 @@ class TrialRunner:
         state = self.session.baseline_state()
         arch, prev = self.session.base.arch, self.base_record
         kept: list[dict[str, Any]] = []
+        chain: dict[str, _Applied] = {}  # the kept steps that left a model in memory
         notes: list[str] = []
         timed = False  # whether ``prev`` was timed beside the baseline in this trial
         for i, spec in enumerate(candidate.steps, 1):
@@ -115,6 +122,8 @@ class TrialRunner:
                 timed = timed or not reused  # applied here: timed with the baseline and prev
                 continue
             kept.append(spec.to_dict())
+            if done.state.artifact is None:
+                chain[key] = done
             state, arch, prev = done.state, done.arch, done.measured
             timed = not reused
             if spec.kind in TRAINING and prev.accuracy < self.floor:
@@ -128,8 +137,23 @@ class TrialRunner:
             self.session.time(models)
         value = self._record(trial, kept, prev, notes)
         if prev is not self.base_record and prev.accuracy >= self.floor - 1e-9:
-            self._keep_finalist(trial.number, value, prev)
+            self._keep_finalist(trial.number, value, prev, chain)
         return value
+
+    def replayed(self, steps: Sequence[StepSpec]) -> tuple[ModelState, Arch, float] | None:
+        """What ``steps`` gave when a trial of this search applied them (the model, its arch,
+        the wall time), or None: the run that replays the chosen trial reuses the trained
+        models instead of training them again (:data:`slimkit.pipeline.Applied`)."""
+        key = json.dumps([s.to_dict() for s in steps], sort_keys=True, default=str)
+        done = next((p[key] for p in self.pinned.values() if key in p), self.applied.get(key))
+        if done is None:
+            return None
+        note = f"applied once, in trial {done.trial} of the search"
+        return (
+            dataclasses.replace(done.state, notes=[*done.state.notes, note]),
+            done.arch,
+            done.wall_s,
+        )
 
     def _apply(
         self,
@@ -142,24 +166,30 @@ class TrialRunner:
     ) -> _Applied:
         """Apply one step to ``state``, measure it, time it beside the model before it (and
         the baseline), and judge whether it pays."""
+        start = time.perf_counter()
         ctx = self.session.context(stem, arch)
         new = self.session.apply(spec, state, ctx)
+        wall_s = time.perf_counter() - start
         arch_after = new.arch or arch
         m = self.session.measure(spec.name, spec.kind, new, ctx.artifact_stem, arch_after)
         records = [self.base_record, prev, m] if prev is not self.base_record else [prev, m]
         self.session.time(records)
         paid = not compresses(spec) or pays(self.config.objective, m, prev)
-        return _Applied(new, arch_after, m, paid, number)
+        return _Applied(new, arch_after, m, paid, number, wall_s)
 
     def _remember(self, key: str, done: _Applied) -> None:
         self.applied[key] = done
         if len(self.applied) > REUSED_STEPS:
             self.applied.popitem(last=False)
 
-    def _keep_finalist(self, number: int, value: float, model: Measurement) -> None:
+    def _keep_finalist(
+        self, number: int, value: float, model: Measurement, chain: dict[str, _Applied]
+    ) -> None:
         self.finalists[number] = (value, model)
+        self.pinned[number] = chain
         if len(self.finalists) > FINALISTS:
-            del self.finalists[max(self.finalists, key=lambda n: self.finalists[n][0])]
+            worst = max(self.finalists, key=lambda n: self.finalists[n][0])
+            del self.finalists[worst], self.pinned[worst]
 
     def retime(self) -> dict[int, dict[str, float]]:
         """The finalists timed again in one interleaved session with the baseline: their new
