@@ -118,10 +118,12 @@ def test_the_corner_tried_first_is_a_point_of_the_space_and_its_most_compressed(
     assert trial.params == corner  # every choice was drawn, none fell outside its options
     assert steps[-1].config == DynamicInt8Config(backend="onnxruntime")
     if space == "transformer":
-        # trimmed, one layer, half its FFN neurons, distilled back
-        assert [s.kind for s in steps] == ["prune", "distill", "prune", "distill", "quantize"]
+        # trimmed, one layer, half its heads and FFN neurons, distilled back
+        kinds = ["prune", "distill", "prune", "prune", "distill", "quantize"]
+        assert [s.kind for s in steps] == kinds
         assert steps[1].config.student == KeepEveryStudent(keep_every=INPUTS.depth)
-        assert steps[2].config.ratio == max(trial.distributions["ffn"].choices)
+        assert steps[2].config.ratio == max(trial.distributions["heads"].choices)
+        assert steps[3].config.ratio == max(trial.distributions["ffn"].choices)
     else:
         assert steps[0].config.ratio == max(trial.distributions["channels"].choices)
     _recipe(steps)
@@ -206,9 +208,9 @@ def test_a_transformer_without_a_token_table_is_never_asked_to_trim_one():
     trial = study.ask()
     steps = SPACES.get("transformer").draw(trial, inputs)
     assert trial.params == corner
-    # a one-layer student, half its FFN pruned and distilled back
-    assert [s.kind for s in steps] == ["distill", "prune", "distill", "quantize"]
-    assert steps[1].config.ratio == 0.5
+    # a one-layer student, half its heads and FFN pruned and distilled back
+    assert [s.kind for s in steps] == ["distill", "prune", "prune", "distill", "quantize"]
+    assert [s.config.method for s in steps[1:3]] == ["heads", "ffn"]
 
 
 def test_the_transformer_corner_keeps_its_token_table_in_4_bits_where_nncf_quantizes():

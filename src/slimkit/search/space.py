@@ -295,12 +295,13 @@ def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
 
 
 def transformer_corner(inputs: SpaceInputs) -> dict[str, Any]:
-    """A one-layer student on the vocabulary the training data uses, half its FFN neurons
-    pruned and distilled back, in int8 with its token table in 4 bits where the backend offers
-    it. Layers are most of a transformer's latency and the FFN two thirds of a layer's weights
-    and arithmetic; the table is most of what is left on disk. The corner keeps every token
-    seen, since dropping rare ones as well cost a one-layer student most of a point
-    (docs/measurements.md, "Transformer search")."""
+    """A one-layer student on the vocabulary the training data uses, half its attention heads
+    and half its FFN neurons pruned and distilled back, in int8 with its token table in 4 bits
+    where the backend offers it. Layers are most of a transformer's latency; in the one left,
+    the heads' projections, scores and softmax are about half the time and the FFN the rest;
+    the table is most of what is left on disk. The corner keeps every token seen, since
+    dropping rare ones as well cost a one-layer student most of a point (docs/measurements.md,
+    "Transformer search")."""
     corner: dict[str, Any] = {"vocab_min_count": 1} if inputs.vocab else {}
     quantize = _int8(inputs)
     if inputs.vocab and quantize == INT4_TABLES:
@@ -315,7 +316,7 @@ def transformer_corner(inputs: SpaceInputs) -> dict[str, Any]:
         **corner,
         "keep_every": max(inputs.depth, 1),
         "student_lr": 4,
-        "heads": 0.0,
+        "heads": 0.5 if inputs.heads_and_ffn else 0.0,
         "ffn": 0.5 if inputs.heads_and_ffn else 0.0,
         **structure,
         "quantize": quantize,
