@@ -279,7 +279,9 @@ TARGETS = {
     "W2": (25.0, 20.0, 6.0, NNCF_ANCHOR),
     "W3": (10.0, 10.0, 3.0, None),
 }
-PEAK_TARGETS = {"W1": 40.0, "W2": 40.0}  # W3's is its unpruned int8 model's (quantization.py)
+# % of the int8 matmul peak, or the benchmark names the operators that hold the model below it;
+# W3's target is its unpruned int8 model's (quantization.py)
+PEAK_TARGETS = {"W1": 40.0, "W2": 50.0}
 
 
 def targets(
