@@ -262,3 +262,18 @@ def test_random_flip_mirrors_whole_images_and_keeps_every_pixel():
         assert any(torch.equal(form(original), out) for form in forms)
     many = AUGMENTS.get("random-flip")(images.repeat(50, 1, 1, 1), torch.Generator())
     assert not torch.equal(many, images.repeat(50, 1, 1, 1))  # some of 200 images do flip
+
+
+def test_random_rot90_turns_whole_square_images_every_way_and_refuses_others():
+    from slimkit.training.augment import AUGMENTS
+
+    rot90 = AUGMENTS.get("random-rot90")
+    images = torch.arange(200 * 9, dtype=torch.float32).reshape(200, 1, 3, 3)
+    turned = rot90(images, torch.Generator().manual_seed(0))
+    seen = set()
+    for original, out in zip(images, turned, strict=True):
+        k = next(k for k in range(4) if torch.equal(original.rot90(k, dims=(-2, -1)), out))
+        seen.add(k)
+    assert seen == {0, 1, 2, 3}
+    with pytest.raises(StepError, match="square images, and these are 3 x 4"):
+        rot90(torch.zeros(2, 1, 3, 4), torch.Generator())

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from slimkit.errors import StepError
 from slimkit.registry import Registry
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -39,4 +40,22 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     out = images.clone()
     out[flips[:, 0]] = out[flips[:, 0]].flip(-1)
     out[flips[:, 1]] = out[flips[:, 1]].flip(-2)
+    return out
+
+
+@AUGMENTS.register("random-rot90")
+def random_rot90(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Turn each square image by 0, 90, 180 or 270 degrees, uniformly: with ``random-flip``,
+    all eight symmetries of a square, for square images with no preferred orientation (a
+    solar cell's cracks run any way; its busbars turn with it)."""
+    n, _, h, w = images.shape
+    if h != w:
+        raise StepError(
+            f"random-rot90 turns square images, and these are {h} x {w}: drop it from augment, "
+            "or resize the data to a square (image_size)."
+        )
+    turns = torch.randint(0, 4, (n,), generator=generator)
+    out = images.clone()
+    for k in (1, 2, 3):
+        out[turns == k] = images[turns == k].rot90(k, dims=(-2, -1))
     return out

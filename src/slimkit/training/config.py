@@ -55,7 +55,7 @@ class TrainConfig(Config):
     )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Cross-entropy smoothing.")
     augment: tuple[str, ...] = Field(
-        (), description="Augmentations by name (random-shift, random-flip)."
+        (), description="Augmentations by name (random-shift, random-flip, random-rot90)."
     )
     grad_clip: float | None = Field(None, gt=0.0, description="Clip the gradient norm to this.")
     grad_accumulation: int = Field(
