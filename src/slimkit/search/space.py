@@ -298,8 +298,8 @@ def transformer_corner(inputs: SpaceInputs) -> dict[str, Any]:
     """A one-layer student on the vocabulary the training data uses, half its attention heads
     and half its FFN neurons pruned and distilled back, in int8 with its token table in 4 bits
     where the backend offers it. Layers are most of a transformer's latency; in the one left,
-    the heads' projections, scores and softmax are about half the time and the FFN the rest;
-    the table is most of what is left on disk. The corner keeps every token seen, since
+    the heads (their projections, scores and softmax) and the FFN share the time; the table is
+    most of what is left on disk. The corner keeps every token seen, since
     dropping rare ones as well cost a one-layer student most of a point (docs/measurements.md,
     "Transformer search")."""
     corner: dict[str, Any] = {"vocab_min_count": 1} if inputs.vocab else {}

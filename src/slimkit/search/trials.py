@@ -80,12 +80,11 @@ class TrialRunner:
     ) -> None:
         self.session, self.base_record = session, base_record
         self.config, self.floor, self.space, self.inputs = config, floor, space, inputs
-        # trial number -> (objective value, final model) of the best trials within budget
-        self.finalists: dict[int, tuple[float, Measurement]] = {}
+        # trial number -> (objective value, final model, its kept steps that left a model in
+        # memory, held for the run that replays the chosen one) of the best trials within budget
+        self.finalists: dict[int, tuple[float, Measurement, dict[str, _Applied]]] = {}
         # the steps kept so far plus the next one -> what applying it gave, and whether it paid
         self.applied: OrderedDict[str, _Applied] = OrderedDict()
-        # a finalist's kept steps, held for the run that replays the chosen one
-        self.pinned: dict[int, dict[str, _Applied]] = {}
 
     def __call__(self, trial: Any) -> float:
         steps = self.space.draw(trial, self.inputs)
@@ -145,7 +144,8 @@ class TrialRunner:
         the wall time), or None: the run that replays the chosen trial reuses the trained
         models instead of training them again (:data:`slimkit.pipeline.Applied`)."""
         key = json.dumps([s.to_dict() for s in steps], sort_keys=True, default=str)
-        done = next((p[key] for p in self.pinned.values() if key in p), self.applied.get(key))
+        held = (chain for _, _, chain in self.finalists.values())
+        done = next((chain[key] for chain in held if key in chain), self.applied.get(key))
         if done is None:
             return None
         note = f"applied once, in trial {done.trial} of the search"
@@ -185,11 +185,9 @@ class TrialRunner:
     def _keep_finalist(
         self, number: int, value: float, model: Measurement, chain: dict[str, _Applied]
     ) -> None:
-        self.finalists[number] = (value, model)
-        self.pinned[number] = chain
+        self.finalists[number] = (value, model, chain)
         if len(self.finalists) > FINALISTS:
-            worst = max(self.finalists, key=lambda n: self.finalists[n][0])
-            del self.finalists[worst], self.pinned[worst]
+            del self.finalists[max(self.finalists, key=lambda n: self.finalists[n][0])]
 
     def retime(self) -> dict[int, dict[str, float]]:
         """The finalists timed again in one interleaved session with the baseline: their new
@@ -197,7 +195,7 @@ class TrialRunner:
         if len(self.finalists) < 2:
             return {}
         renamed = {
-            n: dataclasses.replace(m, name=f"trial-{n}") for n, (_, m) in self.finalists.items()
+            n: dataclasses.replace(m, name=f"trial-{n}") for n, (_, m, _) in self.finalists.items()
         }
         self.session.time([self.base_record, *renamed.values()])
         assert self.base_record.latency is not None
