@@ -71,6 +71,14 @@ class NarrowerStudent(Config):
     width: float = Field(gt=0.0, lt=1.0)
 
 
+class ShallowerStudent(Config):
+    """A copy of the teacher keeping ``depth`` of each stage's residual blocks (rounded up, at
+    least one), with the teacher's weights: EfficientNet's depth multiplier, applied to a
+    trained network (:mod:`slimkit.models.blocks`)."""
+
+    depth: float = Field(gt=0.0, lt=1.0)
+
+
 class ModelStudent(Config):
     """Any model source, for a student of another family."""
 
@@ -88,6 +96,7 @@ _WAYS: dict[str, type[Config]] = {
     "keep_every": KeepEveryStudent,
     "keep_layers": KeepLayersStudent,
     "width": NarrowerStudent,
+    "depth": ShallowerStudent,
     "model": ModelStudent,
     "current": CurrentStudent,
 }
@@ -105,11 +114,14 @@ StudentConfig = Annotated[
     Annotated[KeepEveryStudent, Tag("keep_every")]
     | Annotated[KeepLayersStudent, Tag("keep_layers")]
     | Annotated[NarrowerStudent, Tag("width")]
+    | Annotated[ShallowerStudent, Tag("depth")]
     | Annotated[ModelStudent, Tag("model")]
     | Annotated[CurrentStudent, Tag("current")],
     Discriminator(
         _way,
         custom_error_type="student",
-        custom_error_message="give exactly one of keep_every, keep_layers, width, model, current",
+        custom_error_message=(
+            "give exactly one of keep_every, keep_layers, width, depth, model, current"
+        ),
     ),
 ]

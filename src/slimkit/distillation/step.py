@@ -28,7 +28,7 @@ class DistillStepConfig(Config):
     (``train``); the keys of those two may also be written at the top level of the step."""
 
     student: StudentConfig = Field(
-        description="One of keep_every, keep_layers, width, model, current."
+        description="One of keep_every, keep_layers, width, depth, model, current."
     )
     teacher: Teacher = Field(Teacher.CURRENT, description="current, or the run's baseline.")
     distill: DistillConfig = Field(DistillConfig(), description="What the student learns.")

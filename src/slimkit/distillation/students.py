@@ -6,6 +6,8 @@
   because the head was trained on its output.
 - ``width: 0.5``: the teacher's architecture rebuilt with that share of its ``width`` (the
   built-in CNNs), freshly initialised: Hinton et al.'s small student.
+- ``depth: 0.5``: a copy of the teacher with half of each stage's residual blocks (rounded up),
+  the rest of its weights kept: EfficientNet's depth multiplier, applied to a trained network.
 - ``model: {...}``: any model source, for a student of another family.
 - ``current: true``: the incoming model itself, e.g. a pruned network fine-tuned with the
   baseline as its teacher (``teacher: baseline`` in the step).
@@ -26,10 +28,12 @@ from slimkit.distillation.configs import (
     KeepLayersStudent,
     ModelStudent,
     NarrowerStudent,
+    ShallowerStudent,
     StudentConfig,
 )
 from slimkit.errors import StepError
 from slimkit.models.arch import Arch, KeptLayers
+from slimkit.models.blocks import drop_blocks, shallower
 from slimkit.models.sources import ModelSpec, arch_of, build_model, factory_of
 from slimkit.models.surgery import keep_layers, layer_list
 
@@ -101,3 +105,18 @@ def _narrower(config: NarrowerStudent, teacher: nn.Module, arch: Arch, hints: An
     return build_model(ModelSpec(source=arch.source, kwargs=kwargs)), Arch(
         source=arch.source, kwargs=kwargs
     )
+
+
+@_builds(ShallowerStudent)
+def _shallower(config: ShallowerStudent, teacher: nn.Module, arch: Arch, hints: Any) -> Built:
+    student = copy.deepcopy(teacher)
+    dropped = shallower(student, config.depth)
+    if not dropped:
+        raise StepError(
+            f"depth: {config.depth:g} drops no block of {type(teacher).__name__}: it has no "
+            "stage of residual blocks (blocks that add their input to their output) with a "
+            "block to spare at that depth. Lower depth:, or build the student by width: or "
+            "model: (transformers: keep_every: or keep_layers:)."
+        )
+    drop_blocks(student, dropped)
+    return student, arch.model_copy(update={"dropped": (*(arch.dropped or ()), *dropped)})

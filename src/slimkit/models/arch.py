@@ -2,7 +2,8 @@
 
 A saved model is weights plus this record plus a layer manifest (shapes), never a pickled
 module. The record names the source the network was first built from, the factory kwargs, and
-the edits since that the shapes alone cannot say (which layers a student kept).
+the edits since that the shapes alone cannot say (which layers a student kept, which residual
+blocks a shallower student dropped).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class KeptLayers(Config):
 
 class Arch(Config):
     """How to rebuild a model: ``source`` and ``kwargs`` build the network as it was first
-    made; ``layers`` replays a layer-dropping student's cut onto it.
+    made; ``layers`` replays a layer-dropping student's cut onto it, ``dropped`` names the
+    residual blocks a shallower student replaced by the identity.
 
     >>> Arch(source="resnet-mini", kwargs={"num_classes": 10}).to_dict()
     {'source': 'resnet-mini', 'kwargs': {'num_classes': 10}}
@@ -34,6 +36,7 @@ class Arch(Config):
     source: str = Field(min_length=1)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     layers: KeptLayers | None = None
+    dropped: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, without the edits a model does not have (the form saved files hold)."""

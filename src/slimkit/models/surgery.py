@@ -12,6 +12,7 @@ from torch import nn
 
 from slimkit.errors import ModelLoadError, StepError
 from slimkit.models.arch import Arch
+from slimkit.models.blocks import drop_blocks
 from slimkit.models.families import find_family
 
 _LAYER_LISTS = ("layer", "layers", "blocks", "h")
@@ -68,6 +69,8 @@ def apply_edits(model: nn.Module, arch: Arch) -> None:
     """Replay the edits an ``arch`` records onto a freshly built ``model``."""
     if arch.layers is not None:
         keep_layers(model, arch.layers.path, list(arch.layers.keep))
+    if arch.dropped is not None:
+        drop_blocks(model, arch.dropped)
 
 
 def weight_rows(layer: nn.Module) -> torch.Tensor:
