@@ -13,6 +13,7 @@ import slimkit
 from slimkit.errors import StepError
 from slimkit.models import ModelSpec, build_model
 from slimkit.pruning import ChannelConfig, MagnitudeConfig, NMConfig, RandomConfig, prune
+from slimkit.pruning.structured import group_leaders
 
 
 def _zeros(t: torch.Tensor) -> int:
@@ -77,6 +78,21 @@ def test_channel_overrides_give_the_groups_those_layers_lead_their_own_share():
     widths += [net.layers[2].conv1.out_channels, net.layers[2].conv2.out_channels]
     assert widths == [16, 8, 16, 32]
     assert net(x).shape == (2, 10)
+
+
+def test_each_channel_group_has_one_leader_standing_for_the_filters_it_removes():
+    net = slimkit.build_model("efficientnet-lite0", num_classes=4, in_channels=1, pretrained=False)
+    leaders = group_leaders(net, (torch.randn(1, 1, 64, 64),))
+    # a group per depthwise convolution with the layer feeding it (16: the first block's is fed
+    # by the stem), per stage's residual stream (7), and the head convolution's
+    assert len(leaders) == 16 + 7 + 1
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert sum(leaders.values()) == sum(m.weight.numel() for m in convs)
+    # a share given to any layer of a group is the group's
+    x = torch.randn(1, 1, 64, 64)
+    shares = [{"blocks.3.depthwise.1": 0.5}, {"blocks.3.expand.0": 0.5}]
+    widths = [prune(net, ChannelConfig(ratio=0.25, overrides=o), (x,)) for o in shares]
+    assert [w.blocks[3].expand[0].out_channels for w in widths] == [72, 72]  # 144 halved
 
 
 def test_channel_pruning_round_to():

@@ -10,7 +10,7 @@ raises the layer whose next step costs the fewest points per weight removed.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,13 +53,20 @@ def layer_sensitivity(
     evaluate: Callable[[nn.Module], float],
     ratios: Sequence[float] = DEFAULT_RATIOS,
     on_layer: Callable[[str], None] | None = None,
+    layers: Mapping[str, int] | None = None,
 ) -> list[LayerSensitivity]:
-    """Prune each Conv2d/Linear alone at each ratio (magnitude) and ``evaluate`` the result."""
+    """Prune each Conv2d/Linear alone at each ratio (magnitude) and ``evaluate`` the result.
+
+    ``layers`` measures only those, each standing for the weights it maps to (a channel
+    group's leader for its group's) where :func:`allocate` spreads a share of weights."""
     if any(not 0 < r < 1 for r in ratios):
         raise StepError(f"Sensitivity ratios must lie in (0, 1), got {list(ratios)}.")
+    measured = list(dict(prunable_layers(model)).items() if layers is None else layers.items())
+    if not measured:
+        return []
     baseline = evaluate(model)
     curves = []
-    for name, weights in prunable_layers(model):
+    for name, weights in measured:
         metric = {}
         for r in sorted(ratios):
             alone = MagnitudeConfig(sparsity=r, scope=Scope.LAYER, targets=(name,))

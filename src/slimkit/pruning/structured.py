@@ -89,6 +89,27 @@ def channel_prune(
     return model.eval()
 
 
+def group_leaders(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> dict[str, int]:
+    """The convolution that leads each of torch-pruning's channel groups, with the weights of
+    the layers whose filters the group removes: one layer per group, since a share given to
+    any layer of a group (``overrides``) applies to the whole group. The weights partition the
+    network's convolutions (the output layer's excepted), so shares allocated over groups
+    reach an overall share of the weights."""
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+    names = {m: n for n, m in model.named_modules()}
+    leaders = {}
+    ignored = output_layers(model)
+    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
+        filtered = {
+            dep.target.module
+            for dep, _ in group
+            if isinstance(dep.target.module, nn.Conv2d | nn.Linear)
+            and graph.is_out_channel_pruning_fn(dep.handler)
+        }
+        leaders[names[group[0].dep.target.module]] = sum(m.weight.numel() for m in filtered)
+    return leaders
+
+
 def _shares(model: nn.Module, config: ChannelConfig) -> dict[nn.Module, float]:
     """Each overridden layer's share (torch-pruning applies it to the group the layer leads)."""
     return {m: share for p, share in config.overrides.items() for _, m in select(model, [p])}
