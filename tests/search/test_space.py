@@ -7,7 +7,7 @@ import dataclasses
 import optuna
 import pytest
 
-from slimkit.distillation.configs import CurrentStudent, KeepEveryStudent
+from slimkit.distillation.configs import CurrentStudent, KeepEveryStudent, ShallowerStudent
 from slimkit.pruning import ChannelConfig, HeadsConfig
 from slimkit.pruning.sensitivity import LayerSensitivity
 from slimkit.quantization import DynamicInt8Config, WeightOnlyInt8Config
@@ -30,11 +30,11 @@ INPUTS = SpaceInputs(
 )
 
 
-def _draw(space: str, params: dict) -> tuple[list[StepSpec], dict]:
+def _draw(space: str, params: dict, inputs: SpaceInputs = INPUTS) -> tuple[list[StepSpec], dict]:
     study = optuna.create_study()
     study.enqueue_trial(params)
     trial = study.ask()
-    return SPACES.get(space).draw(trial, INPUTS), trial.distributions
+    return SPACES.get(space).draw(trial, inputs), trial.distributions
 
 
 def _recipe(steps: list[StepSpec]) -> Recipe:
@@ -237,3 +237,41 @@ def test_a_transformer_whose_family_is_unknown_is_never_offered_heads_or_ffn_pru
     SPACES.get("transformer").draw(trial, inputs)
     assert trial.distributions["heads"].choices == (0.0,)
     assert trial.distributions["ffn"].choices == (0.0,)
+
+
+def test_a_large_residual_cnn_corner_is_pruned_whole_with_int8_weights_on_openvino():
+    # EfficientNet-Lite0 at 224 px, whose stages hold residual blocks to drop
+    inputs = dataclasses.replace(
+        INPUTS,
+        image_size=(224, 224),
+        macs=377_000_000,
+        blocks=9,
+        quantize=("none", "static-int8@onnxruntime", "weight-only-int8@openvino"),
+    )
+    corner = SPACES.get("cnn").corner(inputs)
+    study = optuna.create_study()
+    study.enqueue_trial(corner)
+    trial = study.ask()
+    steps = SPACES.get("cnn").draw(trial, inputs)
+    assert trial.params == corner
+    assert [s.kind for s in steps] == ["prune", "distill", "quantize"]
+    distill = steps[1].config
+    assert distill.student == CurrentStudent(current=True)  # every block kept
+    assert distill.teacher == "baseline" and distill.train.epochs == INPUTS.train["epochs"]
+    assert steps[0].config.ratio == 0.75 and set(trial.distributions["depth"].choices) == {
+        1.0,
+        0.5,
+        0.25,
+    }
+    assert steps[2].config == WeightOnlyInt8Config(backend="openvino")
+    _recipe(steps)
+
+
+def test_a_shallower_copy_alone_is_distilled_and_a_net_without_stages_is_never_offered_one():
+    inputs = dataclasses.replace(INPUTS, blocks=3)
+    params = {"channels": 0.0, "depth": 0.5, "channels_epochs": 1, "quantize": "none"}
+    steps, _ = _draw("cnn", params, inputs)
+    assert [s.kind for s in steps] == ["distill"]
+    assert steps[0].config.student == ShallowerStudent(depth=0.5)
+    _, dists = _draw("cnn", {"channels": 0.0, "quantize": "none"})
+    assert "depth" not in dists

@@ -1,8 +1,9 @@
 """``slimkit auto``: search pruning, distillation and quantization jointly for the fastest (or
 smallest) model within an accuracy budget, measured on the runtime that will serve it.
 
-1. The baseline is prepared and measured once; per-layer sensitivity is measured once (it
-   decides which layers a trial may keep whole, and goes into the report).
+1. The baseline is prepared and measured once; per-layer sensitivity is measured once, of the
+   layers the space draws on (for CNNs, one layer per channel group; it decides how a trial
+   spreads the pruning, and goes into the report).
 2. Optuna (TPE with the accuracy budget as a constraint) draws recipe steps from the model
    family's search space, starting from the space's most compressed corner. Each step is
    applied and measured like a pipeline step (or reused, where an earlier trial of this
@@ -40,6 +41,7 @@ from slimkit.baseline import Baseline
 from slimkit.errors import RecipeError, RunDirError, StepError, UnsafeCheckpointError, quote
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.ledger import code_refs
+from slimkit.models.blocks import shallower
 from slimkit.models.families import find_family
 from slimkit.pipeline import Session
 from slimkit.progress import SILENT, Progress
@@ -58,7 +60,7 @@ from slimkit.search.config import (
     AutoResult,
 )
 from slimkit.search.selection import choose, final_message, trial_table
-from slimkit.search.space import SPACES, SpaceInputs, depth, family
+from slimkit.search.space import DEPTHS, SPACES, SpaceInputs, depth, family
 from slimkit.search.trials import TrialRunner
 
 
@@ -115,17 +117,13 @@ def auto(
             "baseline", "baseline", baseline_state, Path(tmp) / "baseline", base.arch
         )
         floor = base_record.accuracy - config.max_accuracy_drop
-        with progress.task("per-layer sensitivity"):
-            curves = _sensitivity(base, config.sensitivity_samples)
         kind = family(base.model)
         space = SPACES.get(config.space or kind)
-        prunable = [  # for CNNs, the convolutions: what channel pruning acts on
-            c
-            for c in curves
-            if kind != "cnn" or isinstance(base.model.get_submodule(c.layer), torch.nn.Conv2d)
-        ]
+        with progress.task("per-layer sensitivity"):
+            layers = space.measures(base.model, base.data.sample_inputs(1))
+            curves = _sensitivity(base, config.sensitivity_samples, layers)
         sensitive = tuple(
-            c.layer for c in sorted(prunable, key=lambda c: -max(c.drop(r) for r in c.metric))
+            c.layer for c in sorted(curves, key=lambda c: -max(c.drop(r) for r in c.metric))
         )
         inputs = SpaceInputs(
             finetune=_finetune(recipe, config),
@@ -142,12 +140,13 @@ def auto(
                 ),
             ),
             sensitive=sensitive,
-            curves=tuple(prunable),
+            curves=tuple(curves),
             depth=depth(base.model) if kind == "transformer" else 0,
             vocab=_has_token_table(base.model),
             heads_and_ffn=find_family(base.model, strict=False) is not None,
             image_size=base.data.image_size if kind == "cnn" else None,
             macs=base_record.macs,
+            blocks=len(shallower(base.model, min(DEPTHS))) if kind == "cnn" else 0,
         )
         sampler = optuna.samplers.TPESampler(seed=config.seed)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -288,12 +287,12 @@ def _finetune(recipe: Recipe, config: AutoConfig) -> dict[str, Any]:
     return {**settings, "epochs": epochs}
 
 
-def _sensitivity(base: Baseline, samples: int) -> list[LayerSensitivity]:
-    """Accuracy drop with one Conv2d/Linear at a time magnitude-pruned, on validation data."""
+def _sensitivity(base: Baseline, samples: int, layers: dict[str, int]) -> list[LayerSensitivity]:
+    """Accuracy drop with one of ``layers`` at a time magnitude-pruned, on validation data."""
     val = base.data.val.subset(torch.arange(min(samples, len(base.data.val))))
 
     def evaluate(model: torch.nn.Module) -> float:
         with torch.inference_mode():
             return accuracy(*predict(lambda x: model(*x), val.batches(64)))
 
-    return layer_sensitivity(base.model, evaluate, ratios=(0.5, 0.8))
+    return layer_sensitivity(base.model, evaluate, ratios=(0.5, 0.8), layers=layers)

@@ -15,7 +15,9 @@ from typing import Any
 
 from torch import nn
 
-from slimkit.pruning.sensitivity import LayerSensitivity, allocate
+from slimkit.data.bundle import Inputs
+from slimkit.pruning.sensitivity import LayerSensitivity, allocate, prunable_layers
+from slimkit.pruning.structured import group_leaders
 from slimkit.recipe import StepSpec, step
 from slimkit.registry import Registry
 
@@ -36,6 +38,17 @@ class SpaceInputs:
     heads_and_ffn: bool = False  # its family says where heads and FFN neurons are
     image_size: tuple[int, int] | None = None  # (height, width) of image inputs
     macs: int = 0  # the baseline's multiply-accumulates per example
+    blocks: int = 0  # residual blocks the shallowest student would drop (CNNs)
+
+
+def every_layer(model: nn.Module, example_inputs: Inputs) -> dict[str, int]:
+    """Every Conv2d and Linear with its weights: what a space measures by default."""
+    return dict(prunable_layers(model))
+
+
+def no_layer(model: nn.Module, example_inputs: Inputs) -> dict[str, int]:
+    """None: for a space whose choices do not depend on per-layer sensitivity."""
+    return {}
 
 
 @dataclass(frozen=True)
@@ -47,11 +60,15 @@ class Space:
 
     ``quantize`` lists, per quantization backend, the modes its trials may end with (they reach
     ``draw`` as :attr:`SpaceInputs.quantize`), the preferred first: the corner takes it.
+    ``measures`` names the layers whose pruning sensitivity its trials draw on, each with the
+    weights its share stands for (they reach ``draw`` as :attr:`SpaceInputs.curves`); the
+    search measures those and no others, at a validation pass per layer and ratio.
     """
 
     draw: Callable[[Any, SpaceInputs], Steps]
     corner: Callable[[SpaceInputs], dict[str, Any]]
     quantize: dict[str, tuple[str, ...]]
+    measures: Callable[[nn.Module, Inputs], dict[str, int]] = every_layer
 
 
 SPACES: Registry[Space] = Registry("search space")
@@ -94,20 +111,23 @@ def depth(model: nn.Module) -> int:
         return 0
 
 
-def _recover(trial: Any, inputs: SpaceInputs, prefix: str) -> StepSpec:
+def _recover(
+    trial: Any, inputs: SpaceInputs, prefix: str, student: dict[str, Any] | None = None
+) -> StepSpec:
     """Fine-tuning after a structural change, distilled from the baseline or from labels, for
-    the recovery's epochs or, where the cut went deep, as long as the baseline trained."""
+    the recovery's epochs or, where the cut went deep, as long as the baseline trained. A
+    ``student`` built from the changed model (a shallower one) always learns from the baseline."""
     lengths = sorted({inputs.finetune["epochs"], inputs.train.get("epochs", 1)})
     settings = {
         **inputs.finetune,
         "epochs": trial.suggest_categorical(f"{prefix}_epochs", lengths),
     }
-    if trial.suggest_categorical(f"{prefix}_kd", [True, False]):
+    if student is not None or trial.suggest_categorical(f"{prefix}_kd", [True, False]):
         return step(
             "distill",
             {
                 "teacher": "baseline",
-                "student": {"current": True},
+                "student": student or {"current": True},
                 "distill": KD,
                 "train": settings,
             },
@@ -186,8 +206,16 @@ def _cnn_student(name: str, length: int, inputs: SpaceInputs) -> StepSpec:
     )
 
 
+# Shares of each stage's residual blocks a shallower student keeps (rounded up, so the smallest
+# keeps one block a stage). At batch 1 a large network's latency after pruning is still its
+# runtime's cost per layer, which only fewer layers remove; on Lite0 they also cost points that
+# twelve epochs of distillation did not win back (docs/measurements.md, "Shallower students").
+DEPTHS = (1.0, 0.5, 0.25)
+
+
 def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
-    """A shallow student or channel pruning with recovery, then quantization.
+    """A shallow student, or channel pruning and a shallower copy of the network with
+    recovery, then quantization.
 
     On a small network over images a trial may distil the baseline into one of
     :data:`CNN_STUDENTS` instead of pruning it (the student's layers are not the baseline's, so
@@ -197,6 +225,8 @@ def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
     sensitive convolutions optionally kept whole) or per layer from the measured sensitivity:
     :func:`~slimkit.pruning.sensitivity.allocate` gives each convolution the share that reaches
     the ratio in weights while losing the least (0, 50% or 80% of it, the levels measured).
+    Where the network has stages of residual blocks, a trial may keep only a share of each
+    (:data:`DEPTHS`): the pruned network's shallower copy, distilled from the baseline.
     """
     if _students_pay(inputs):
         student = trial.suggest_categorical("student", ["none", *CNN_STUDENTS])
@@ -218,7 +248,12 @@ def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
             keep = trial.suggest_int("keep_sensitive", 0, min(2, len(inputs.sensitive)))
             if keep:
                 prune["ignore"] = list(inputs.sensitive[:keep])
-        steps += [step("prune", prune), _recover(trial, inputs, "channels")]
+        steps.append(step("prune", prune))
+    depth = trial.suggest_categorical("depth", list(DEPTHS)) if inputs.blocks else 1.0
+    if depth < 1:
+        steps.append(_recover(trial, inputs, "channels", student={"depth": depth}))
+    elif ratio:
+        steps.append(_recover(trial, inputs, "channels"))
     return steps + _quantize(trial, inputs)
 
 
@@ -272,11 +307,20 @@ def _int8(inputs: SpaceInputs) -> str:
     return next(q for q in inputs.quantize if q != "none")
 
 
+# A large network's corner, three quarters of its channels pruned, stores int8 weights over
+# OpenVINO's float kernels where it may serve there: at batch 1 its layers are too narrow for
+# int8 activations to pay, and OpenVINO ran it faster than ONNX Runtime (docs/measurements.md,
+# "Shallower students").
+LARGE_WEIGHTS_ONLY = ("weight-only-int8@openvino",)
+
+
 def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
     """Where students pay, the smallest, distilled for longest, with its Linear weights in 4 bits
     and its convolutions' in 8, over float kernels (ONNX Runtime's, where it may serve: int8
     activations slowed such a student down at batch 1). Otherwise, three quarters of the
-    channels, spread by sensitivity, distilled back as long as the baseline trained, in int8."""
+    channels, spread by sensitivity, distilled back as long as the baseline trained, with int8
+    weights over float kernels. It keeps every block: the shallower copies, faster still, lost
+    points on Lite0 that the budget of one point does not allow, so later trials weigh them."""
     if _students_pay(inputs):
         weights_only = next((q for q in WEIGHTS_ONLY if q in inputs.quantize), None)
         return {
@@ -288,9 +332,10 @@ def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
         "channels": 0.75,
         "spread": "sensitivity",
         "importance": "l2",
+        **({"depth": max(DEPTHS)} if inputs.blocks else {}),
         "channels_kd": True,
         "channels_epochs": inputs.train.get("epochs", 1),
-        "quantize": _int8(inputs),
+        "quantize": next((q for q in LARGE_WEIGHTS_ONLY if q in inputs.quantize), _int8(inputs)),
     }
 
 
@@ -325,7 +370,8 @@ def transformer_corner(inputs: SpaceInputs) -> dict[str, Any]:
 
 # CNN trials may also end in int8 or int4 weights over float kernels, which win on layers too
 # narrow to fill int8 vector registers (a heavily pruned net at batch 1): as fast as each other,
-# int4 half the bytes where it keeps the accuracy.
+# int4 half the bytes where it keeps the accuracy. On OpenVINO, bf16 kernels as well, which CPUs
+# with bf16 instructions run faster than fp32 ones.
 register_space(
     "cnn",
     Space(
@@ -334,10 +380,12 @@ register_space(
         {
             "onnxruntime": ("static-int8", "weight-only-int8", "weight-only-int4"),
             "torchao": ("static-int8",),
-            "openvino": ("static-int8",),
+            "openvino": ("static-int8", "weight-only-int8", "bf16"),
         },
+        # one layer per channel group: a share given to any layer of a group is the group's
+        group_leaders,
     ),
-    "channel pruning or shallow students, recovery, quantization",
+    "channel pruning, shallower copies or small students, recovery, quantization",
 )
 register_space(
     "transformer",
@@ -351,6 +399,7 @@ register_space(
             "onnxruntime": ("dynamic-int8",),
             "torchao": ("dynamic-int8",),
         },
+        no_layer,  # heads, FFN and layers are chosen by share, not by layer
     ),
     "vocabulary trimming, students, heads and FFN pruning, quantization",
 )
