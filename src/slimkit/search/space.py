@@ -51,6 +51,16 @@ def no_layer(model: nn.Module, example_inputs: Inputs) -> dict[str, int]:
     return {}
 
 
+def channel_groups(model: nn.Module, example_inputs: Inputs) -> dict[str, int]:
+    """One convolution per channel group (a share given to any layer of a group is the
+    group's), or every layer where torch-pruning cannot trace the model: its channel-pruning
+    trials then fail alone, with their message, instead of the whole search."""
+    try:
+        return group_leaders(model, example_inputs)
+    except Exception:  # tracing failures surface as many exception types
+        return every_layer(model, example_inputs)
+
+
 @dataclass(frozen=True)
 class Space:
     """A family's search space: ``draw`` turns a trial into steps; ``corner`` names the choices
@@ -311,7 +321,7 @@ def _int8(inputs: SpaceInputs) -> str:
 # OpenVINO's float kernels where it may serve there: at batch 1 its layers are too narrow for
 # int8 activations to pay, and OpenVINO ran it faster than ONNX Runtime (docs/measurements.md,
 # "Shallower students").
-LARGE_WEIGHTS_ONLY = ("weight-only-int8@openvino",)
+LARGE_WEIGHTS_ONLY = "weight-only-int8@openvino"
 
 
 def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
@@ -335,7 +345,7 @@ def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
         **({"depth": max(DEPTHS)} if inputs.blocks else {}),
         "channels_kd": True,
         "channels_epochs": inputs.train.get("epochs", 1),
-        "quantize": next((q for q in LARGE_WEIGHTS_ONLY if q in inputs.quantize), _int8(inputs)),
+        "quantize": LARGE_WEIGHTS_ONLY if LARGE_WEIGHTS_ONLY in inputs.quantize else _int8(inputs),
     }
 
 
@@ -382,8 +392,7 @@ register_space(
             "torchao": ("static-int8",),
             "openvino": ("static-int8", "weight-only-int8", "bf16"),
         },
-        # one layer per channel group: a share given to any layer of a group is the group's
-        group_leaders,
+        channel_groups,
     ),
     "channel pruning, shallower copies or small students, recovery, quantization",
 )
