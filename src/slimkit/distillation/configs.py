@@ -76,7 +76,7 @@ class ShallowerStudent(Config):
     least one), with the teacher's weights: EfficientNet's depth multiplier, applied to a
     trained network (:mod:`slimkit.models.blocks`)."""
 
-    depth: float = Field(gt=0.0, lt=1.0)
+    depth: float = Field(gt=0.0, lt=1.0, description="Share of each stage's blocks kept.")
 
 
 class ModelStudent(Config):
