@@ -91,6 +91,7 @@ def test_full_run_writes_the_contract(blobs_npz: Path, fixtures_on_path: Path, t
     assert env["threads"] >= 1 and env["versions"]["torch"].startswith("2.")
 
 
+@pytest.mark.slow
 def test_the_baseline_served_on_other_runtimes_is_the_bar_the_summary_names(
     blobs_npz: Path, fixtures_on_path: Path, tmp_path: Path
 ):

@@ -55,6 +55,7 @@ def test_slimkit_list_shows_one_extension_of_every_kind_from_the_plugin():
         assert name in done.stdout
 
 
+@pytest.mark.slow
 def test_a_plugin_that_fails_to_load_is_named_and_skipped(tmp_path: Path):
     dist = tmp_path / "broken_plugin-1.0.dist-info"
     dist.mkdir()

@@ -139,6 +139,7 @@ def test_slimkit_eval_scores_a_runs_quantized_graph_as_the_run_did(
     assert "onnxruntime" in done.out
 
 
+@pytest.mark.slow
 def test_a_text_graph_of_a_run_finds_its_tokenizer_through_the_runs_recipe(
     distilbert_dir: Path, texts: Path, tmp_path: Path, cli
 ):

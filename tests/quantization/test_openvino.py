@@ -175,6 +175,7 @@ def test_nncfs_accuracy_control_is_the_ladders_rung_for_openvino(blobs_npz, tmp_
     assert result.runtime == "openvino" and result.float_layers
 
 
+@pytest.mark.slow
 def test_int4_embeddings_store_the_token_table_in_4_bits_and_ignore_keeps_it(tmp_path):
     from slimkit.errors import RecipeError
     from slimkit.quantization import parse_quantize_config
