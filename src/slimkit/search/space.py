@@ -380,8 +380,8 @@ def transformer_corner(inputs: SpaceInputs) -> dict[str, Any]:
 
 # CNN trials may also end in int8 or int4 weights over float kernels, which win on layers too
 # narrow to fill int8 vector registers (a heavily pruned net at batch 1): as fast as each other,
-# int4 half the bytes where it keeps the accuracy. On OpenVINO, bf16 kernels as well, which CPUs
-# with bf16 instructions run faster than fp32 ones.
+# int4 half the bytes where it keeps the accuracy. On OpenVINO, bf16 kernels as well, which may
+# outrun fp32 ones on CPUs with bf16 instructions (the trial measures).
 register_space(
     "cnn",
     Space(
