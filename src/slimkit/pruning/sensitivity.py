@@ -61,7 +61,7 @@ def layer_sensitivity(
     group's leader for its group's) where :func:`allocate` spreads a share of weights."""
     if any(not 0 < r < 1 for r in ratios):
         raise StepError(f"Sensitivity ratios must lie in (0, 1), got {list(ratios)}.")
-    measured = list(dict(prunable_layers(model)).items() if layers is None else layers.items())
+    measured = prunable_layers(model) if layers is None else list(layers.items())
     if not measured:
         return []
     baseline = evaluate(model)

@@ -100,13 +100,13 @@ def group_leaders(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) ->
     leaders = {}
     ignored = output_layers(model)
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
-        filtered = {
+        losing_filters = {
             dep.target.module
             for dep, _ in group
             if isinstance(dep.target.module, nn.Conv2d | nn.Linear)
             and graph.is_out_channel_pruning_fn(dep.handler)
         }
-        leaders[names[group[0].dep.target.module]] = sum(m.weight.numel() for m in filtered)
+        leaders[names[group[0].dep.target.module]] = sum(m.weight.numel() for m in losing_filters)
     return leaders
 
 
