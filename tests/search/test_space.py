@@ -6,13 +6,15 @@ import dataclasses
 
 import optuna
 import pytest
+import torch
+from torch import nn
 
 from slimkit.distillation.configs import CurrentStudent, KeepEveryStudent, ShallowerStudent
 from slimkit.pruning import ChannelConfig, HeadsConfig
 from slimkit.pruning.sensitivity import LayerSensitivity
 from slimkit.quantization import DynamicInt8Config, WeightOnlyInt8Config
 from slimkit.recipe import Recipe, StepSpec
-from slimkit.search.space import CNN_STUDENTS, SPACES, SpaceInputs
+from slimkit.search.space import CNN_STUDENTS, SPACES, SpaceInputs, channel_groups
 
 INPUTS = SpaceInputs(
     finetune={"epochs": 1, "lr": 5e-5},
@@ -275,3 +277,16 @@ def test_a_shallower_copy_alone_is_distilled_and_a_net_without_stages_is_never_o
     assert steps[0].config.student == ShallowerStudent(depth=0.5)
     _, dists = _draw("cnn", {"channels": 0.0, "quantize": "none"})
     assert "depth" not in dists
+
+
+def test_a_cnn_torch_pruning_cannot_trace_is_measured_by_its_convolutions_alone():
+    class TakesTwo(nn.Module):  # traced with one example input, it raises
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x, scale):
+            return self.head(self.conv(x).mean(dim=(2, 3)) * scale)
+
+    assert channel_groups(TakesTwo(), (torch.zeros(1, 1, 8, 8),)) == {"conv": 36}

@@ -53,12 +53,13 @@ def no_layer(model: nn.Module, example_inputs: Inputs) -> dict[str, int]:
 
 def channel_groups(model: nn.Module, example_inputs: Inputs) -> dict[str, int]:
     """One convolution per channel group (a share given to any layer of a group is the
-    group's), or every layer where torch-pruning cannot trace the model: its channel-pruning
-    trials then fail alone, with their message, instead of the whole search."""
+    group's), or every convolution where torch-pruning cannot trace the model: its
+    channel-pruning trials then fail alone, with their message, instead of the whole search."""
     try:
         return group_leaders(model, example_inputs)
     except Exception:  # tracing failures surface as many exception types
-        return every_layer(model, example_inputs)
+        convolutions = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+        return {n: w for n, w in prunable_layers(model) if n in convolutions}
 
 
 @dataclass(frozen=True)
