@@ -31,9 +31,11 @@ class UserBlock(nn.Module):
 
 
 def _user_net() -> nn.Module:
-    """A user's net: a stem, two residual blocks, a strided conv, one more block, a head."""
+    """A user's net: a stem and its activation, two residual blocks, a strided conv, one more
+    block, a head."""
     return nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
         UserBlock(4),
         UserBlock(4),
         nn.Conv2d(4, 8, 3, stride=2, padding=1),
@@ -87,15 +89,20 @@ def test_a_dropped_block_whose_branch_adds_nothing_changes_no_output():
     model = _user_net().eval()
     x = torch.randn(2, 1, 8, 8)
     dropped = shallower(model, 0.5)
-    assert dropped == ["2", "4"]  # each stage keeps ceil(half) of its blocks: its first first
+    assert dropped == ["3", "5"]  # each stage keeps ceil(half) of its blocks: its first first
     with torch.no_grad():
         for name in dropped:
             model.get_submodule(name).conv.weight.zero_()
             model.get_submodule(name).conv.bias.zero_()
         before = model(x)
         drop_blocks(model, dropped)
-        assert isinstance(model[2], nn.Identity) and is_residual(model[1])
+        assert isinstance(model[3], nn.Identity) and is_residual(model[2])
         torch.testing.assert_close(model(x), before)
+
+
+def test_an_activation_before_residual_blocks_is_not_a_block_its_stage_keeps():
+    # a quarter of the first stage is its first residual block, not the ReLU before it
+    assert shallower(_user_net(), 0.25) == ["3", "5"]
 
 
 def test_shallower_student_keeps_the_teachers_weights_and_reloads_from_its_record(tmp_path: Path):

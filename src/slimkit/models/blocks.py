@@ -36,10 +36,14 @@ class _Shallow(fx.Tracer):
         return True
 
 
+def _has_weights(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
+
+
 def is_residual(block: nn.Module) -> bool:
     """Whether ``block``'s forward adds its input to what it computes (and so whether the
     identity may stand in for it)."""
-    if isinstance(block, nn.Identity) or not any(True for _ in block.parameters()):
+    if isinstance(block, nn.Identity) or not _has_weights(block):
         return False
     try:
         graph = _Shallow().trace(block)
@@ -64,8 +68,9 @@ def is_residual(block: nn.Module) -> bool:
 
 @dataclass(frozen=True)
 class Stage:
-    """Blocks of one shape in a sequential container: ``first`` (which changed the shape, or
-    None where the container starts with residual blocks) and the residual ``repeats``."""
+    """Blocks of one shape in a sequential container: ``first`` (the block with weights that
+    changed the shape, or None where residual blocks follow none, e.g. after a pooling) and
+    the residual ``repeats``."""
 
     first: str | None
     repeats: tuple[str, ...]
@@ -99,7 +104,8 @@ def stages(model: nn.Module) -> list[Stage]:
                 continue
             if repeats:
                 found.append(Stage(first, tuple(repeats)))
-            first, repeats = qualified, []
+            # an activation or a pooling ends a stage but is not a block a stage keeps
+            first, repeats = (qualified if _has_weights(child) else None), []
         if repeats:
             found.append(Stage(first, tuple(repeats)))
     return found
