@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from slimkit.evaluation import count_macs, count_nonzero, count_params, measure_latency
+from slimkit.evaluation.macs import layer_macs
 from slimkit.evaluation.metrics import accuracy, macro_f1
 from slimkit.models.arch import Arch
 
@@ -28,6 +29,7 @@ def test_params_nonzeros_and_macs_match_hand_counts():
     # MACs per example: conv 4 out-ch * 8*8 positions * 9 taps; linear 256*3
     x = torch.randn(5, 1, 10, 10)
     assert count_macs(net, (x,)) == 4 * 64 * 9 + 256 * 3
+    assert layer_macs(net, (x,)) == {"0": 4 * 64 * 9, "3": 256 * 3}
 
 
 def test_tied_parameters_are_counted_once():

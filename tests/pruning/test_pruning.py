@@ -11,6 +11,7 @@ from torch import nn
 
 import slimkit
 from slimkit.errors import StepError
+from slimkit.evaluation.macs import layer_macs
 from slimkit.models import ModelSpec, build_model
 from slimkit.pruning import ChannelConfig, MagnitudeConfig, NMConfig, RandomConfig, prune
 from slimkit.pruning.structured import group_leaders
@@ -86,8 +87,17 @@ def test_each_channel_group_has_one_leader_standing_for_the_filters_it_removes()
     # a group per depthwise convolution with the layer feeding it (16: the first block's is fed
     # by the stem), per stage's residual stream (7), and the head convolution's
     assert len(leaders) == 16 + 7 + 1
-    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
-    assert sum(leaders.values()) == sum(m.weight.numel() for m in convs)
+    convs = {n: m for n, m in net.named_modules() if isinstance(m, nn.Conv2d)}
+    assert sum(leaders.values()) == sum(m.weight.numel() for m in convs.values())
+    # in MACs the same groups partition the convolutions' arithmetic, and the first, at the
+    # highest resolution, weighs far more than its weights say
+    macs = layer_macs(net, (torch.randn(1, 1, 64, 64),))
+    by_macs = group_leaders(net, (torch.randn(1, 1, 64, 64),), macs)
+    assert by_macs.keys() == leaders.keys()
+    assert sum(by_macs.values()) == sum(macs[n] for n in convs)
+    first = "blocks.0.depthwise.1"  # with the stem it follows
+    share = leaders[first] / sum(leaders.values())
+    assert by_macs[first] / sum(by_macs.values()) > 10 * share
     # a share given to any layer of a group is the group's
     x = torch.randn(1, 1, 64, 64)
     shares = [{"blocks.3.depthwise.1": 0.5}, {"blocks.3.expand.0": 0.5}]

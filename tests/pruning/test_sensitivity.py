@@ -42,7 +42,7 @@ def test_curves_measure_each_layer_alone():
 
     curves = layer_sensitivity(net, evaluate, ratios=(0.5,))
     assert seen == [(0, 0), (8, 0), (0, 4)]  # baseline, then one layer at a time
-    assert [(c.layer, c.weights, c.drop(0.5)) for c in curves] == [("0", 16, 8.0), ("1", 8, 4.0)]
+    assert [(c.layer, c.size, c.drop(0.5)) for c in curves] == [("0", 16, 8.0), ("1", 8, 4.0)]
     assert int((net[0].weight == 0).sum()) == 0  # the model itself is untouched
 
 

@@ -289,4 +289,5 @@ def test_a_cnn_torch_pruning_cannot_trace_is_measured_by_its_convolutions_alone(
         def forward(self, x, scale):
             return self.head(self.conv(x).mean(dim=(2, 3)) * scale)
 
-    assert channel_groups(TakesTwo(), (torch.zeros(1, 1, 8, 8),)) == {"conv": 36}
+    sizes = {"conv": 36, "head": 8}
+    assert channel_groups(TakesTwo(), (torch.zeros(1, 1, 8, 8),), sizes) == {"conv": 36}

@@ -211,7 +211,7 @@ def sensitivity(
             "layers": [
                 {
                     "layer": c.layer,
-                    "weights": c.weights,
+                    "weights": c.size,
                     "baseline": c.baseline,
                     "metric": {str(r): v for r, v in c.metric.items()},
                 }
@@ -232,7 +232,7 @@ def sensitivity(
     for h in head:
         table.add_column(h, justify="left" if h == "layer" else "right")
     for c in curves:
-        row = [c.layer, f"{c.weights:,}", *(f"{c.drop(r):+.2f}" for r in sorted(levels))]
+        row = [c.layer, f"{c.size:,}", *(f"{c.drop(r):+.2f}" for r in sorted(levels))]
         table.add_row(*row, *([f"{allocation[c.layer]:.0%}"] if allocation else []))
     console.print(table)
     console.print(f"Wrote {out}/sensitivity.md, sensitivity.json, sensitivity.png")

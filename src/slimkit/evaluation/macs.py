@@ -48,3 +48,30 @@ def _count(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
         model(*inputs)
     return int(counter.get_total_flops()) // 2
+
+
+def layer_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, int]:
+    """MACs per example of each Conv2d and Linear in ``model(*inputs)``: where the network's
+    arithmetic sits, which its weights do not say (a convolution early on, at high resolution,
+    does many MACs per weight; the head does one). A layer that does not run counts 0."""
+    batch = int(inputs[0].shape[0])
+    macs: dict[str, int] = {}
+
+    def counter(name: str) -> Any:
+        def hook(m: nn.Module, _args: Any, out: torch.Tensor) -> None:
+            # every weight does one MAC per output position (pixel, or token) of its filter
+            weight = m.get_parameter("weight")
+            positions = out.numel() // weight.shape[0]
+            macs[name] = macs.get(name, 0) + weight.numel() * positions // batch
+
+        return hook
+
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+    handles = [m.register_forward_hook(counter(n)) for n, m in layers.items()]
+    try:
+        with torch.inference_mode():
+            model(*in_dtype(inputs, param_dtype(model)))
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: macs.get(n, 0) for n in layers}

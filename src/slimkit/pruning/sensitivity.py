@@ -4,7 +4,7 @@ A layer's sensitivity curve is the validation metric with *only that layer* prun
 several sparsities. Layers differ a lot: a first convolution with 144 weights collapses at 50%,
 a 36k-weight middle layer barely notices 90%. :func:`allocate` turns the curves into
 per-layer sparsities that reach an overall target while losing the least: it repeatedly
-raises the layer whose next step costs the fewest points per weight removed.
+raises the layer whose next step costs the fewest points per weight (or MAC) removed.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ DEFAULT_RATIOS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 
 @dataclass(frozen=True)
 class LayerSensitivity:
-    """One layer's curve: metric at each sparsity, with that layer alone pruned."""
+    """One layer's curve: metric at each sparsity, with that layer alone pruned. ``size`` is
+    what the layer stands for in :func:`allocate`'s target: its weights, unless the measuring
+    said otherwise (a channel group's weights, or its MACs)."""
 
     layer: str
-    weights: int
+    size: int
     baseline: float
     metric: dict[float, float]
 
@@ -57,8 +59,8 @@ def layer_sensitivity(
 ) -> list[LayerSensitivity]:
     """Prune each Conv2d/Linear alone at each ratio (magnitude) and ``evaluate`` the result.
 
-    ``layers`` measures only those, each standing for the weights it maps to (a channel
-    group's leader for its group's) where :func:`allocate` spreads a share of weights."""
+    ``layers`` measures only those, each standing for the size it maps to (a channel group's
+    leader for its group's weights, or its MACs) where :func:`allocate` spreads a share."""
     if any(not 0 < r < 1 for r in ratios):
         raise StepError(f"Sensitivity ratios must lie in (0, 1), got {list(ratios)}.")
     measured = prunable_layers(model) if layers is None else list(layers.items())
@@ -66,13 +68,13 @@ def layer_sensitivity(
         return []
     baseline = evaluate(model)
     curves = []
-    for name, weights in measured:
+    for name, size in measured:
         metric = {}
         for r in sorted(ratios):
             alone = MagnitudeConfig(sparsity=r, scope=Scope.LAYER, targets=(name,))
             pruned = magnitude_prune(copy.deepcopy(model), alone)
             metric[r] = evaluate(pruned)
-        curves.append(LayerSensitivity(name, weights, baseline, metric))
+        curves.append(LayerSensitivity(name, size, baseline, metric))
         if on_layer is not None:
             on_layer(name)
     return curves
@@ -96,14 +98,15 @@ def allocate_for(
 
 
 def allocate(curves: Sequence[LayerSensitivity], target: float) -> dict[str, float]:
-    """Per-layer sparsities whose weighted mean reaches ``target``, greedily cheapest first."""
-    total = sum(c.weights for c in curves)
+    """Per-layer sparsities whose mean weighted by the curves' sizes reaches ``target``, greedily
+    cheapest first: a share of weights, or of MACs where the sizes are MACs."""
+    total = sum(c.size for c in curves)
     levels = {c.layer: [0.0, *sorted(c.metric)] for c in curves}
     chosen = dict.fromkeys(levels, 0)  # index into each layer's levels
     by_name = {c.layer: c for c in curves}
 
     def removed() -> float:
-        return sum(by_name[n].weights * levels[n][i] for n, i in chosen.items())
+        return sum(by_name[n].size * levels[n][i] for n, i in chosen.items())
 
     while removed() < target * total:
         options = []
@@ -111,8 +114,8 @@ def allocate(curves: Sequence[LayerSensitivity], target: float) -> dict[str, flo
             if i + 1 < len(levels[name]):
                 c = by_name[name]
                 lo, hi = levels[name][i], levels[name][i + 1]
-                cost = max(0.0, c.drop(hi) - c.drop(lo)) / ((hi - lo) * c.weights)
-                options.append((cost, -c.weights, name))
+                cost = max(0.0, c.drop(hi) - c.drop(lo)) / ((hi - lo) * c.size)
+                options.append((cost, -c.size, name))
         if not options:
             top = max(max(lv) for lv in levels.values())
             raise StepError(
@@ -130,7 +133,7 @@ def table(curves: Sequence[LayerSensitivity], allocation: dict[str, float] | Non
     head += ["allocated"] if allocation else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in curves:
-        row = [c.layer, f"{c.weights:,}", *(f"{c.drop(r):+.2f}" for r in ratios)]
+        row = [c.layer, f"{c.size:,}", *(f"{c.drop(r):+.2f}" for r in ratios)]
         row += [f"{allocation[c.layer]:.0%}"] if allocation else []
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
@@ -151,7 +154,7 @@ def plot(curves: Sequence[LayerSensitivity], path: Path, metric_name: str = "acc
             [c.baseline, *(c.metric[r] for r in sorted(c.metric))],
             marker="o",
             ms=3,
-            label=f"{c.layer} ({c.weights:,})",
+            label=f"{c.layer} ({c.size:,})",
         )
     ax.set_xlabel("sparsity of this layer alone")
     ax.set_ylabel(f"validation {metric_name} (%)")

@@ -38,14 +38,16 @@ from slimkit import ledger
 from slimkit._io import write_json, write_text
 from slimkit._yaml import YamlError, load_yaml
 from slimkit.baseline import Baseline
+from slimkit.data.bundle import Inputs
 from slimkit.errors import RecipeError, RunDirError, StepError, UnsafeCheckpointError, quote
+from slimkit.evaluation.macs import layer_macs
 from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.ledger import code_refs
 from slimkit.models.blocks import shallower
 from slimkit.models.families import find_family
 from slimkit.pipeline import Session
 from slimkit.progress import SILENT, Progress
-from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
+from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity, prunable_layers
 from slimkit.pruning.vocab import token_embeddings
 from slimkit.quantization.backends import CAPABILITIES
 from slimkit.quantization.configs import QuantBackend
@@ -58,6 +60,7 @@ from slimkit.search.config import (
     STUDY,
     AutoConfig,
     AutoResult,
+    Objective,
 )
 from slimkit.search.selection import choose, final_message, trial_table
 from slimkit.search.space import DEPTHS, SPACES, SpaceInputs, depth, family
@@ -120,7 +123,8 @@ def auto(
         kind = family(base.model)
         space = SPACES.get(config.space or kind)
         with progress.task("per-layer sensitivity"):
-            layers = space.measures(base.model, base.data.sample_inputs(1))
+            example = base.data.sample_inputs(1)
+            layers = space.measures(base.model, example, _sizes(base.model, example, config))
             curves = _sensitivity(base, config.sensitivity_samples, layers)
         sensitive = tuple(
             c.layer for c in sorted(curves, key=lambda c: -max(c.drop(r) for r in c.metric))
@@ -285,6 +289,15 @@ def _finetune(recipe: Recipe, config: AutoConfig) -> dict[str, Any]:
     settings = _train(recipe)
     epochs = config.finetune_epochs or max(1, round(settings.get("epochs", 5) * 0.4))
     return {**settings, "epochs": epochs}
+
+
+def _sizes(model: torch.nn.Module, example: Inputs, config: AutoConfig) -> dict[str, int]:
+    """What pruning each Conv2d and Linear whole saves, in the objective's unit: its weights
+    where the search is for size, its MACs where it is for speed (a CNN's weights sit in its
+    last layers, its arithmetic in its first, at high resolution)."""
+    if config.objective is Objective.SIZE:
+        return dict(prunable_layers(model))
+    return layer_macs(model, example)
 
 
 def _sensitivity(base: Baseline, samples: int, layers: dict[str, int]) -> list[LayerSensitivity]:

@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from slimkit.data.bundle import Inputs
-from slimkit.pruning.sensitivity import LayerSensitivity, allocate, prunable_layers
+from slimkit.pruning.sensitivity import LayerSensitivity, allocate
 from slimkit.pruning.structured import group_leaders
 from slimkit.recipe import StepSpec, step
 from slimkit.registry import Registry
@@ -41,25 +41,27 @@ class SpaceInputs:
     blocks: int = 0  # residual blocks the shallowest student would drop (CNNs)
 
 
-def every_layer(model: nn.Module, example_inputs: Inputs) -> dict[str, int]:
-    """Every Conv2d and Linear with its weights: what a space measures by default."""
-    return dict(prunable_layers(model))
+def every_layer(model: nn.Module, example_inputs: Inputs, sizes: dict[str, int]) -> dict[str, int]:
+    """Every Conv2d and Linear with its size: what a space measures by default."""
+    return sizes
 
 
-def no_layer(model: nn.Module, example_inputs: Inputs) -> dict[str, int]:
+def no_layer(model: nn.Module, example_inputs: Inputs, sizes: dict[str, int]) -> dict[str, int]:
     """None: for a space whose choices do not depend on per-layer sensitivity."""
     return {}
 
 
-def channel_groups(model: nn.Module, example_inputs: Inputs) -> dict[str, int]:
+def channel_groups(
+    model: nn.Module, example_inputs: Inputs, sizes: dict[str, int]
+) -> dict[str, int]:
     """One convolution per channel group (a share given to any layer of a group is the
     group's), or every convolution where torch-pruning cannot trace the model: its
     channel-pruning trials then fail alone, with their message, instead of the whole search."""
     try:
-        return group_leaders(model, example_inputs)
+        return group_leaders(model, example_inputs, sizes)
     except Exception:  # tracing failures surface as many exception types
         convolutions = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-        return {n: w for n, w in prunable_layers(model) if n in convolutions}
+        return {n: size for n, size in sizes.items() if n in convolutions}
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,15 @@ class Space:
     ``quantize`` lists, per quantization backend, the modes its trials may end with (they reach
     ``draw`` as :attr:`SpaceInputs.quantize`), the preferred first: the corner takes it.
     ``measures`` names the layers whose pruning sensitivity its trials draw on, each with the
-    weights its share stands for (they reach ``draw`` as :attr:`SpaceInputs.curves`); the
-    search measures those and no others, at a validation pass per layer and ratio.
+    size its share stands for, given every Conv2d's and Linear's size in the objective's unit
+    (they reach ``draw`` as :attr:`SpaceInputs.curves`); the search measures those and no
+    others, at a validation pass per layer and ratio.
     """
 
     draw: Callable[[Any, SpaceInputs], Steps]
     corner: Callable[[SpaceInputs], dict[str, Any]]
     quantize: dict[str, tuple[str, ...]]
-    measures: Callable[[nn.Module, Inputs], dict[str, int]] = every_layer
+    measures: Callable[[nn.Module, Inputs, dict[str, int]], dict[str, int]] = every_layer
 
 
 SPACES: Registry[Space] = Registry("search space")
@@ -235,7 +238,8 @@ def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
     Pruning removes an overall ``ratio`` of channels, spread either uniformly (the most
     sensitive convolutions optionally kept whole) or per layer from the measured sensitivity:
     :func:`~slimkit.pruning.sensitivity.allocate` gives each convolution the share that reaches
-    the ratio in weights while losing the least (0, 50% or 80% of it, the levels measured).
+    the ratio while losing the least (0, 50% or 80% of it, the levels measured): a ratio of the
+    MACs where the search is for speed, of the weights where it is for size.
     Where the network has stages of residual blocks, a trial may keep only a share of each
     (:data:`DEPTHS`): the pruned network's shallower copy, distilled from the baseline.
     """
