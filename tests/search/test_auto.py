@@ -15,6 +15,7 @@ import slimkit
 from slimkit.pipeline import Session
 from slimkit.results import points
 from slimkit.search import AutoConfig, auto, pareto_front
+from slimkit.search import trials as search_trials
 from slimkit.search.budget import Deadline
 from slimkit.search.config import STUDY
 from slimkit.search.selection import choose
@@ -147,6 +148,8 @@ def test_a_trial_that_begins_like_an_earlier_one_reuses_its_steps(
         return real_time(session, records, *args)
 
     monkeypatch.setattr(Session, "time", spy)
+    # every step pays: what is reused must not hang on whether a tiny net timed faster pruned
+    monkeypatch.setattr(search_trials, "pays", lambda *_: True)
     config = AutoConfig(trials=3, finetune_epochs=1, backend="onnxruntime")
     result = auto(base_recipe, config, tmp_path / "s", storage=storage)
     first, second, third = result.results["search"]["trials"]
