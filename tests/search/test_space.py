@@ -241,7 +241,7 @@ def test_a_transformer_whose_family_is_unknown_is_never_offered_heads_or_ffn_pru
     assert trial.distributions["ffn"].choices == (0.0,)
 
 
-def test_a_large_residual_cnn_corner_is_pruned_whole_with_int8_weights_on_openvino():
+def test_a_large_residual_cnn_corner_is_a_shallower_lightly_pruned_copy_with_int8_weights():
     # EfficientNet-Lite0 at 224 px, whose stages hold residual blocks to drop
     inputs = dataclasses.replace(
         INPUTS,
@@ -258,13 +258,10 @@ def test_a_large_residual_cnn_corner_is_pruned_whole_with_int8_weights_on_openvi
     assert trial.params == corner
     assert [s.kind for s in steps] == ["prune", "distill", "quantize"]
     distill = steps[1].config
-    assert distill.student == CurrentStudent(current=True)  # every block kept
+    assert distill.student == ShallowerStudent(depth=0.5)  # half of each stage's blocks
     assert distill.teacher == "baseline" and distill.train.epochs == INPUTS.train["epochs"]
-    assert steps[0].config.ratio == 0.75 and set(trial.distributions["depth"].choices) == {
-        1.0,
-        0.5,
-        0.25,
-    }
+    assert steps[0].config.ratio == 0.25 and steps[0].config.overrides
+    assert set(trial.distributions["depth"].choices) == {1.0, 0.5, 0.25}
     assert steps[2].config == WeightOnlyInt8Config(backend="openvino")
     _recipe(steps)
 

@@ -92,16 +92,16 @@ def channel_prune(
 def group_leaders(
     model: nn.Module,
     example_inputs: tuple[torch.Tensor, ...],
-    costs: Mapping[str, int] | None = None,
+    sizes: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """The convolution that leads each of torch-pruning's channel groups, with the weights of
-    the layers whose filters the group removes (or their ``costs``, by layer name: their MACs,
+    the layers whose filters the group removes (or their ``sizes``, by layer name: their MACs,
     say): one layer per group, since a share given to any layer of a group (``overrides``)
     applies to the whole group. The figures partition the network's convolutions (the output
     layer's excepted), so shares allocated over groups reach an overall share of them."""
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
     names = {m: n for n, m in model.named_modules()}
-    cost = (lambda m: costs[names[m]]) if costs is not None else (lambda m: m.weight.numel())
+    size = (lambda m: sizes[names[m]]) if sizes is not None else (lambda m: m.weight.numel())
     leaders = {}
     ignored = output_layers(model)
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
@@ -111,7 +111,7 @@ def group_leaders(
             if isinstance(dep.target.module, nn.Conv2d | nn.Linear)
             and graph.is_out_channel_pruning_fn(dep.handler)
         }
-        leaders[names[group[0].dep.target.module]] = sum(cost(m) for m in losing_filters)
+        leaders[names[group[0].dep.target.module]] = sum(size(m) for m in losing_filters)
     return leaders
 
 

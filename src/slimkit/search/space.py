@@ -222,8 +222,9 @@ def _cnn_student(name: str, length: int, inputs: SpaceInputs) -> StepSpec:
 
 # Shares of each stage's residual blocks a shallower student keeps (rounded up, so the smallest
 # keeps one block a stage). At batch 1 a large network's latency after pruning is still its
-# runtime's cost per layer, which only fewer layers remove; on Lite0 they also cost points that
-# twelve epochs of distillation did not win back (docs/measurements.md, "Shallower students").
+# runtime's cost per layer, which only fewer layers remove. On Lite0, with three quarters of the
+# channels pruned too, they cost points that twelve epochs of distillation did not win back;
+# half the blocks and a quarter of the channels did not (docs/measurements.md).
 DEPTHS = (1.0, 0.5, 0.25)
 
 
@@ -322,20 +323,23 @@ def _int8(inputs: SpaceInputs) -> str:
     return next(q for q in inputs.quantize if q != "none")
 
 
-# A large network's corner, three quarters of its channels pruned, stores int8 weights over
-# OpenVINO's float kernels where it may serve there: at batch 1 its layers are too narrow for
-# int8 activations to pay, and OpenVINO ran it faster than ONNX Runtime (docs/measurements.md,
-# "Shallower students").
+# A large network's corner stores int8 weights over OpenVINO's float kernels where it may serve
+# there: at batch 1 its pruned layers are too narrow for int8 activations to pay, and OpenVINO
+# ran them faster than ONNX Runtime (docs/measurements.md, "Shallower students").
 LARGE_WEIGHTS_ONLY = "weight-only-int8@openvino"
 
 
 def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
     """Where students pay, the smallest, distilled for longest, with its Linear weights in 4 bits
     and its convolutions' in 8, over float kernels (ONNX Runtime's, where it may serve: int8
-    activations slowed such a student down at batch 1). Otherwise, three quarters of the
-    channels, spread by sensitivity, distilled back as long as the baseline trained, with int8
-    weights over float kernels. It keeps every block: the shallower copies, faster still, lost
-    points on Lite0 that the budget of one point does not allow, so later trials weigh them."""
+    activations slowed such a student down at batch 1). Otherwise a large network, distilled
+    from the baseline as long as it trained, with int8 weights over float kernels: where it has
+    stages of residual blocks, half of each stage's blocks and a quarter of its channels spread
+    by sensitivity; else three quarters of its channels.
+
+    On Lite0 the shallower corner kept its accuracy and ran faster than three quarters of the
+    channels with every block kept, which lost points beyond a budget of one where the
+    spread reached a share of MACs (docs/measurements.md, "Solar-cell transfer")."""
     if _students_pay(inputs):
         weights_only = next((q for q in WEIGHTS_ONLY if q in inputs.quantize), None)
         return {
@@ -343,12 +347,12 @@ def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
             "student_epochs": max(STUDENT_EPOCHS),
             "quantize": weights_only or _int8(inputs),
         }
+    shallower = {"depth": 0.5} if inputs.blocks else {"channels_kd": True}
     return {
-        "channels": 0.75,
+        "channels": 0.25 if inputs.blocks else 0.75,
         "spread": "sensitivity",
         "importance": "l2",
-        **({"depth": max(DEPTHS)} if inputs.blocks else {}),
-        "channels_kd": True,
+        **shallower,
         "channels_epochs": inputs.train.get("epochs", 1),
         "quantize": LARGE_WEIGHTS_ONLY if LARGE_WEIGHTS_ONLY in inputs.quantize else _int8(inputs),
     }
