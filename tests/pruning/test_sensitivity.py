@@ -104,3 +104,12 @@ def test_prune_with_sensitivity_scope_measures_layers_on_the_data_it_is_given(tr
     layers = [m.weight for m in pruned.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     zeros = sum(int((w == 0).sum()) for w in layers) / sum(w.numel() for w in layers)
     assert zeros >= 0.5  # per-layer levels chosen until the overall share is reached
+
+
+def test_a_layer_of_size_zero_is_left_whole_and_the_target_reached_on_the_others():
+    # MAC sizes: a layer that never ran counts 0 and can remove nothing
+    curves = [
+        LayerSensitivity("idle", 0, 99.0, {0.5: 99.0, 0.8: 99.0}),
+        LayerSensitivity("busy", 100, 99.0, {0.5: 98.0, 0.8: 97.0}),
+    ]
+    assert allocate(curves, 0.5) == {"idle": 0.0, "busy": 0.5}

@@ -111,7 +111,8 @@ def allocate(curves: Sequence[LayerSensitivity], target: float) -> dict[str, flo
     while removed() < target * total:
         options = []
         for name, i in chosen.items():
-            if i + 1 < len(levels[name]):
+            # a layer of size 0 (a MAC count of a layer that never runs) removes nothing
+            if i + 1 < len(levels[name]) and by_name[name].size:
                 c = by_name[name]
                 lo, hi = levels[name][i], levels[name][i + 1]
                 cost = max(0.0, c.drop(hi) - c.drop(lo)) / ((hi - lo) * c.size)
