@@ -347,12 +347,14 @@ def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
             "student_epochs": max(STUDENT_EPOCHS),
             "quantize": weights_only or _int8(inputs),
         }
-    shallower = {"depth": 0.5} if inputs.blocks else {"channels_kd": True}
+    if inputs.blocks:  # a shallower student always learns from the baseline
+        structure: dict[str, Any] = {"channels": 0.25, "depth": 0.5}
+    else:
+        structure = {"channels": 0.75, "channels_kd": True}
     return {
-        "channels": 0.25 if inputs.blocks else 0.75,
+        **structure,
         "spread": "sensitivity",
         "importance": "l2",
-        **shallower,
         "channels_epochs": inputs.train.get("epochs", 1),
         "quantize": LARGE_WEIGHTS_ONLY if LARGE_WEIGHTS_ONLY in inputs.quantize else _int8(inputs),
     }
