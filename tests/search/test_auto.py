@@ -135,6 +135,7 @@ def test_a_trial_that_begins_like_an_earlier_one_reuses_its_steps(
         "spread": "uniform",
         "keep_sensitive": 0,
         "channels_epochs": 1,
+        "resolution": 1.0,
         "channels_kd": False,
     }
     study.enqueue_trial({**params, "quantize": "none"})

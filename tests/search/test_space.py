@@ -276,6 +276,23 @@ def test_a_shallower_copy_alone_is_distilled_and_a_net_without_stages_is_never_o
     assert "depth" not in dists
 
 
+def test_a_student_at_a_lower_resolution_learns_from_the_baseline_and_only_where_it_can():
+    inputs = dataclasses.replace(INPUTS, image_size=(224, 224), macs=377_000_000, resizable=True)
+    params = {"channels": 0.0, "resolution": 0.75, "channels_epochs": 3, "quantize": "none"}
+    steps, dists = _draw("cnn", params, inputs)
+    assert [s.kind for s in steps] == ["distill"]
+    distill = steps[0].config
+    assert distill.resolution == 0.75 and distill.student == CurrentStudent(current=True)
+    assert distill.teacher == "baseline" and distill.train.epochs == 3
+    assert "channels_kd" not in dists  # never fine-tuned from labels alone
+    assert set(dists["resolution"].choices) == {1.0, 0.875, 0.75, 0.625}
+    full, _ = _draw("cnn", {**params, "resolution": 1.0, "channels_kd": True}, inputs)
+    assert full == []  # nothing to recover from
+    _, dists = _draw("cnn", {"channels": 0.0, "quantize": "none"})  # a head sized for 28 px
+    assert "resolution" not in dists
+    _recipe(steps)
+
+
 def test_a_cnn_torch_pruning_cannot_trace_is_measured_by_its_convolutions_alone():
     class TakesTwo(nn.Module):  # traced with one example input, it raises
         def __init__(self) -> None:

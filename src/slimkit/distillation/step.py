@@ -6,12 +6,14 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import Field, model_validator
+from torch import nn
 
 from slimkit.config import Config, gather_keys
 from slimkit.distillation.configs import DistillConfig, StudentConfig
 from slimkit.distillation.students import build_student
 from slimkit.distillation.task import distill
 from slimkit.errors import StepError
+from slimkit.models.resolution import check_resizable, input_size, resize_inputs, scaled_size
 from slimkit.state import ModelState
 from slimkit.steps import StepContext, register_step
 from slimkit.training.config import TrainConfig
@@ -31,6 +33,12 @@ class DistillStepConfig(Config):
         description="One of keep_every, keep_layers, width, depth, model, current."
     )
     teacher: Teacher = Field(Teacher.CURRENT, description="current, or the run's baseline.")
+    resolution: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Share of each image side the student sees, resized inside it.",
+    )
     distill: DistillConfig = Field(DistillConfig(), description="What the student learns.")
     train: TrainConfig = Field(TrainConfig(), description="How the student trains.")
 
@@ -63,6 +71,11 @@ def distill_step(state: ModelState, config: DistillStepConfig, ctx: StepContext)
             "The student is the teacher (student: {current: true} with teacher: current). "
             "Use teacher: baseline to fine-tune the current model from the baseline."
         )
+    seen = ""
+    if config.resolution is not None:
+        size = _lower_resolution(student, config.resolution, ctx)
+        arch = arch.model_copy(update={"resolution": size})
+        seen = f"sees {size[0]}x{size[1]} images; "
     history = distill(
         teacher, student, ctx.data, config.distill, config.train, ctx.progress, ctx.checkpoint_dir
     )
@@ -70,7 +83,22 @@ def distill_step(state: ModelState, config: DistillStepConfig, ctx: StepContext)
     student_params = sum(p.numel() for p in student.parameters())
     note = (
         f"student with {student_params / teacher_params:.0%} of the teacher's parameters; "
-        f"T={config.distill.temperature:g}, alpha={config.distill.alpha:g}; "
+        f"{seen}T={config.distill.temperature:g}, alpha={config.distill.alpha:g}; "
         + describe(history, "distilled", config.train)
     )
     return ModelState(student, state.runtime, notes=[note], arch=arch)
+
+
+def _lower_resolution(student: nn.Module, scale: float, ctx: StepContext) -> tuple[int, int]:
+    """Make ``student`` resize its images to ``scale`` of each side (of the size it already
+    resizes to, else of the data's) before it trains; the size."""
+    given = ctx.data.image_size
+    if given is None:
+        raise StepError(
+            "resolution: scales images, and this data has none (inputs of shape N, C, H, W). "
+            "Drop resolution: from the distill step."
+        )
+    size = scaled_size(input_size(student) or given, scale)
+    resize_inputs(student, size)
+    check_resizable(student, ctx.data.sample_inputs(1)[0])
+    return size

@@ -3,17 +3,21 @@
 A saved model is weights plus this record plus a layer manifest (shapes), never a pickled
 module. The record names the source the network was first built from, the factory kwargs, and
 the edits since that the shapes alone cannot say (which layers a student kept, which residual
-blocks a shallower student dropped).
+blocks a shallower student dropped, the size a lower-resolution student resizes its images
+to).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError
 
 from slimkit.config import Config
+
+# An image side a model may resize to: a file handed over may hold any number here.
+Side = Annotated[int, Field(ge=1, le=16384)]
 
 
 class KeptLayers(Config):
@@ -27,7 +31,9 @@ class KeptLayers(Config):
 class Arch(Config):
     """How to rebuild a model: ``source`` and ``kwargs`` build the network as it was first
     made; ``layers`` replays a layer-dropping student's cut onto it, ``dropped`` names the
-    residual blocks a shallower student replaced by the identity.
+    residual blocks a shallower student replaced by the identity, ``resolution`` is the
+    (height, width) a lower-resolution student resizes its images to
+    (:mod:`slimkit.models.resolution`).
 
     >>> Arch(source="resnet-mini", kwargs={"num_classes": 10}).to_dict()
     {'source': 'resnet-mini', 'kwargs': {'num_classes': 10}}
@@ -37,6 +43,7 @@ class Arch(Config):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     layers: KeptLayers | None = None
     dropped: tuple[str, ...] | None = None
+    resolution: tuple[Side, Side] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, without the edits a model does not have (the form saved files hold)."""

@@ -14,6 +14,7 @@ from slimkit.errors import ModelLoadError, StepError
 from slimkit.models.arch import Arch
 from slimkit.models.blocks import drop_blocks
 from slimkit.models.families import find_family
+from slimkit.models.resolution import resize_inputs
 
 _LAYER_LISTS = ("layer", "layers", "blocks", "h")
 
@@ -71,6 +72,8 @@ def apply_edits(model: nn.Module, arch: Arch) -> None:
         keep_layers(model, arch.layers.path, list(arch.layers.keep))
     if arch.dropped is not None:
         drop_blocks(model, arch.dropped)
+    if arch.resolution is not None:
+        resize_inputs(model, arch.resolution)
 
 
 def weight_rows(layer: nn.Module) -> torch.Tensor:

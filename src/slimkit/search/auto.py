@@ -45,6 +45,7 @@ from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.ledger import code_refs
 from slimkit.models.blocks import shallower
 from slimkit.models.families import find_family
+from slimkit.models.resolution import runs_smaller
 from slimkit.pipeline import Session
 from slimkit.progress import SILENT, Progress
 from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity, prunable_layers
@@ -63,7 +64,7 @@ from slimkit.search.config import (
     Objective,
 )
 from slimkit.search.selection import choose, final_message, trial_table
-from slimkit.search.space import DEPTHS, SPACES, SpaceInputs, depth, family
+from slimkit.search.space import DEPTHS, RESOLUTIONS, SPACES, SpaceInputs, depth, family
 from slimkit.search.trials import TrialRunner
 
 
@@ -151,6 +152,7 @@ def auto(
             image_size=base.data.image_size if kind == "cnn" else None,
             macs=base_record.macs,
             blocks=len(shallower(base.model, min(DEPTHS))) if kind == "cnn" else 0,
+            resizable=kind == "cnn" and runs_smaller(base.model, example[0], min(RESOLUTIONS)),
         )
         sampler = optuna.samplers.TPESampler(seed=config.seed)
         optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -39,6 +39,7 @@ class SpaceInputs:
     image_size: tuple[int, int] | None = None  # (height, width) of image inputs
     macs: int = 0  # the baseline's multiply-accumulates per example
     blocks: int = 0  # residual blocks the shallowest student would drop (CNNs)
+    resizable: bool = False  # the network runs on images smaller than the data's
 
 
 def every_layer(model: nn.Module, example_inputs: Inputs, sizes: dict[str, int]) -> dict[str, int]:
@@ -126,26 +127,27 @@ def depth(model: nn.Module) -> int:
 
 
 def _recover(
-    trial: Any, inputs: SpaceInputs, prefix: str, student: dict[str, Any] | None = None
+    trial: Any,
+    inputs: SpaceInputs,
+    prefix: str,
+    student: dict[str, Any] | None = None,
+    resolution: float = 1.0,
 ) -> StepSpec:
     """Fine-tuning after a structural change, distilled from the baseline or from labels, for
     the recovery's epochs or, where the cut went deep, as long as the baseline trained. A
-    ``student`` built from the changed model (a shallower one) always learns from the baseline."""
+    ``student`` built from the changed model (a shallower one), or one that sees the images at
+    a lower ``resolution``, always learns from the baseline."""
     lengths = sorted({inputs.finetune["epochs"], inputs.train.get("epochs", 1)})
     settings = {
         **inputs.finetune,
         "epochs": trial.suggest_categorical(f"{prefix}_epochs", lengths),
     }
-    if student is not None or trial.suggest_categorical(f"{prefix}_kd", [True, False]):
-        return step(
-            "distill",
-            {
-                "teacher": "baseline",
-                "student": student or {"current": True},
-                "distill": KD,
-                "train": settings,
-            },
-        )
+    forced = student is not None or resolution < 1
+    if forced or trial.suggest_categorical(f"{prefix}_kd", [True, False]):
+        config: dict[str, Any] = {"teacher": "baseline", "student": student or {"current": True}}
+        if resolution < 1:
+            config["resolution"] = resolution
+        return step("distill", {**config, "distill": KD, "train": settings})
     return step("finetune", {"train": settings})
 
 
@@ -227,6 +229,11 @@ def _cnn_student(name: str, length: int, inputs: SpaceInputs) -> StepSpec:
 # half the blocks and a quarter of the channels did not (docs/measurements.md).
 DEPTHS = (1.0, 0.5, 0.25)
 
+# Shares of each image side a student may see (resized inside it), where the network pools its
+# last feature map globally: MobileNet's resolution multiplier. A convolution's MACs fall with
+# the square of the side.
+RESOLUTIONS = (1.0, 0.875, 0.75, 0.625)
+
 
 def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
     """A shallow student, or channel pruning and a shallower copy of the network with
@@ -242,7 +249,9 @@ def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
     the ratio while losing the least (0, 50% or 80% of it, the levels measured): a ratio of the
     MACs where the search is for speed, of the weights where it is for size.
     Where the network has stages of residual blocks, a trial may keep only a share of each
-    (:data:`DEPTHS`): the pruned network's shallower copy, distilled from the baseline.
+    (:data:`DEPTHS`): the pruned network's shallower copy, distilled from the baseline. Where
+    it takes smaller images, the student may see them at a share of each side
+    (:data:`RESOLUTIONS`), also distilled from the baseline, which sees them whole.
     """
     if _students_pay(inputs):
         student = trial.suggest_categorical("student", ["none", *CNN_STUDENTS])
@@ -266,8 +275,10 @@ def cnn(trial: Any, inputs: SpaceInputs) -> Steps:
                 prune["ignore"] = list(inputs.sensitive[:keep])
         steps.append(step("prune", prune))
     depth = trial.suggest_categorical("depth", list(DEPTHS)) if inputs.blocks else 1.0
-    if depth < 1:
-        steps.append(_recover(trial, inputs, "channels", student={"depth": depth}))
+    scale = trial.suggest_categorical("resolution", list(RESOLUTIONS)) if inputs.resizable else 1
+    if depth < 1 or scale < 1:
+        student = {"depth": depth} if depth < 1 else None
+        steps.append(_recover(trial, inputs, "channels", student=student, resolution=scale))
     elif ratio:
         steps.append(_recover(trial, inputs, "channels"))
     return steps + _quantize(trial, inputs)
