@@ -20,6 +20,7 @@ from slimkit.export.onnx import export_onnx
 from slimkit.models import ModelSpec, build_model, save_model
 from slimkit.models.arch import Arch
 from slimkit.models.resolution import (
+    bilinear,
     check_resizable,
     input_size,
     resize_inputs,
@@ -46,6 +47,23 @@ def test_a_resized_net_computes_what_it_would_on_the_interpolated_images():
     resize_inputs(net, (14, 14))  # replaces the resize, never stacks a second one
     assert input_size(net) == (14, 14) and len(net._forward_pre_hooks) == 1
     assert input_size(copy.deepcopy(net)) == (14, 14)
+
+
+@pytest.mark.parametrize(
+    ("side", "size"),
+    [
+        ((224, 224), (168, 168)),  # 3/4 in blocks of 4
+        ((224, 224), (196, 140)),  # 7/8 and 5/8 in blocks of 8
+        ((28, 21), (21, 14)),  # 3/4 and 2/3
+        ((30, 30), (17, 17)),  # 17/30: interpolated
+        ((12, 12), (12, 6)),  # one side kept whole
+    ],
+)
+def test_the_block_resize_is_the_bilinear_interpolation(side, size):
+    x = torch.randn(2, 3, *side)
+    expected = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    # PyTorch computes sample positions in float32, the blocks from exact fractions
+    torch.testing.assert_close(bilinear(x, size), expected, atol=2e-4, rtol=0)
 
 
 def test_sides_scale_up_to_whole_pixels():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +25,59 @@ from torch import nn
 
 from slimkit.errors import StepError
 
+# The largest block a side may shrink by as a matrix (:func:`bilinear`): the fractions a search
+# offers (7/8, 3/4, 5/8) need 8.
+MAX_BLOCK = 16
+
+
+def _block_weights(p: int, q: int) -> torch.Tensor:
+    """``[q, p]``: how each of ``p`` outputs mixes the ``q`` inputs of its block when a side
+    shrinks by ``p/q``, bilinearly with half-pixel centres. Output ``m`` samples input
+    ``(m + 1/2) q/p - 1/2``, which lies in ``[0, q - 1]`` for ``p <= q``: inside its block."""
+    weights = torch.zeros(q, p, dtype=torch.float64)
+    for m in range(p):
+        source = (m + Fraction(1, 2)) * Fraction(q, p) - Fraction(1, 2)
+        low = math.floor(source)
+        frac = float(source - low)
+        weights[low, m] += 1.0 - frac
+        if frac:
+            weights[low + 1, m] += frac
+    return weights
+
+
+def _shrink_last(x: torch.Tensor, out: int) -> torch.Tensor | None:
+    """``x`` with its last axis shrunk to ``out`` as blocks times a matrix, or None where the
+    ratio's denominator does not divide the side (or exceeds :data:`MAX_BLOCK`)."""
+    side = x.shape[-1]
+    ratio = Fraction(out, side)
+    p, q = ratio.numerator, ratio.denominator
+    if p > q or q > MAX_BLOCK or side % q:
+        return None
+    weights = _block_weights(p, q).to(x.dtype)
+    return (x.reshape(*x.shape[:-1], side // q, q) @ weights).reshape(*x.shape[:-1], out)
+
+
+def bilinear(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``images`` (N, C, H, W) resized to ``size`` as ``F.interpolate(mode="bilinear",
+    align_corners=False)`` resizes them (which places its samples in float32, so the two
+    differ by about 1e-4 of the pixel range).
+
+    Where each side shrinks by a fraction ``p/q`` whose ``q`` divides it, every output pixel
+    mixes only the ``q`` input pixels of its block, so the resize is a ``q x p`` matrix applied
+    to the blocks of each axis: two MatMuls, which OpenVINO runs faster than its Interpolate on
+    a one-channel image (docs/measurements.md, "Lower-resolution students"). Otherwise it
+    interpolates."""
+    wide = _shrink_last(images, size[1])
+    if wide is not None:
+        tall = _shrink_last(wide.transpose(-1, -2), size[0])
+        if tall is not None:
+            return tall.transpose(-1, -2)
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+
 
 class InputResize:
     """A forward pre-hook that resizes a model's image input (N, C, H, W) to ``size``,
-    bilinearly: the interpolation every ONNX and OpenVINO runtime implements alike."""
+    bilinearly (:func:`bilinear`)."""
 
     def __init__(self, size: tuple[int, int]) -> None:
         self.size = (int(size[0]), int(size[1]))
@@ -35,8 +85,7 @@ class InputResize:
     def __call__(self, module: nn.Module, args: tuple[object, ...]) -> tuple[object, ...]:
         images, *rest = args
         assert isinstance(images, torch.Tensor)
-        resized = F.interpolate(images, size=self.size, mode="bilinear", align_corners=False)
-        return (resized, *rest)
+        return (bilinear(images, self.size), *rest)
 
     def __repr__(self) -> str:
         return f"InputResize(size={self.size})"
