@@ -241,13 +241,14 @@ def test_a_transformer_whose_family_is_unknown_is_never_offered_heads_or_ffn_pru
     assert trial.distributions["ffn"].choices == (0.0,)
 
 
-def test_a_large_residual_cnn_corner_is_a_shallower_lightly_pruned_copy_with_int8_weights():
+def test_a_large_residual_cnn_corner_is_a_shallower_pruned_int8_copy_at_a_lower_resolution():
     # EfficientNet-Lite0 at 224 px, whose stages hold residual blocks to drop
     inputs = dataclasses.replace(
         INPUTS,
         image_size=(224, 224),
         macs=377_000_000,
         blocks=9,
+        resizable=True,
         quantize=("none", "static-int8@onnxruntime", "weight-only-int8@openvino"),
     )
     corner = SPACES.get("cnn").corner(inputs)
@@ -259,11 +260,14 @@ def test_a_large_residual_cnn_corner_is_a_shallower_lightly_pruned_copy_with_int
     assert [s.kind for s in steps] == ["prune", "distill", "quantize"]
     distill = steps[1].config
     assert distill.student == ShallowerStudent(depth=0.5)  # half of each stage's blocks
+    assert distill.resolution == 0.75  # seeing 168 of 224 px
     assert distill.teacher == "baseline" and distill.train.epochs == INPUTS.train["epochs"]
     assert steps[0].config.ratio == 0.25 and steps[0].config.overrides
     assert set(trial.distributions["depth"].choices) == {1.0, 0.5, 0.25}
     assert steps[2].config == WeightOnlyInt8Config(backend="openvino")
     _recipe(steps)
+    fixed_head = SPACES.get("cnn").corner(dataclasses.replace(inputs, resizable=False))
+    assert "resolution" not in fixed_head and fixed_head["depth"] == 0.5
 
 
 def test_a_shallower_copy_alone_is_distilled_and_a_net_without_stages_is_never_offered_one():

@@ -340,13 +340,20 @@ def _int8(inputs: SpaceInputs) -> str:
 LARGE_WEIGHTS_ONLY = "weight-only-int8@openvino"
 
 
+# The share of each image side a large network's corner sees: on Lite0 the 168-px shallower
+# student lost nothing against the 224-px baseline and ran 1.3x faster than at 224
+# (docs/measurements.md, "Lower-resolution students").
+CORNER_RESOLUTION = 0.75
+
+
 def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
     """Where students pay, the smallest, distilled for longest, with its Linear weights in 4 bits
     and its convolutions' in 8, over float kernels (ONNX Runtime's, where it may serve: int8
     activations slowed such a student down at batch 1). Otherwise a large network, distilled
     from the baseline as long as it trained, with int8 weights over float kernels: where it has
     stages of residual blocks, half of each stage's blocks and a quarter of its channels spread
-    by sensitivity; else three quarters of its channels.
+    by sensitivity, seeing the images at :data:`CORNER_RESOLUTION` of each side where it pools
+    globally; else three quarters of its channels.
 
     On Lite0 the shallower corner kept its accuracy and ran faster than three quarters of the
     channels with every block kept, which lost points beyond a budget of one where the
@@ -360,6 +367,8 @@ def cnn_corner(inputs: SpaceInputs) -> dict[str, Any]:
         }
     if inputs.blocks:  # a shallower student always learns from the baseline
         structure: dict[str, Any] = {"channels": 0.25, "depth": 0.5}
+        if inputs.resizable:
+            structure["resolution"] = CORNER_RESOLUTION
     else:
         structure = {"channels": 0.75, "channels_kd": True}
     return {
