@@ -161,6 +161,20 @@ def test_a_pruned_model_of_every_family_exports_to_onnx_and_runs_at_two_lengths(
         torch.testing.assert_close(torch.from_numpy(got), pruned(*given), rtol=1e-4, atol=1e-4)
 
 
+def test_a_classifier_that_resizes_its_images_is_not_exported_as_a_transformers_directory(
+    tmp_path: Path, fixtures_on_path: Path
+):
+    from slimkit.errors import ExportError
+    from slimkit.export import export_hf
+    from slimkit.models.resolution import resize_inputs
+
+    net = _net("vit")
+    resize_inputs(net, (8, 8))
+    with pytest.raises(ExportError, match=r"resizes its images.*--format onnx"):
+        export_hf(net, tmp_path / "hf", _inputs("vit"))
+    assert not (tmp_path / "hf").exists()
+
+
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_export_hf_writes_what_transformers_loads_to_the_same_logits(
     family: str, tmp_path: Path, fixtures_on_path: Path

@@ -25,6 +25,7 @@ from torch import nn
 from slimkit.errors import ExportError
 from slimkit.models.embedding import RemappedEmbedding
 from slimkit.models.families import Found, require_family
+from slimkit.models.resolution import input_size
 from slimkit.models.surgery import weight_rows
 from slimkit.models.text import HFClassifier
 
@@ -52,6 +53,11 @@ def export_hf(
         raise ExportError(
             "Its vocabulary was trimmed: token ids now pass through slimkit's remapping table, "
             f"which neither a transformers config nor its tokenizer describes. {_ELSEWHERE}"
+        )
+    if input_size(model) is not None:
+        raise ExportError(
+            "It resizes its images as the first op of its forward (a lower-resolution "
+            f"student), which a transformers config does not describe. {_ELSEWHERE}"
         )
     found = require_family(model, "--format hf")
     hf: Any = copy.deepcopy(model.model).eval()  # a transformers PreTrainedModel

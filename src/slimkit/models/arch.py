@@ -16,8 +16,9 @@ from pydantic import Field, ValidationError
 
 from slimkit.config import Config
 
-# An image side a model may resize to: a file handed over may hold any number here.
-Side = Annotated[int, Field(ge=1, le=16384)]
+# An image side a model may resize to. A file handed over may hold any number here, and a huge
+# one would make the first layer allocate without bound; students only ever shrink images.
+Side = Annotated[int, Field(ge=1, le=4096)]
 
 
 class KeptLayers(Config):

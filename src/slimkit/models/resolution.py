@@ -4,7 +4,7 @@ A convolutional network's arithmetic grows with the square of the image side, so
 resolution multiplier and EfficientNet's compound scaling shrink the input along with width and
 depth. A student that resizes inside its own forward keeps its teacher's contract: it takes the
 same tensors (the data, the teacher, the evaluation and a deployed client need not change), and
-the resize travels into every exported graph (ONNX ``Resize``, OpenVINO ``Interpolate``).
+the resize travels into every exported graph (as two MatMuls where it can: :func:`bilinear`).
 
 The resize is a forward pre-hook on the model rather than a wrapping module, so every layer
 keeps its name (pruning rules, hints and saved weights still address it); torch.export, the
