@@ -120,6 +120,9 @@ def test_an_interrupted_search_resumes_without_losing_trials(
     assert len(before) == 2 and len(after) == 3
     assert [t.params for t in after[:2]] == [t.params for t in before]
     assert len(resumed.results["search"]["trials"]) == 3
+    # the resumed search measured the baseline's sensitivity again from the cache
+    assert not first.results["search"]["sensitivity_reused"]
+    assert resumed.results["search"]["sensitivity_reused"]
 
 
 @pytest.mark.slow

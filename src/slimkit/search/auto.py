@@ -3,7 +3,8 @@ smallest) model within an accuracy budget, measured on the runtime that will ser
 
 1. The baseline is prepared and measured once; per-layer sensitivity is measured once, of the
    layers the space draws on (for CNNs, one layer per channel group; it decides how a trial
-   spreads the pruning, and goes into the report).
+   spreads the pruning, and goes into the report), and kept in slimkit's cache beside a cached
+   baseline, for the next search of it (:mod:`slimkit.search.curves`).
 2. Optuna (TPE with the accuracy budget as a constraint) draws recipe steps from the model
    family's search space, starting from the space's most compressed corner. Each step is
    applied and measured like a pipeline step (or reused, where an earlier trial of this
@@ -37,18 +38,16 @@ import yaml
 from slimkit import ledger
 from slimkit._io import write_json, write_text
 from slimkit._yaml import YamlError, load_yaml
-from slimkit.baseline import Baseline
 from slimkit.data.bundle import Inputs
 from slimkit.errors import RecipeError, RunDirError, StepError, UnsafeCheckpointError, quote
 from slimkit.evaluation.macs import layer_macs
-from slimkit.evaluation.metrics import accuracy, predict
 from slimkit.ledger import code_refs
 from slimkit.models.blocks import shallower
 from slimkit.models.families import find_family
 from slimkit.models.resolution import runs_smaller
 from slimkit.pipeline import Session
 from slimkit.progress import SILENT, Progress
-from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity, prunable_layers
+from slimkit.pruning.sensitivity import prunable_layers
 from slimkit.pruning.vocab import token_embeddings
 from slimkit.quantization.backends import CAPABILITIES
 from slimkit.quantization.configs import QuantBackend
@@ -63,6 +62,7 @@ from slimkit.search.config import (
     AutoResult,
     Objective,
 )
+from slimkit.search.curves import layer_curves
 from slimkit.search.selection import choose, final_message, trial_table
 from slimkit.search.space import DEPTHS, RESOLUTIONS, SPACES, SpaceInputs, depth, family
 from slimkit.search.trials import TrialRunner
@@ -123,10 +123,15 @@ def auto(
         floor = base_record.accuracy - config.max_accuracy_drop
         kind = family(base.model)
         space = SPACES.get(config.space or kind)
-        with progress.task("per-layer sensitivity"):
+        with progress.task("per-layer sensitivity") as task:
             example = base.data.sample_inputs(1)
             layers = space.measures(base.model, example, _sizes(base.model, example, config))
-            curves = _sensitivity(base, config.sensitivity_samples, layers)
+            val = base.data.val.subset(
+                torch.arange(min(config.sensitivity_samples, len(base.data.val)))
+            )
+            curves, reused = layer_curves(base.model, val, layers, cache=recipe.baseline.cache)
+            if reused:
+                task.update("per-layer sensitivity reused from cache")
         sensitive = tuple(
             c.layer for c in sorted(curves, key=lambda c: -max(c.drop(r) for r in c.metric))
         )
@@ -212,6 +217,7 @@ def auto(
         "storage": storage if not storage.startswith("sqlite:///") else "search/search.db",
         "trials": trials,
         "sensitivity": {c.layer: {str(r): c.drop(r) for r in c.metric} for c in curves},
+        "sensitivity_reused": reused,
     }
     write_json(run_dir / "search" / "trials.json", search)
     result = session.run(best, run_dir, progress, trial_runner.replayed, search=search)
@@ -300,14 +306,3 @@ def _sizes(model: torch.nn.Module, example: Inputs, config: AutoConfig) -> dict[
     if config.objective is Objective.SIZE:
         return dict(prunable_layers(model))
     return layer_macs(model, example)
-
-
-def _sensitivity(base: Baseline, samples: int, layers: dict[str, int]) -> list[LayerSensitivity]:
-    """Accuracy drop with one of ``layers`` at a time magnitude-pruned, on validation data."""
-    val = base.data.val.subset(torch.arange(min(samples, len(base.data.val))))
-
-    def evaluate(model: torch.nn.Module) -> float:
-        with torch.inference_mode():
-            return accuracy(*predict(lambda x: model(*x), val.batches(64)))
-
-    return layer_sensitivity(base.model, evaluate, ratios=(0.5, 0.8), layers=layers)
