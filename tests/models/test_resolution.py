@@ -125,6 +125,7 @@ def _distilled_at(scale: float, blobs_npz: Path, tmp_path: Path) -> dict:
     return slimkit.run(slimkit.Recipe.from_dict(recipe), out=tmp_path / "run").results
 
 
+@pytest.mark.slow
 def test_a_student_at_a_lower_resolution_learns_from_the_full_size_teacher(
     blobs_npz: Path, tmp_path: Path
 ):
