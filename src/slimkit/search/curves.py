@@ -3,8 +3,9 @@
 The curves (validation accuracy with one layer at a time magnitude-pruned) depend only on the
 baseline's weights, the validation examples scored, the layers and levels measured and the code
 that scores them, so they are keyed by a hash of exactly those. A second search of the same
-baseline (another objective, budget or backend) starts its trials at once; on Lite0 at 224 px
-the pass takes about ten minutes. A cache entry that does not parse, or lacks a layer, is a miss.
+baseline (another objective, budget or backend) starts its trials at once (docs/measurements.md,
+"Solar-cell transfer", has what the pass costs on Lite0). A cache entry that does not parse, or
+lacks a layer, is a miss.
 """
 
 from __future__ import annotations

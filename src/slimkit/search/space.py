@@ -341,7 +341,7 @@ LARGE_WEIGHTS_ONLY = "weight-only-int8@openvino"
 
 
 # The share of each image side a large network's corner sees: on Lite0 the 168-px shallower
-# student lost nothing against the 224-px baseline and ran 1.3x faster than at 224
+# student kept the 224-px baseline's accuracy and ran faster than the same net at 224
 # (docs/measurements.md, "Lower-resolution students").
 CORNER_RESOLUTION = 0.75
 
