@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,71 @@ def test_qat_trains_through_fake_quant_and_converts(trained, tmp_path: Path):
     x = data.sample_inputs(3)
     reloaded = torch.export.load(str(result.artifact)).module()
     torch.testing.assert_close(reloaded(*x), result.module(*x))
+
+
+class _PlanesAndRows(torch.nn.Module):
+    """A 2-D convolution over the image, then a 1-D one over its rows, each with BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.planes = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
+        )
+        self.rows = torch.nn.Sequential(
+            torch.nn.Conv1d(4 * 8, 8, 3, padding=1), torch.nn.BatchNorm1d(8), torch.nn.ReLU()
+        )
+        self.head = torch.nn.Linear(8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        planes = self.planes(x)  # N, 4, 8, 8
+        rows = self.rows(planes.permute(0, 3, 1, 2).flatten(1, 2))  # N, 8, 8
+        return self.head(rows.flatten(1))
+
+
+@pytest.mark.slow  # torchao alone traces 120 patterns: 20 s
+def test_qat_converts_as_torchao_alone_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """slimkit has torchao build its BatchNorm-folding patterns only for the convolution kinds a
+    graph holds; a model with 2-D and 1-D ones converts to the same program as with every
+    kind's patterns built, and that program follows the float model."""
+    from slimkit.quantization import pt2e
+
+    def converted() -> torch.fx.GraphModule:
+        torch.manual_seed(0)
+        net = _PlanesAndRows()
+
+        def loop(model) -> None:  # BatchNorm statistics from a few batches in training mode
+            model.train()
+            with torch.no_grad():
+                for batch in x.split(16):
+                    model(batch)
+
+        result = quantize(
+            net,
+            QatConfig(),
+            example_inputs=(x[:4],),
+            input_names=("pixels",),
+            out_path=tmp_path / "q.pt2",
+            train_loop=loop,
+        )
+        with torch.no_grad():
+            want = net.eval()(x)
+        assert (
+            float((result.module(x) - want).pow(2).mean().sqrt() / want.pow(2).mean().sqrt())
+            < 0.25  # int8's tolerance
+        )
+        return result.module
+
+    x = torch.randn(64, 1, 8, 8)
+    fast = converted()
+    monkeypatch.setattr(pt2e, "_fold_present_convs_only", contextlib.nullcontext)
+    every_kind = converted()
+    ops = [
+        [str(n.target) for n in m.graph.nodes if n.op == "call_function"]
+        for m in (fast, every_kind)
+    ]
+    assert ops[0] == ops[1] and "aten.conv1d.default" in ops[0]
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), every_kind(x), rtol=0, atol=0)
 
 
 def test_qat_without_a_training_loop_is_refused(trained, tmp_path: Path):

@@ -8,13 +8,16 @@ quantize/dequantize pairs into int8 kernels. The artifact is the exported progra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+import torchao.quantization.pt2e.qat_utils as qat_utils
 import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
 from torch import nn
 from torchao.quantization.pt2e import (
@@ -32,6 +35,8 @@ from slimkit.quantization.calibration import check_calibration
 from slimkit.quantization.configs import Estimator, QatConfig, QuantizeConfig, StaticInt8Config
 from slimkit.quantization.coverage import conv_linear_coverage, ignored_layers
 from slimkit.quantization.result import QuantizedModel
+
+aten = torch.ops.aten
 
 # HistogramObserver searches the clipping range that minimises the L2 (squared) quantization
 # error over the activation histogram: the "mse" estimator. MinMaxObserver keeps the full range.
@@ -161,6 +166,48 @@ def static_int8_pt2e(
     )
 
 
+# The aten ops a captured graph holds for each convolution torchao folds BatchNorm into.
+_CONV_OPS: dict[Callable[..., Any], tuple[Any, ...]] = {
+    F.conv1d: (aten.conv1d.default, aten.conv1d.padding),
+    F.conv2d: (aten.conv2d.default, aten.conv2d.padding),
+    F.conv_transpose1d: (aten.conv_transpose1d.default,),
+    F.conv_transpose2d: (aten.conv_transpose2d.input,),
+}
+
+
+@contextlib.contextmanager
+def _fold_present_convs_only() -> Iterator[None]:
+    """Within it, ``convert_pt2e`` builds BatchNorm-folding patterns only for the kinds of
+    convolution the graph holds.
+
+    torchao's QAT convert folds each BatchNorm into its convolution by matching two dozen small
+    patterns, each traced with torch.export, for each of conv1d, conv2d and the two transposed
+    convolutions: most of a small model's conversion time (docs/measurements.md, "QAT
+    conversion"). For a kind the graph does not hold, nothing can match, so only the helper's
+    own bookkeeping runs, exactly as it would after matching nothing.
+    """
+    helper = qat_utils._fold_conv_bn_qat_helper
+
+    def fold(m: torch.fx.GraphModule, conv_fn: Callable[..., Any], *args: Any, **kwargs: Any):
+        ops = _CONV_OPS.get(conv_fn)
+        if ops is None or any(n.target in ops for n in m.graph.nodes):
+            return helper(m, conv_fn, *args, **kwargs)
+        m.graph.eliminate_dead_code()
+        m.recompile()
+        qat_utils._duplicate_dequantize_node(m)
+        m.recompile()
+        qat_utils._remove_extra_dequantize(m)
+        m.graph.eliminate_dead_code()
+        m.recompile()
+        return m
+
+    qat_utils._fold_conv_bn_qat_helper = fold
+    try:
+        yield
+    finally:
+        qat_utils._fold_conv_bn_qat_helper = helper
+
+
 def qat_pt2e(
     model: nn.Module,
     config: QatConfig,
@@ -183,7 +230,8 @@ def qat_pt2e(
     allow_exported_model_train_eval(graph)
     train_loop(graph)
     move_exported_model_to_eval(graph)
-    converted = convert_pt2e(graph)
+    with _fold_present_convs_only():
+        converted = convert_pt2e(graph)
     _drop_unused_attributes(converted)
     model.eval()
     return _result(
