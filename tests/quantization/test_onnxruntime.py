@@ -238,3 +238,60 @@ def test_a_model_without_weight_layers_is_refused(tmp_path: Path):
             input_names=("inputs",),
             out_path=tmp_path / "q.onnx",
         )
+
+
+def test_one_model_quantized_again_is_traced_once_and_a_changed_one_afresh(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The recovery ladder re-quantizes one float model per rung and per layer: its graph is
+    traced once. A model whose weights changed is traced again, and so is one whose kept graph
+    no longer computes what the model does."""
+    from slimkit.quantization import onnxruntime as ort_backend
+
+    net, data = trained
+    traced: list[int] = []
+    real_export = ort_backend.export_onnx
+
+    def counting(*args, **kwargs):
+        traced.append(1)
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(ort_backend, "export_onnx", counting)
+    monkeypatch.setattr(ort_backend, "_KEPT", {})
+    inputs = data.sample_inputs(8)
+
+    def error_vs_float(config) -> float:
+        """Largest |quantized - float logit| over the largest |float logit|."""
+        result = quantize(
+            net,
+            config,
+            example_inputs=data.sample_inputs(4),
+            input_names=data.input_names,
+            out_path=tmp_path / "q.onnx",
+        )
+        sess = ort.InferenceSession(str(result.artifact), providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(sess.run(None, {"inputs": inputs[0].numpy()})[0])
+        with torch.no_grad():
+            want = net(*inputs)
+        return float((got - want).abs().max() / want.abs().max())
+
+    for config in (
+        DynamicInt8Config(),
+        DynamicInt8Config(per_channel=False),
+        WeightOnlyInt8Config(),
+    ):
+        assert error_vs_float(config) < 0.1
+    assert len(traced) == 1
+
+    with torch.no_grad():
+        net[8].weight.mul_(-1.0)  # the classifier flipped: other logits
+    assert error_vs_float(DynamicInt8Config()) < 0.1
+    assert len(traced) == 2
+
+    monkeypatch.setattr(ort_backend, "model_digest", lambda model: "one key for every model")
+    error_vs_float(DynamicInt8Config())
+    assert len(traced) == 3
+    with torch.no_grad():
+        net[8].weight.mul_(-1.0)  # back: the graph kept under the (same) key is stale
+    assert error_vs_float(DynamicInt8Config()) < 0.1
+    assert len(traced) == 4

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimkit._digest import state_tensors, update_tensors
 from slimkit._io import write_json
 from slimkit._signing import cache_dir, usable_cache_dir
 from slimkit.data.bundle import ArrayDataset
@@ -53,10 +54,7 @@ def layer_curves(
 def _key(model: nn.Module, val: ArrayDataset, layers: dict[str, int]) -> str:
     digest = hashlib.sha256()
     examples = (t for inputs, labels in val.batches(64) for t in (*inputs, labels))
-    for tensor in (*_weights(model), *examples):
-        digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
-        raw = tensor.detach().cpu().contiguous().view(-1).view(torch.uint8)
-        digest.update(bytes(raw.numpy().data))
+    update_tensors(digest, (*state_tensors(model), *examples))
     about = {
         "layers": sorted(layers),
         "ratios": RATIOS,
@@ -65,11 +63,6 @@ def _key(model: nn.Module, val: ArrayDataset, layers: dict[str, int]) -> str:
     }
     digest.update(json.dumps(about, sort_keys=True).encode())
     return digest.hexdigest()[:16]
-
-
-def _weights(model: nn.Module) -> list[torch.Tensor]:
-    state = model.state_dict()
-    return [state[k] for k in sorted(state) if isinstance(state[k], torch.Tensor)]
 
 
 def _load(key: str, layers: dict[str, int]) -> list[LayerSensitivity] | None:
