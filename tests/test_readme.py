@@ -45,7 +45,8 @@ def test_the_python_section_runs_quietly(tmp_path: Path):
     script = tmp_path / "readme.py"
     script.write_text(python_section())
     env = {k: v for k, v in os.environ.items() if k != "SLIMKIT_VERBOSE"}
-    env |= {"SLIMKIT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "2"}
+    # one thread, as every test has (conftest.py): a second contends with the other worker
+    env |= {"SLIMKIT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
