@@ -23,10 +23,11 @@ def state_tensors(model: nn.Module) -> list[torch.Tensor]:
     return [state[k] for k in sorted(state) if isinstance(state[k], torch.Tensor)]
 
 
-def model_digest(model: nn.Module) -> str:
+def model_digest(model: nn.Module) -> str | None:
     """A digest of what ``model`` computes, as far as it can be read without running it: its
     module tree (types and settings, as ``repr`` prints them), the hooks on each module, and
-    every parameter and buffer, persistent or not."""
+    every parameter and buffer, persistent or not. None for a model holding tensors whose bytes
+    cannot be read as such (quantized or wrapper tensor subclasses)."""
     digest = hashlib.sha256(repr(model).encode())
     for name, module in model.named_modules():
         hooks = (*module._forward_pre_hooks.values(), *module._forward_hooks.values())
@@ -34,5 +35,8 @@ def model_digest(model: nn.Module) -> str:
         digest.update(f"{name}:{kind}:{[repr(h) for h in hooks]}".encode())
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
     digest.update(str(sorted(tensors)).encode())
-    update_tensors(digest, (tensors[k] for k in sorted(tensors)))
+    try:
+        update_tensors(digest, (tensors[k] for k in sorted(tensors)))
+    except (RuntimeError, TypeError, NotImplementedError):
+        return None
     return digest.hexdigest()

@@ -89,3 +89,61 @@ def test_a_quantized_graph_far_from_its_float_model_is_reported_with_its_differe
     assert result.agreement is not None
     with pytest.raises(ExportError, match=r"int8 ONNX model's outputs differ .*recovery ladder"):
         result.agreement.check("int8")
+
+
+def test_one_model_exported_again_is_traced_once_and_a_changed_one_afresh(
+    net_and_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Served on a runtime, then quantized, then re-quantized per rung of the recovery ladder:
+    one model is traced once, whatever the batch it is traced at. A model whose weights changed is traced again, and so is one
+    whose kept graph no longer computes what the model does."""
+    from slimkit.export import onnx as onnx_export
+    from slimkit.quantization.configs import DynamicInt8Config
+
+    net, data = net_and_data
+    traces: list[int] = []
+    real_trace = onnx_export._trace
+
+    def counting(*args, **kwargs) -> None:
+        traces.append(1)
+        real_trace(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "_trace", counting)
+    monkeypatch.setattr(onnx_export, "_TRACED", {})
+    inputs = data.sample_inputs(8)
+
+    def error_vs_float(path: Path) -> float:
+        """Largest |graph - model logit| over the largest |model logit|."""
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"inputs": inputs[0].numpy()})[0]
+        with torch.inference_mode():
+            want = net(*inputs).numpy()
+        return float(np.abs(got - want).max() / np.abs(want).max())
+
+    def quantized() -> float:
+        q = quantize(
+            net,
+            DynamicInt8Config(),
+            example_inputs=data.sample_inputs(4),
+            input_names=data.input_names,
+            out_path=tmp_path / "q.onnx",
+        )
+        return error_vs_float(q.artifact)
+
+    served = export_onnx(net, data.sample_inputs(1), data.input_names, tmp_path / "m.onnx")
+    assert error_vs_float(served) < 1e-4
+    assert quantized() < 0.1 and quantized() < 0.1
+    assert len(traces) == 1
+
+    with torch.no_grad():
+        net[8].weight.mul_(-1.0)  # the classifier flipped: other logits
+    assert quantized() < 0.1
+    assert len(traces) == 2
+
+    monkeypatch.setattr(onnx_export, "model_digest", lambda model: "one key for every model")
+    quantized()
+    assert len(traces) == 3
+    with torch.no_grad():
+        net[8].weight.mul_(-1.0)  # back: the graph kept under the (same) key is stale
+    assert quantized() < 0.1
+    assert len(traces) == 4

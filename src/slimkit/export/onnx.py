@@ -19,6 +19,7 @@ import onnx
 import torch
 from torch import nn
 
+from slimkit._digest import model_digest
 from slimkit._io import atomic_path
 from slimkit.errors import ExportError
 from slimkit.export.compact import compact_graph
@@ -52,6 +53,11 @@ TOLERANCES: dict[str, Tolerance] = {
 }
 
 
+# The exporter's graph of the model exported last, by its key (see export_onnx).
+_TRACED: dict[str, bytes] = {}
+KEEP_AT_MOST = 1 << 30  # bytes of a traced graph kept in memory
+
+
 def export_onnx(
     model: nn.Module,
     inputs: tuple[torch.Tensor, ...],
@@ -67,39 +73,73 @@ def export_onnx(
     ``inputs``) at the fp32 tolerance. ``compact`` renames values and nodes tersely
     (:func:`~slimkit.export.compact.compact_graph`); a graph that tools will read by PyTorch
     names (a quantizer's input) is exported with ``compact=False``.
+
+    One model is often exported several times over: served on a runtime, then handed to a
+    quantizer, then re-quantized on each rung of the recovery ladder. The traced graph of the
+    last model is kept in memory while the model's digest (module tree, hooks, every tensor)
+    and the inputs' names, types and sizes on the static axes are unchanged (the graph serves
+    any batch and any text length). A kept graph is verified like a fresh one, and traced
+    afresh if it disagrees.
     """
     if isinstance(model, OnnxGraph):  # already a graph: written as it is, never re-traced
         model.save_copy(Path(path))
         return Path(path)
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    sequence = torch.export.Dim("sequence", min=2, max=65536)
-    # Token ids and masks ([batch, sequence] integers) serve texts of any length.
-    dynamic = tuple(
-        {0: batch, 1: sequence} if x.dim() == 2 and not x.is_floating_point() else {0: batch}
-        for x in inputs
-    )
+    model.eval()
+    digest = model_digest(model)
+    axes = _dynamic_axes(inputs)
+    traced = [
+        (n, x.dtype, [None if d in dyn else size for d, size in enumerate(x.shape)])
+        for n, x, dyn in zip(input_names, inputs, axes, strict=True)
+    ]
+    key = f"{digest}:{traced}" if digest is not None else None
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            # The exporter prints progress lines of its own; keep the library silent.
-            with contextlib.redirect_stdout(io.StringIO()):
-                torch.onnx.export(
-                    model.eval(),
-                    inputs,
-                    str(tmp),
-                    input_names=list(input_names),
-                    output_names=["logits"],
-                    dynamic_shapes=dynamic,
-                    external_data=False,
-                    verbose=False,
-                )
-        except Exception as err:  # the exporter raises many types; all mean "cannot export"
-            raise ExportError(
-                f"torch.onnx.export failed for {type(model).__name__}: {err}"
-            ) from None
+        kept = _TRACED.get(key) if key is not None else None
+        if kept is not None:
+            tmp.write_bytes(kept)
+            tidy_onnx(tmp, model if compact else None)
+            try:
+                verify_onnx(tmp, model, check_inputs or inputs, input_names, "fp32")
+                return Path(path)
+            except ExportError:
+                pass
+        _TRACED.clear()
+        _trace(model, inputs, input_names, tmp)
+        if key is not None and tmp.stat().st_size <= KEEP_AT_MOST:
+            _TRACED[key] = tmp.read_bytes()
         tidy_onnx(tmp, model if compact else None)
         verify_onnx(tmp, model, check_inputs or inputs, input_names, "fp32")
     return Path(path)
+
+
+def _dynamic_axes(inputs: tuple[torch.Tensor, ...]) -> list[tuple[int, ...]]:
+    """Each input's dynamic axes: the batch, and the sequence of token ids and masks ([batch,
+    sequence] integers), so the graph serves texts of any length."""
+    return [(0, 1) if x.dim() == 2 and not x.is_floating_point() else (0,) for x in inputs]
+
+
+def _trace(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], input_names: tuple[str, ...], path: Path
+) -> None:
+    """Run the exporter: ``model`` traced on ``inputs``, written to ``path``."""
+    dims = {0: torch.export.Dim("batch", min=1, max=65536)}
+    dims[1] = torch.export.Dim("sequence", min=2, max=65536)
+    dynamic = tuple({d: dims[d] for d in axes} for axes in _dynamic_axes(inputs))
+    try:
+        # The exporter prints progress lines of its own; keep the library silent.
+        with contextlib.redirect_stdout(io.StringIO()):
+            torch.onnx.export(
+                model,
+                inputs,
+                str(path),
+                input_names=list(input_names),
+                output_names=["logits"],
+                dynamic_shapes=dynamic,
+                external_data=False,
+                verbose=False,
+            )
+    except Exception as err:  # the exporter raises many types; all mean "cannot export"
+        raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {err}") from None
 
 
 def tidy_onnx(path: str | os.PathLike[str], compact_for: nn.Module | None = None) -> None:

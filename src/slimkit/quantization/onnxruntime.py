@@ -39,12 +39,10 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
-from slimkit._digest import model_digest
 from slimkit._io import atomic_path
 from slimkit._quiet import import_quietly
-from slimkit.errors import ExportError, StepError
-from slimkit.export.onnx import compare_onnx, export_onnx, tidy_onnx, verify_onnx
-from slimkit.models.graph import OnnxGraph
+from slimkit.errors import StepError
+from slimkit.export.onnx import compare_onnx, export_onnx, tidy_onnx
 from slimkit.quantization.calibration import check_calibration
 from slimkit.quantization.configs import (
     DynamicInt8Config,
@@ -106,11 +104,14 @@ def _write(
     of its precision, after any recovery has had its chance to close the gap.
     """
     with tempfile.TemporaryDirectory(prefix="slimkit-q-") as tmp:
-        exported, prepared = Path(tmp) / "float.onnx", Path(tmp) / "prepared.onnx"
-        float_graphs(model, example_inputs, input_names, exported, prepared)
+        float_onnx = Path(tmp) / "float.onnx"
+        # Uncompacted: coverage and exclusion lists find layers by their PyTorch names.
+        exported = export_onnx(model, example_inputs, input_names, float_onnx, compact=False)
         total = onnx_weight_layers(exported)
         if total == 0:
             raise StepError("The model has no Conv, Gemm or MatMul layer with weights to quantize.")
+        prepared = Path(tmp) / "prepared.onnx"
+        pre_process(exported, prepared)
         exclude = onnx_nodes_for(prepared, ignored_layers(model, config.ignore))
         # ONNX Runtime's calibrators print progress to stdout; the library stays silent.
         with atomic_path(out_path) as target, contextlib.redirect_stdout(io.StringIO()):
@@ -122,48 +123,6 @@ def _write(
     return QuantizedModel(
         model, "onnxruntime", total - len(float_layers), float_layers, out_path, agreement
     )
-
-
-_KEPT: dict[str, tuple[bytes, bytes]] = {}  # the float graphs of the model quantized last
-KEEP_AT_MOST = 1 << 30  # bytes of graphs kept in memory
-
-
-def float_graphs(
-    model: nn.Module,
-    example_inputs: tuple[torch.Tensor, ...],
-    input_names: tuple[str, ...],
-    exported: Path,
-    prepared: Path,
-) -> None:
-    """Write ``model``'s float graph to ``exported`` and its pre-processed form to ``prepared``.
-
-    The recovery ladder, and its per-layer sensitivity above all, quantizes one float model many
-    times over. The graphs of the last model are kept in memory and reused while the model's
-    digest (module tree, hooks, every tensor) and the traced inputs' shapes are unchanged; a
-    kept graph is verified against the model again, as a fresh export is, and exported afresh
-    if it disagrees. The graphs are uncompacted: coverage and exclusion lists find layers by
-    their PyTorch names.
-    """
-    key = None
-    if not isinstance(model, OnnxGraph):  # a handed-over graph is copied, never re-traced
-        traced = [
-            (n, x.dtype, tuple(x.shape)) for n, x in zip(input_names, example_inputs, strict=True)
-        ]
-        key = f"{model_digest(model)}:{traced}"
-    kept = _KEPT.get(key) if key is not None else None
-    if kept is not None:
-        exported.write_bytes(kept[0])
-        prepared.write_bytes(kept[1])
-        try:
-            verify_onnx(exported, model, example_inputs, input_names, "fp32")
-            return
-        except ExportError:
-            _KEPT.clear()
-    export_onnx(model, example_inputs, input_names, exported, compact=False)
-    pre_process(exported, prepared)
-    _KEPT.clear()
-    if key is not None and exported.stat().st_size + prepared.stat().st_size <= KEEP_AT_MOST:
-        _KEPT[key] = (exported.read_bytes(), prepared.read_bytes())
 
 
 def pre_process(exported: Path, prepared: Path) -> None:
