@@ -55,7 +55,7 @@ TOLERANCES: dict[str, Tolerance] = {
 
 # The exporter's graph of the model exported last, by its key (see export_onnx).
 _TRACED: dict[str, bytes] = {}
-KEEP_AT_MOST = 1 << 30  # bytes of a traced graph kept in memory
+KEEP_AT_MOST = 512 << 20  # bytes: a larger graph is traced again rather than held in memory
 
 
 def export_onnx(
