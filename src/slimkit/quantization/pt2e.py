@@ -166,12 +166,13 @@ def static_int8_pt2e(
     )
 
 
-# The aten ops a captured graph holds for each convolution torchao folds BatchNorm into.
+# The aten ops a captured graph holds for each convolution torchao folds BatchNorm into (as
+# torchao's own _is_conv_node and _is_conv_transpose_node name them).
 _CONV_OPS: dict[Callable[..., Any], tuple[Any, ...]] = {
     F.conv1d: (aten.conv1d.default, aten.conv1d.padding),
     F.conv2d: (aten.conv2d.default, aten.conv2d.padding),
-    F.conv_transpose1d: (aten.conv_transpose1d.default,),
-    F.conv_transpose2d: (aten.conv_transpose2d.input,),
+    F.conv_transpose1d: (aten.conv_transpose1d, aten.conv_transpose1d.default),
+    F.conv_transpose2d: (aten.conv_transpose2d, aten.conv_transpose2d.input),
 }
 
 
