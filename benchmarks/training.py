@@ -66,12 +66,19 @@ COLUMNS = [
 SEEDS = (0, 1, 2)
 
 
-def _accuracy(model: torch.nn.Module, data: Any) -> float:
-    from slimkit.evaluation.metrics import accuracy, predict
+def _test_predictions(model: torch.nn.Module, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's logits on the test split, and the labels."""
+    from slimkit.evaluation.metrics import predict
 
     model.eval()
     with torch.inference_mode():
-        return accuracy(*predict(lambda x: model(*x), data.test.batches(64)))
+        return predict(lambda x: model(*x), data.test.batches(64))
+
+
+def _accuracy(model: torch.nn.Module, data: Any) -> float:
+    from slimkit.evaluation.metrics import accuracy
+
+    return accuracy(*_test_predictions(model, data))
 
 
 DEFECTIVE = 2  # elpv's first defective level: 2/3 and 1 are p >= 0.5
@@ -80,11 +87,9 @@ DEFECTIVE = 2  # elpv's first defective level: 2/3 and 1 are p >= 0.5
 def _w3_accuracies(model: torch.nn.Module, data: Any) -> tuple[float, float]:
     """Test accuracy on the four defect levels, and on defective vs functional read from the
     same predictions."""
-    from slimkit.evaluation.metrics import accuracy, predict
+    from slimkit.evaluation.metrics import accuracy
 
-    model.eval()
-    with torch.inference_mode():
-        logits, labels = predict(lambda x: model(*x), data.test.batches(64))
+    logits, labels = _test_predictions(model, data)
     defective = (logits.argmax(dim=1) >= DEFECTIVE) == (labels >= DEFECTIVE)
     return accuracy(logits, labels), float(defective.float().mean()) * 100.0
 

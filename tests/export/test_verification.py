@@ -95,8 +95,9 @@ def test_one_model_exported_again_is_traced_once_and_a_changed_one_afresh(
     net_and_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """Served on a runtime, then quantized, then re-quantized per rung of the recovery ladder:
-    one model is traced once, whatever the batch it is traced at. A model whose weights changed is traced again, and so is one
-    whose kept graph no longer computes what the model does."""
+    one model is traced once, whatever the batch it is traced at. A model whose weights
+    changed is traced again, and so is one whose kept graph no longer computes what the model
+    does."""
     from slimkit.export import onnx as onnx_export
     from slimkit.quantization.configs import DynamicInt8Config
 

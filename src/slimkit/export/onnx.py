@@ -122,8 +122,10 @@ def _trace(
     model: nn.Module, inputs: tuple[torch.Tensor, ...], input_names: tuple[str, ...], path: Path
 ) -> None:
     """Run the exporter: ``model`` traced on ``inputs``, written to ``path``."""
-    dims = {0: torch.export.Dim("batch", min=1, max=65536)}
-    dims[1] = torch.export.Dim("sequence", min=2, max=65536)
+    dims = {
+        0: torch.export.Dim("batch", min=1, max=65536),
+        1: torch.export.Dim("sequence", min=2, max=65536),
+    }
     dynamic = tuple({d: dims[d] for d in axes} for axes in _dynamic_axes(inputs))
     try:
         # The exporter prints progress lines of its own; keep the library silent.
