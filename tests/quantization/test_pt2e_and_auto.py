@@ -92,7 +92,7 @@ class _PlanesAndRows(torch.nn.Module):
         return self.head(rows.flatten(1))
 
 
-@pytest.mark.slow  # torchao alone traces 120 patterns: 20 s
+@pytest.mark.slow  # torchao alone traces 120 patterns (docs/measurements.md, "QAT conversion")
 def test_qat_converts_as_torchao_alone_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """slimkit has torchao build its BatchNorm-folding patterns only for the convolution kinds a
     graph holds; a model with 2-D and 1-D ones converts to the same program as with every
