@@ -156,13 +156,13 @@ def test_a_transferred_model_with_a_fresh_head_scores_near_chance_until_trained(
                 "name": "digits10",
                 "model": "resnet-mini",
                 "data": "mnist5k",
-                "baseline": {"train": {"epochs": 2, "lr": 0.006}, "cache": False},
+                "baseline": {"train": {"epochs": 1, "lr": 0.006}, "cache": False},
                 "evaluation": {"rounds": 2, "warmup": 1},
             }
         ),
         out=tmp_path / "source",
     )
-    assert source.results["steps"][0]["accuracy"] > 90
+    assert source.results["steps"][0]["accuracy"] > 85
     checkpoint = tmp_path / "source" / "artifacts" / "00-baseline.safetensors"
     result = slimkit.run(
         slimkit.Recipe.from_dict(
@@ -173,7 +173,7 @@ def test_a_transferred_model_with_a_fresh_head_scores_near_chance_until_trained(
                 "evaluation": {"rounds": 2, "warmup": 1},
                 "steps": [
                     {"transfer": {"checkpoint": str(checkpoint)}},
-                    {"finetune": {"epochs": 3, "lr": 0.006}},
+                    {"finetune": {"epochs": 2, "lr": 0.006}},
                 ],
             }
         ),
@@ -182,7 +182,7 @@ def test_a_transferred_model_with_a_fresh_head_scores_near_chance_until_trained(
     baseline, transferred, tuned = result.results["steps"]
     assert "head.weight (10, 64) vs (5, 64)" in transferred["notes"][0]
     assert baseline["accuracy"] < 40 and transferred["accuracy"] < 40  # 5 classes: chance is 20
-    assert tuned["accuracy"] > 90  # three epochs: the transferred features carry it
+    assert tuned["accuracy"] > 90  # two epochs: the transferred features carry it
 
 
 def test_kwargs_cannot_silently_reshape_a_saved_model(tmp_path: Path):
