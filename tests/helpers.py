@@ -66,8 +66,11 @@ def tiny_models():
 def trained_tiny_cnn(data) -> nn.Module:
     """tiny_cnn (width 8) trained to ~100% on the blobs: the float model quantization starts
     from."""
+    import torch
+
     from slimkit.training import TrainConfig, train
 
+    torch.manual_seed(0)  # the same weights whichever tests ran before in this process
     net = tiny_models().tiny_cnn(num_classes=3, in_channels=1, width=8)
     train(net, data, TrainConfig(epochs=5, lr=0.02, batch_size=16))
     return net.eval()
