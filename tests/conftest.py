@@ -6,12 +6,22 @@ import copy
 import logging
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 from tests.helpers import FIXTURES, trained_tiny_cnn, write_blobs
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module and session fixtures are set up before :func:`_isolated`: their runs get a cache
+    of the session's, never the user's ``~/.cache/slimkit``."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("SLIMKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(autouse=True)

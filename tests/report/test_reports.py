@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from tests.helpers import tiny_recipe
 
 import slimkit
@@ -16,17 +17,19 @@ from slimkit.report.plots import render_plots
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import sys
-
+    """One run for the module; a module fixture is set up before the per-test isolation
+    (conftest.py), so it puts the fixtures on the import path itself, and only for the run."""
     import numpy as np
     from tests.helpers import FIXTURES, blobs
 
-    sys.path.insert(0, str(FIXTURES))
     root = tmp_path_factory.mktemp("report")
     x, y = blobs(300)
     np.savez(root / "blobs.npz", x=x, y=y)
     recipe = slimkit.Recipe.from_dict(tiny_recipe(root / "blobs.npz"))
-    return slimkit.run(recipe, out=root / "run").run_dir
+    with pytest.MonkeyPatch.context() as m:
+        m.syspath_prepend(str(FIXTURES))
+        torch.set_num_threads(1)
+        return slimkit.run(recipe, out=root / "run").run_dir
 
 
 def _chromium() -> str:
