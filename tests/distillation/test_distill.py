@@ -119,15 +119,16 @@ def test_cached_and_live_teacher_train_the_same_student(blobs_npz: Path, fixture
     for cache in (True, False):
         torch.manual_seed(1)
         student = build_model(ModelSpec.parse("tiny_models:tiny_cnn"), num_classes=3, width=2)
-        schedule = TrainConfig(epochs=6, lr=0.03, batch_size=16)
+        # SGD, not Adam: Adam's per-weight normalisation turns rounding-level gradients (a conv
+        # bias before BatchNorm has no effect on the loss) into full steps, and the two runs'
+        # soft targets differ in rounding (cached logits come from batches of 64, live ones
+        # from batches of 16)
+        schedule = TrainConfig(epochs=6, lr=0.1, batch_size=16, optimizer="sgd")
         config = DistillConfig(cache_teacher=cache)
         runs.append((distill(teacher, student, data, config, schedule), student))
     (cached, student), (live, _) = runs
     assert _acc(student, data) >= 90.0
-    # Same batches, same soft targets: the losses agree to float rounding (cached logits come
-    # from batches of 64, live ones from batches of 16). Weights are not compared: a conv bias
-    # before BatchNorm has no effect on the loss, and Adam turns its rounding-level gradients
-    # into full steps.
+    # Same batches, same soft targets: the losses agree to float rounding
     assert cached.loss == pytest.approx(live.loss, rel=1e-4)
 
 

@@ -23,6 +23,7 @@ from slimkit.distillation.features import (
 )
 from slimkit.distillation.losses import kd_loss
 from slimkit.errors import StepError
+from slimkit.models.layout import channels_last
 from slimkit.progress import SILENT, Progress
 from slimkit.training.config import TrainConfig
 from slimkit.training.params import frozen
@@ -100,7 +101,6 @@ def distill(
             )
         live = bool(not config.logits_only or train_config.augment)
         cached = config.cache_teacher and not live
-        train_data = _with_teacher_logits(teacher, data) if cached else data
 
         def loss(
             logits: torch.Tensor, labels: torch.Tensor, inputs: tuple[torch.Tensor, ...]
@@ -122,8 +122,10 @@ def distill(
                 )
             return total
 
-        # freeze: names the student's layers, so it applies to the student, not the wrapper
-        with frozen(student, train_config.freeze):
+        # freeze: names the student's layers, so it applies to the student, not the wrapper;
+        # train() holds the student channels-last, this block the teacher
+        with frozen(student, train_config.freeze), channels_last(teacher, data.sample_inputs(2)):
+            train_data = _with_teacher_logits(teacher, data) if cached else data
             history = train(
                 _Distiller(student, projections, n),
                 train_data,

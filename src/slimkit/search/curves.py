@@ -24,6 +24,7 @@ from slimkit._io import write_json
 from slimkit._signing import cache_dir, usable_cache_dir
 from slimkit.data.bundle import ArrayDataset
 from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.models.layout import channels_last
 from slimkit.pruning.sensitivity import LayerSensitivity, layer_sensitivity
 
 RATIOS = (0.5, 0.8)  # the levels each layer is measured at (and allocate chooses from)
@@ -41,8 +42,10 @@ def layer_curves(
         if found is not None:
             return found, True
 
+    sample = tuple(x[:2] for x in val.inputs)
+
     def evaluate(pruned: nn.Module) -> float:
-        with torch.inference_mode():
+        with channels_last(pruned, sample), torch.inference_mode():
             return accuracy(*predict(lambda x: pruned(*x), val.batches(64)))
 
     curves = layer_sensitivity(model, evaluate, ratios=RATIOS, layers=layers)

@@ -12,22 +12,24 @@ from torch import nn
 from slimkit.data.bundle import ArrayDataset, DataBundle
 from slimkit.errors import StepError
 from slimkit.layers import output_layers
+from slimkit.models.layout import channels_last
 from slimkit.progress import SILENT, Progress
 from slimkit.training.config import TrainConfig
 from slimkit.training.trainer import TrainHistory, train
 
 
-@torch.inference_mode()
 def head_inputs(model: nn.Module, head: nn.Module, split: ArrayDataset) -> ArrayDataset:
     """What ``head`` receives for each example of ``split``, captured with a forward hook."""
     captured: list[torch.Tensor] = []
-    hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
-    try:
-        model.eval()
-        for inputs, _ in split.batches(64):
-            model(*inputs)
-    finally:
-        hook.remove()
+    with channels_last(model, tuple(x[:2] for x in split.inputs)):
+        hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+        try:
+            model.eval()
+            with torch.inference_mode():
+                for inputs, _ in split.batches(64):
+                    model(*inputs)
+        finally:
+            hook.remove()
     return ArrayDataset((torch.cat(captured),), split.labels)
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from slimkit.data.bundle import DataBundle
 from slimkit.evaluation.metrics import accuracy, predict
+from slimkit.models.layout import channels_last
 from slimkit.progress import SILENT, Progress
 from slimkit.regularization import induced_sparsity, penalty
 from slimkit.regularization.penalties import ChannelGroups
@@ -176,12 +177,13 @@ def train(
     config's regularization penalty is added to either. ``on_step(step, total_steps)`` runs
     after every optimizer step (1-based): gradual pruning re-prunes and re-masks there. With
     ``checkpoint_dir``, each epoch ends with an atomic checkpoint there, and a call that finds
-    one resumes after its epoch.
+    one resumes after its epoch. A convolutional network trains with its weights channels-last
+    (:func:`~slimkit.models.layout.channels_last`) and leaves in PyTorch's default layout.
 
     >>> from slimkit.training import TrainConfig, train
     >>> history = train(net, bundle, TrainConfig(epochs=2, lr=3e-3))  # doctest: +SKIP
     """
-    with frozen(model, config.freeze):
+    with frozen(model, config.freeze), channels_last(model, data.sample_inputs(2)):
         return _fit(
             model,
             data,
