@@ -1,8 +1,8 @@
-"""The W3 benchmarks' plumbing at toy scale (``--quick --workloads W3``: 32-pixel solar cells,
-one epoch): each script builds its models and anchors, times them and writes the rows and
-targets its full run would. The figures themselves come from the full runs, not from here.
-``make test-bench`` runs them (minutes: every model is exported, converted and served for
-real), ``make test`` leaves them out."""
+"""The benchmarks' plumbing at toy scale (W3's with ``--quick --workloads W3``: 32-pixel solar
+cells, one epoch; the layout benchmark's with ``--quick``): each script builds its models and
+anchors, times them and writes the rows and targets its full run would. The figures themselves
+come from the full runs, not from here. ``make test-bench`` runs them (minutes: every model is
+exported, converted and served for real), ``make test`` leaves them out."""
 
 from __future__ import annotations
 
@@ -86,3 +86,25 @@ def test_end_to_end_w3_searches_and_times_against_the_anchors(cache: Path, tmp_p
     assert "fp32 baseline" in methods and "anchor:openvino+nncf:int8" in methods
     assert any(m.startswith("slimkit auto") for m in methods)
     assert "W3 auto >= 3x faster than the fastest anchor" in found["targets"]
+
+
+def test_layout_times_every_phase_both_ways(tmp_path: Path):
+    out = tmp_path / "out.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "layout.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(out.read_text())
+    assert {(r["workload"], r["precision"]) for r in found["rows"]} == {
+        ("W1", "fp32"),
+        ("W3", "fp32"),
+        ("W3", "bf16"),
+    }
+    for r in found["rows"]:
+        assert r["nchw_ms"] > 0 and r["channels_last_ms"] > 0
+        assert r["speedup"] == pytest.approx(r["nchw_ms"] / r["channels_last_ms"], rel=0.01)
+    assert len(found["targets"]) == 1
