@@ -16,7 +16,7 @@ from slimkit.pipeline import Session
 from slimkit.results import points
 from slimkit.search import AutoConfig, auto, pareto_front
 from slimkit.search import trials as search_trials
-from slimkit.search.budget import Deadline
+from slimkit.search.budget import REUSABLE_S, Deadline
 from slimkit.search.config import STUDY
 from slimkit.search.selection import choose
 
@@ -118,6 +118,11 @@ def test_an_interrupted_search_resumes_without_losing_trials(
     resumed = auto(None, config.model_copy(update={"trials": 3}), resume=first.run_dir)
     after = optuna.load_study(study_name=STUDY, storage=storage).trials
     assert len(before) == 2 and len(after) == 3
+    # each trial records the time its trained models would save a replay, within its length
+    reusable = [t.user_attrs.get(REUSABLE_S, 0.0) for t in before]
+    assert any(r > 0 for r in reusable)
+    for t, r in zip(before, reusable, strict=True):
+        assert r <= (t.datetime_complete - t.datetime_start).total_seconds()
     assert [t.params for t in after[:2]] == [t.params for t in before]
     assert len(resumed.results["search"]["trials"]) == 3
     # the resumed search measured the baseline's sensitivity again from the cache
@@ -247,12 +252,40 @@ def test_the_budget_leaves_time_for_the_final_run():
     while not study.stopped:
         now[0] += 10.0  # each trial takes 10 s
         trials += 1
-        deadline.after_trial(study, None)
+        deadline.after_trial(study, _Trial(reusable_s=0.0))
     # six trials end at 80 s: 20 s are left, enough for the final run (one trial) and re-timing
     assert trials == 6 and now[0] == 80.0
     assert deadline.search_left() < deadline.longest_trial_s <= 100.0 - now[0]
     ticks = iter([0.0, 50.0])  # the baseline alone took longer than the budget
     assert Deadline(10.0, clock=lambda: next(ticks)).search_left() == 0.0
+
+
+def test_the_final_run_reserves_only_what_a_replay_does_not_reuse():
+    """W3's 60-minute search stopped after one 22-minute trial at 31.9 minutes: it held back 1.5
+    trials for a final run that reuses the trial's trained models."""
+    now = [0.0]
+    deadline = Deadline(100.0, clock=lambda: now[0])
+    deadline.searching()
+    study, trials = _Study(), 0
+    while not study.stopped:
+        now[0] += 20.0  # each trial takes 20 s, 16 of them training models a replay reuses
+        trials += 1
+        deadline.after_trial(study, _Trial(reusable_s=16.0))
+    # four trials end at 80 s; the final run needs 1.5 x 4 s of the 20 left
+    assert trials == 4 and now[0] == 80.0
+    assert deadline.longest_trial_s == 20.0 and deadline.longest_replay_s == 4.0
+    assert deadline.search_left() == pytest.approx(100.0 - 80.0 - 1.5 * 4.0)
+    # a trial that reused nothing costs the final run all of its length
+    now[0] += 20.0
+    deadline.after_trial(study, _Trial(reusable_s=0.0))
+    assert deadline.longest_replay_s == 20.0
+
+
+class _Trial:
+    """What the deadline reads of a finished Optuna trial."""
+
+    def __init__(self, reusable_s: float) -> None:
+        self.user_attrs = {REUSABLE_S: reusable_s}
 
 
 @pytest.mark.slow

@@ -1,8 +1,11 @@
 """The time budget of ``slimkit auto``: it bounds the whole command, not the search alone.
 
-After the search come re-timing the finalists and the final run, which applies the chosen
-trial's steps again. So the search stops once what is left of the budget would not cover one
-more trial plus that final work, both estimated by the longest trial so far.
+After the search come re-timing the finalists and the final run, which replays the chosen
+trial: it reuses the models the trial trained (:meth:`~slimkit.search.trials.TrialRunner.replayed`)
+and applies again only the steps that wrote files (quantization), then measures each step. So
+the search stops once what is left of the budget would not cover one more trial (the longest so
+far) plus that final work: at most a trial's time less what it spent applying steps the replay
+reuses, which each trial records as :data:`REUSABLE_S`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# The final run replays one trial (at most the longest); re-timing and the reports take a
-# fraction of one more.
+# The final run replays one trial (at most the longest one's share that is not reused);
+# re-timing and the reports take a fraction of one more.
 _FINAL_SHARE = 1.5
+
+# The trial attribute holding the seconds a trial spent applying steps the final run reuses.
+REUSABLE_S = "reusable_s"
 
 
 @dataclass
@@ -24,6 +30,7 @@ class Deadline:
     budget_s: float
     clock: Callable[[], float] = time.monotonic
     longest_trial_s: float = 0.0
+    longest_replay_s: float = 0.0  # the most any trial so far would cost the final run
     _start: float = field(default=0.0, init=False)
     _mark: float = field(default=0.0, init=False)
 
@@ -35,7 +42,7 @@ class Deadline:
 
     def search_left(self) -> float:
         """Seconds the search may still start trials in (never below zero)."""
-        reserve = _FINAL_SHARE * self.longest_trial_s
+        reserve = _FINAL_SHARE * self.longest_replay_s
         return max(0.0, self.budget_s - self.elapsed() - reserve)
 
     def searching(self) -> None:
@@ -45,7 +52,10 @@ class Deadline:
     def after_trial(self, study: Any, trial: Any) -> None:
         """Optuna callback: remember the trial's length; stop when the next one cannot fit."""
         now = self.clock()
-        self.longest_trial_s = max(self.longest_trial_s, now - self._mark)
+        length = now - self._mark
+        reusable = float(trial.user_attrs.get(REUSABLE_S, 0.0))
+        self.longest_trial_s = max(self.longest_trial_s, length)
+        self.longest_replay_s = max(self.longest_replay_s, length - min(reusable, length))
         self._mark = now
         if self.search_left() < self.longest_trial_s:
             study.stop()

@@ -20,6 +20,7 @@ from slimkit.evaluation import Measurement
 from slimkit.models.arch import Arch
 from slimkit.pipeline import Session
 from slimkit.recipe import StepSpec
+from slimkit.search.budget import REUSABLE_S
 from slimkit.search.config import FINALISTS, REUSED_STEPS, AutoConfig, Objective
 from slimkit.search.space import Space, SpaceInputs
 from slimkit.state import ModelState
@@ -105,6 +106,7 @@ class TrialRunner:
         chain: dict[str, _Applied] = {}  # the kept steps that left a model in memory
         notes: list[str] = []
         timed = False  # whether ``prev`` was timed beside the baseline in this trial
+        reusable_s = 0.0  # seconds spent applying steps a replay of this trial reuses
         for i, spec in enumerate(candidate.steps, 1):
             key = json.dumps([*kept, spec.to_dict()], sort_keys=True, default=str)
             done = self.applied.get(key)
@@ -113,6 +115,8 @@ class TrialRunner:
                 done = self._apply(trial.number, spec, state, arch, prev, stem)
                 if done.state.artifact is None:  # a written artifact lives in this trial's folder
                     self._remember(key, done)
+                    reusable_s += done.wall_s  # the final run reuses it rather than apply it
+                    trial.set_user_attr(REUSABLE_S, reusable_s)
             else:
                 notes.append(f"{spec.name} reused from trial {done.trial}")
             reused = done.trial != trial.number
