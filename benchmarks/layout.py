@@ -20,7 +20,6 @@ alternate within a round. ``speedup`` is NCHW time over channels-last time.
 from __future__ import annotations
 
 import copy
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -98,7 +97,7 @@ def _time(fn: Callable[[], None], steps: int) -> float:
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1e3)
-    return float(statistics.median(times))
+    return median(times)
 
 
 def _lite0(pretrained: bool) -> nn.Module:

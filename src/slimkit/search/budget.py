@@ -55,7 +55,7 @@ class Deadline:
         length = now - self._mark
         reusable = float(trial.user_attrs.get(REUSABLE_S, 0.0))
         self.longest_trial_s = max(self.longest_trial_s, length)
-        self.longest_replay_s = max(self.longest_replay_s, length - min(reusable, length))
+        self.longest_replay_s = max(self.longest_replay_s, length - reusable)
         self._mark = now
         if self.search_left() < self.longest_trial_s:
             study.stop()

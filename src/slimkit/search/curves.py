@@ -42,13 +42,13 @@ def layer_curves(
         if found is not None:
             return found, True
 
-    sample = tuple(x[:2] for x in val.inputs)
-
     def evaluate(pruned: nn.Module) -> float:
-        with channels_last(pruned, sample), torch.inference_mode():
+        with torch.inference_mode():
             return accuracy(*predict(lambda x: pruned(*x), val.batches(64)))
 
-    curves = layer_sensitivity(model, evaluate, ratios=RATIOS, layers=layers)
+    # the pruned copies are deep copies of the model, so they score channels-last too
+    with channels_last(model, tuple(x[:2] for x in val.inputs)):
+        curves = layer_sensitivity(model, evaluate, ratios=RATIOS, layers=layers)
     if key is not None:
         _store(key, curves)
     return curves, False

@@ -18,18 +18,17 @@ from slimkit.training.config import TrainConfig
 from slimkit.training.trainer import TrainHistory, train
 
 
+@torch.inference_mode()
 def head_inputs(model: nn.Module, head: nn.Module, split: ArrayDataset) -> ArrayDataset:
     """What ``head`` receives for each example of ``split``, captured with a forward hook."""
     captured: list[torch.Tensor] = []
-    with channels_last(model, tuple(x[:2] for x in split.inputs)):
-        hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
-        try:
-            model.eval()
-            with torch.inference_mode():
-                for inputs, _ in split.batches(64):
-                    model(*inputs)
-        finally:
-            hook.remove()
+    hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+    try:
+        model.eval()
+        for inputs, _ in split.batches(64):
+            model(*inputs)
+    finally:
+        hook.remove()
     return ArrayDataset((torch.cat(captured),), split.labels)
 
 
@@ -46,7 +45,7 @@ def train_head(
     if not heads:
         raise StepError("Feature extraction trains the model's head, its last Linear; it has none.")
     head = heads[0]
-    with progress.task("computing backbone features"):
+    with progress.task("computing backbone features"), channels_last(model, data.sample_inputs(2)):
         features = DataBundle(
             f"{data.name}-features",
             head_inputs(model, head, data.train),
