@@ -261,7 +261,7 @@ def test_the_budget_leaves_time_for_the_final_run():
 
 
 def test_the_final_run_reserves_only_what_a_replay_does_not_reuse():
-    """W3's 60-minute search stopped after one 22-minute trial at 31.9 minutes: it held back 1.5
+    """W3's 60-minute search stopped after its first trial, at 31.9 minutes: it held back 1.5
     trials for a final run that reuses the trial's trained models."""
     now = [0.0]
     deadline = Deadline(100.0, clock=lambda: now[0])
