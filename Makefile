@@ -34,18 +34,19 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-# Tests use one torch thread each (tests/conftest.py), so one worker per core fills the machine.
+# Tests use one torch thread each (tests/conftest.py), so one worker per core fills the machine;
+# an idle worker steals from the other's queue, so both finish together.
 # The venv and the browser are set up side by side: both mostly wait on downloads and disks.
 test:
 	@$(MAKE) --no-print-directory -j2 venv browser
-	$(BIN)/python -m pytest -q -n auto -m "not bench"
+	$(BIN)/python -m pytest -q -n auto --dist worksteal -m "not bench"
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto -m "not slow and not bench"
+	$(BIN)/python -m pytest -q -n auto --dist worksteal -m "not slow and not bench"
 
 # The benchmarks' plumbing at toy scale (--quick): about 5 minutes on 2 cores.
 test-bench: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto -m bench
+	$(BIN)/python -m pytest -q -n auto --dist worksteal -m bench
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/demo.py --json bench-results/demo.json

@@ -15,6 +15,13 @@ import torch
 from tests.helpers import FIXTURES, trained_tiny_cnn, write_blobs
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first. Under ``--dist worksteal`` (the Makefile's) a worker with nothing left
+    takes the back half of the other's queue; with the slow tests at the front, what is left for
+    the end is short tests both workers share, not one long test the other worker waits out."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Module and session fixtures are set up before :func:`_isolated`: their runs get a cache
