@@ -29,6 +29,11 @@ from slimkit.sessions import session
 
 FAMILY_NAMES = tiny_models().HF_FAMILIES
 TEXT = [f for f in FAMILY_NAMES if f != "vit"]
+# The families whose graphs differ. transformers generates CamemBERT's and XLM-RoBERTa's
+# modeling files from RoBERTa's: exported or quantized, they are RoBERTa's graph again. The
+# structural tests keep them (their configs and module paths are what find_family reads); the
+# tests that trace and quantize a graph run each distinct graph once.
+GRAPHS = [f for f in FAMILY_NAMES if f not in ("camembert", "xlm-roberta")]
 
 
 def _net(family: str) -> nn.Module:
@@ -146,7 +151,7 @@ def test_vocabulary_trimming_keeps_the_tokens_the_data_uses_in_every_text_family
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.parametrize("family", GRAPHS)
 def test_a_pruned_model_of_every_family_exports_to_onnx_and_runs_at_two_lengths(
     family: str, tmp_path: Path
 ):
@@ -214,7 +219,7 @@ def test_export_hf_writes_what_transformers_loads_to_the_same_logits(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.parametrize("family", GRAPHS)
 def test_every_family_trains_distils_and_quantizes_on_every_backend(family: str):
     """Gradual unfreezing with layer-wise LRs, a student distilled on logits and attention
     maps, and every quantization mode that serves transformers, each graph verified."""
