@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from tests.helpers import tiny_recipe
+from torch import nn
 
 import slimkit
 from slimkit.data import load_data
@@ -130,6 +131,55 @@ def test_cached_and_live_teacher_train_the_same_student(blobs_npz: Path, fixture
     assert _acc(student, data) >= 90.0
     # Same batches, same soft targets: the losses agree to float rounding
     assert cached.loss == pytest.approx(live.loss, rel=1e-4)
+
+
+def _flip_invariant(width: int = 4) -> nn.Module:
+    """Pointwise convolutions and global pooling: the same output for every flip of its input."""
+    return nn.Sequential(
+        nn.Conv2d(1, width, 1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(width, 3),
+    )
+
+
+def test_a_teacher_cached_over_flips_trains_as_it_does_live_on_each_flip(
+    blobs_npz: Path, fixtures_on_path
+):
+    data = load_data(str(blobs_npz))
+    torch.manual_seed(0)
+    teacher = _flip_invariant()
+    train(teacher, data, TrainConfig(epochs=3, lr=0.02, batch_size=16))
+    runs = []
+    for cache in (True, False):
+        torch.manual_seed(1)
+        student = build_model(ModelSpec.parse("tiny_models:tiny_cnn"), num_classes=3, width=2)
+        schedule = TrainConfig(
+            epochs=4, lr=0.1, batch_size=16, optimizer="sgd", augment=("random-flip",)
+        )
+        runs.append(distill(teacher, student, data, DistillConfig(cache_teacher=cache), schedule))
+    cached, live = runs
+    # the average over the four flips is each flip's own target for this teacher
+    assert cached.loss == pytest.approx(live.loss, rel=1e-4)
+
+
+@pytest.mark.parametrize(("augment", "grows"), [("random-flip", False), ("random-shift", True)])
+def test_the_teacher_runs_once_where_augmentation_draws_from_symmetries(
+    blobs_npz: Path, fixtures_on_path, augment: str, grows: bool
+):
+    data = load_data(str(blobs_npz))
+    teacher = _flip_invariant()
+    calls = [0]
+    teacher.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    per_run = []
+    for epochs in (1, 3):
+        calls[0] = 0
+        student = build_model(ModelSpec.parse("tiny_models:tiny_cnn"), num_classes=3, width=2)
+        schedule = TrainConfig(epochs=epochs, batch_size=32, augment=(augment,))
+        distill(teacher, student, data, DistillConfig(), schedule)
+        per_run.append(calls[0])
+    assert (per_run[1] > per_run[0]) is grows  # the teacher's cost grows with the epochs
 
 
 def _unexplained(student, teacher, inputs: torch.Tensor, layer: str) -> float:

@@ -277,3 +277,30 @@ def test_random_rot90_turns_whole_square_images_every_way_and_refuses_others():
     assert seen == {0, 1, 2, 3}
     with pytest.raises(StepError, match="square images, and these are 3 x 4"):
         rot90(torch.zeros(2, 1, 3, 4), torch.Generator())
+
+
+@pytest.mark.parametrize(
+    ("names", "distinct"),
+    [((), 1), (("random-flip",), 4), (("random-rot90",), 4), (("random-flip", "random-rot90"), 8)],
+)
+def test_symmetries_are_the_views_the_augmentations_draw_from(names, distinct):
+    from slimkit.training.augment import AUGMENTS, symmetries
+
+    views = symmetries(names)
+    assert views is not None
+    images = torch.arange(200 * 9, dtype=torch.float32).reshape(200, 1, 3, 3)
+    drawn = images
+    generator = torch.Generator().manual_seed(0)
+    for name in names:
+        drawn = AUGMENTS.get(name)(drawn, generator)
+    for original, out in zip(images, drawn, strict=True):
+        assert any(torch.equal(view(original), out) for view in views)
+    forms = {tuple(view(images[:1]).flatten().tolist()) for view in views}
+    assert len(forms) == distinct  # the eight symmetries of a square, and no more
+
+
+def test_augmentations_that_draw_from_no_finite_set_have_no_symmetries():
+    from slimkit.training.augment import symmetries
+
+    assert symmetries(["random-shift"]) is None
+    assert symmetries(["random-flip", "random-shift"]) is None

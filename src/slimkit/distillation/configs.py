@@ -42,7 +42,9 @@ class DistillConfig(Config):
     )
     attention_weight: float = Field(1.0, ge=0.0, description="Weight of each attention KL.")
     cache_teacher: bool = Field(
-        True, description="Compute the teacher's logits once (without hints or augmentation)."
+        True,
+        description="Compute the teacher's logits once (without hints or attention), averaged "
+        "over the flips and quarter turns augment draws from; other augmentations run it live.",
     )
 
     @property

@@ -1,8 +1,11 @@
 """``distill``: train a student on a teacher's soft targets, hints and attention maps.
 
-The teacher runs in eval mode and never trains. Without hints, attention pairs or augmentation
-its logits are computed once over the training split and stored beside the inputs
-(``cache_teacher``), so each epoch costs only the student's forward and backward passes.
+The teacher runs in eval mode and never trains. Without hints or attention pairs its logits are
+computed once over the training split and stored beside the inputs (``cache_teacher``), so each
+epoch costs only the student's forward and backward passes. Where the training augments its
+images with symmetries of the data (flips, quarter turns), the cached logits are the teacher's
+averaged over every view it may draw: one target, whichever view the student is shown, and the
+prediction of the teacher's test-time augmentation. Any other augmentation runs it live.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from slimkit.distillation.losses import kd_loss
 from slimkit.errors import StepError
 from slimkit.models.layout import channels_last
 from slimkit.progress import SILENT, Progress
-from slimkit.training.config import TrainConfig
+from slimkit.training.augment import View, symmetries
+from slimkit.training.config import Precision, TrainConfig
 from slimkit.training.params import frozen
 from slimkit.training.trainer import TrainHistory, train
 
@@ -45,9 +49,27 @@ class _Distiller(nn.Module):
         return out
 
 
+_AUTOCAST = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
+
+
 @torch.inference_mode()
-def _with_teacher_logits(teacher: nn.Module, data: DataBundle) -> DataBundle:
-    logits = torch.cat([teacher(*x) for x, _ in data.train.batches(64)])
+def _with_teacher_logits(
+    teacher: nn.Module, data: DataBundle, views: tuple[View, ...], precision: Precision
+) -> DataBundle:
+    """The training split with the teacher's logits beside its inputs, averaged over ``views``
+    of its images (as the trainer augments: the first input, where it holds images), computed
+    in the training's ``precision`` as a live teacher would be."""
+    if data.train.inputs[0].dim() != 4:
+        views = views[:1]  # the identity: augmentation leaves other inputs alone
+    device = next((p.device.type for p in teacher.parameters()), "cpu")
+    dtype = _AUTOCAST.get(precision)
+    with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+        logits = torch.cat(
+            [
+                torch.stack([teacher(view(x[0]), *x[1:]).float() for view in views]).mean(0)
+                for x, _ in data.train.batches(64)
+            ]
+        )
     train_split = ArrayDataset((*data.train.inputs, logits.clone()), data.train.labels)
     return DataBundle(
         data.name, train_split, data.val, data.test, data.num_classes, data.input_names
@@ -99,8 +121,10 @@ def distill(
             projections.extend(
                 projection(s_cap.outputs[i], t_cap.outputs[i]) for i in range(len(config.hints))
             )
-        live = bool(not config.logits_only or train_config.augment)
-        cached = config.cache_teacher and not live
+        views = None
+        if config.cache_teacher and config.logits_only:
+            views = symmetries(train_config.augment)
+        cached = views is not None
 
         def loss(
             logits: torch.Tensor, labels: torch.Tensor, inputs: tuple[torch.Tensor, ...]
@@ -125,7 +149,11 @@ def distill(
         # freeze: names the student's layers, so it applies to the student, not the wrapper;
         # train() holds the student channels-last, this block the teacher
         with frozen(student, train_config.freeze), channels_last(teacher, data.sample_inputs(2)):
-            train_data = _with_teacher_logits(teacher, data) if cached else data
+            train_data = (
+                data
+                if views is None
+                else _with_teacher_logits(teacher, data, views, train_config.precision)
+            )
             history = train(
                 _Distiller(student, projections, n),
                 train_data,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from slimkit.errors import StepError
 from slimkit.registry import Registry
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+View = Callable[[torch.Tensor], torch.Tensor]
 
 AUGMENTS: Registry[Augment] = Registry("augmentation")
 
@@ -48,14 +49,56 @@ def random_rot90(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
     """Turn each square image by 0, 90, 180 or 270 degrees, uniformly: with ``random-flip``,
     all eight symmetries of a square, for square images with no preferred orientation (a
     solar cell's cracks run any way; its busbars turn with it)."""
-    n, _, h, w = images.shape
-    if h != w:
-        raise StepError(
-            f"random-rot90 turns square images, and these are {h} x {w}: drop it from augment, "
-            "or resize the data to a square (image_size)."
-        )
+    _check_square(images)
+    n = images.shape[0]
     turns = torch.randint(0, 4, (n,), generator=generator)
     out = images.clone()
     for k in (1, 2, 3):
         out[turns == k] = images[turns == k].rot90(k, dims=(-2, -1))
     return out
+
+
+def _check_square(images: torch.Tensor) -> None:
+    h, w = images.shape[-2:]
+    if h != w:
+        raise StepError(
+            f"random-rot90 turns square images, and these are {h} x {w}: drop it from augment, "
+            "or resize the data to a square (image_size)."
+        )
+
+
+def _turn(k: int) -> View:
+    def view(images: torch.Tensor) -> torch.Tensor:
+        _check_square(images)
+        return images.rot90(k, dims=(-2, -1))
+
+    return view
+
+
+# The transforms an augmentation draws each image's from, uniformly, where they are a finite set
+# of symmetries of the data. A teacher's outputs averaged over them are the same target for
+# every view a student is shown, so distillation computes them once (``cache_teacher``).
+VIEWS: dict[str, tuple[View, ...]] = {
+    "random-flip": (
+        lambda x: x,
+        lambda x: x.flip(-1),
+        lambda x: x.flip(-2),
+        lambda x: x.flip(-1).flip(-2),
+    ),
+    "random-rot90": tuple(_turn(k) for k in range(4)),
+}
+
+
+def symmetries(names: Sequence[str]) -> tuple[View, ...] | None:
+    """Every view the augmentations ``names`` can produce (each composition of one view of each,
+    in order; the identity for none), or None where one of them draws from no finite set."""
+    views: list[View] = [lambda x: x]
+    for name in names:
+        if name not in VIEWS:
+            return None
+        views = [_then(first, then) for first in views for then in VIEWS[name]]
+    return tuple(views)
+
+
+def _then(first: View, then: View) -> View:
+    return lambda images: then(first(images))
