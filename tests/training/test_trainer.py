@@ -296,7 +296,7 @@ def test_symmetries_are_the_views_the_augmentations_draw_from(names, distinct):
     for original, out in zip(images, drawn, strict=True):
         assert any(torch.equal(view(original), out) for view in views)
     forms = {tuple(view(images[:1]).flatten().tolist()) for view in views}
-    assert len(forms) == distinct  # the eight symmetries of a square, and no more
+    assert len(forms) == len(views) == distinct  # the eight symmetries of a square, each once
 
 
 def test_augmentations_that_draw_from_no_finite_set_have_no_symmetries():

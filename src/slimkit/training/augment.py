@@ -90,14 +90,20 @@ VIEWS: dict[str, tuple[View, ...]] = {
 
 
 def symmetries(names: Sequence[str]) -> tuple[View, ...] | None:
-    """Every view the augmentations ``names`` can produce (each composition of one view of each,
-    in order; the identity for none), or None where one of them draws from no finite set."""
+    """Every distinct view the augmentations ``names`` can produce (compositions of one view of
+    each, in order, the identity first), or None where one of them draws from no finite set.
+    Flips and quarter turns compose to the eight symmetries of a square, not sixteen."""
     views: list[View] = [lambda x: x]
     for name in names:
         if name not in VIEWS:
             return None
         views = [_then(first, then) for first in views for then in VIEWS[name]]
-    return tuple(views)
+    # the views permute pixels: two are the same where they move a probe's pixels alike
+    probe = torch.arange(16.0).reshape(1, 1, 4, 4)
+    distinct: dict[tuple[float, ...], View] = {}
+    for view in views:
+        distinct.setdefault(tuple(view(probe).flatten().tolist()), view)
+    return tuple(distinct.values())
 
 
 def _then(first: View, then: View) -> View:
