@@ -164,6 +164,21 @@ def test_a_teacher_cached_over_flips_trains_as_it_does_live_on_each_flip(
     assert cached.loss == pytest.approx(live.loss, rel=1e-4)
 
 
+def test_the_teacher_is_cached_in_the_training_precision(blobs_npz: Path, fixtures_on_path):
+    data = load_data(str(blobs_npz))
+    teacher = _flip_invariant()
+    computed: list[torch.dtype] = []
+    teacher[0].register_forward_hook(lambda _m, _i, out: computed.append(out.dtype))
+    student = build_model(ModelSpec.parse("tiny_models:tiny_cnn"), num_classes=3, width=2)
+    schedule = TrainConfig(epochs=1, batch_size=32, augment=("random-flip",), precision="bf16")
+    distill(teacher, student, data, DistillConfig(), schedule)
+    # the cache is the last calls, four flips of each batch of 64, run as the live teacher would
+    # be: under the training's bf16 autocast (the calls before check shapes and layout)
+    cache = 4 * -(-len(data.train.labels) // 64)
+    assert computed[-cache:] == [torch.bfloat16] * cache
+    assert torch.bfloat16 not in computed[:-cache]
+
+
 @pytest.mark.parametrize(("augment", "grows"), [("random-flip", False), ("random-shift", True)])
 def test_the_teacher_runs_once_where_augmentation_draws_from_symmetries(
     blobs_npz: Path, fixtures_on_path, augment: str, grows: bool
