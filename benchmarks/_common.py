@@ -2,14 +2,15 @@
 
 Every ``benchmarks/<area>.py`` prints a table and, with ``--json PATH``, writes::
 
-    {"machine": {"cpu", "threads", "versions"},
+    {"machine": {"cpu", "threads", "versions"}, "run_s",
      "rows": [{"workload", "method", "runtime", "accuracy", "accuracy_drop", "latency_ms",
                "speedup", "size_bytes", "compression", "wall_s"}]}
 
 with speedup and compression as ratios against the workload's fp32 baseline measured in the same
 run, accuracy_drop in points, and ``vs_fastest_anchor`` the speedup over the fastest anchor (an
 unmodified baseline served by another tool with its defaults: ONNX Runtime, torchao, OpenVINO,
-OpenVINO + NNCF) timed in the same sessions.
+OpenVINO + NNCF) timed in the same sessions. ``run_s`` is the script's own wall time, so the
+scripts of one workload add up to the time its whole benchmark takes.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ COLUMNS = [
     "wall_s",
 ]
 
+
+STARTED = time.perf_counter()  # every script imports this module before its work begins
 
 WORKLOADS = ("W1", "W2", "W3")  # digits, text, solar-cell inspection (README, "Benchmarks")
 
@@ -113,19 +116,24 @@ def _fmt(column: str, value: Any) -> str:
 def write_json(
     path: Path | None, machine_info: dict[str, Any], rows: list[dict[str, Any]], **extra: Any
 ) -> None:
+    """Write the JSON at ``path`` (nowhere without one), with the script's wall time so far."""
     if path is None:
         return
+    run_s = round(time.perf_counter() - STARTED, 1)
+    found = {"machine": machine_info, "run_s": run_s, "rows": rows, **extra}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": machine_info, "rows": rows, **extra}, indent=2) + "\n")
+    path.write_text(json.dumps(found, indent=2) + "\n")
 
 
 Checks = dict[str, tuple[bool | None, str]]
 
 
 def finish(path: Path | None, threads: int, rows: list[dict[str, Any]], checks: Checks) -> None:
-    """Print each target as PASS / FAIL / N/A and write the JSON (targets included)."""
+    """Print each target as PASS / FAIL / N/A and the run's wall time, and write the JSON
+    (targets included)."""
     for name, (ok, text) in checks.items():
         print(f"{'PASS' if ok else 'FAIL' if ok is False else 'N/A '} {name}: {text}")
+    print(f"ran {(time.perf_counter() - STARTED) / 60:.1f} min")
     write_json(
         path,
         machine(threads),
