@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _common import COLUMNS as BASE_COLUMNS
 from _common import chosen_workloads, finish, median_p50, parser, print_table, row, shipped_baseline
 from slimkit._console import quiet_libraries
 
@@ -58,6 +59,7 @@ DISTILL = {
     "W3": {**W3_FINETUNE, "temperature": 2.0, "alpha": 0.5},
 }
 SERVED_ON = ("eager", "onnxruntime", "openvino")
+COLUMNS = [*BASE_COLUMNS[:3], "batch_size", *BASE_COLUMNS[3:]]
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,9 @@ def main() -> None:
         )
         rows += found
         print_table(
-            f"{workload} pruning ({threads} threads, median p50 of interleaved sessions)", found
+            f"{workload} pruning ({threads} threads, median p50 of interleaved sessions)",
+            found,
+            columns=COLUMNS,
         )
         checks.update(targets(workload, found))
     finish(args.json, threads, rows, checks)
@@ -326,7 +330,7 @@ def targets(workload: str, rows: list[dict[str, Any]]) -> dict[str, tuple[bool |
         )
     r = by.get(("prune:channels-50%", "eager", 1))
     if r:
-        out["W1 pruning itself under 5 s"] = (
+        out[f"{workload} pruning itself under 5 s"] = (
             r["prune_s"] < 5,
             f"channels 50%: {r['prune_s']:.2f} s",
         )
