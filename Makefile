@@ -44,7 +44,7 @@ test:
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist worksteal -m "not slow and not bench"
 
-# The benchmarks' plumbing at toy scale (--quick): about 5 minutes on 2 cores.
+# The benchmarks' plumbing at toy scale (--quick): 5 to 8 minutes on 2 cores.
 test-bench: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist worksteal -m bench
 
