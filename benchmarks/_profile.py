@@ -44,9 +44,6 @@ def efficiency(macs: int, batch: int, latency_ms: float, peak: float) -> float:
 
 # ONNX Runtime kernels that do the model's multiply-accumulates; the rest is overhead.
 MAC_OPS = (
-    "Convolution",  # OpenVINO's CPU plugin
-    "GroupConvolution",
-    "FullyConnected",
     "QLinearConv",
     "ConvInteger",
     "MatMulInteger",
@@ -115,13 +112,59 @@ def time_by_op_openvino(
     return {op: round(100.0 * t / total, 1) for op, t in spent.most_common()}
 
 
-def why_below_peak(efficiency_pct: float, shares: dict[str, float]) -> str:
+# OpenVINO's node types for each kind of layer :func:`macs_by_kind` counts (a node type is
+# matched by its start: FullyConnectedQuantizedLegacy is a Linear too).
+OPENVINO_KINDS = {"GroupConvolution": "grouped", "Convolution": "dense", "FullyConnected": "linear"}
+
+
+def macs_by_kind(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, float]:
+    """Share (%) of ``model``'s multiply-accumulates done by each kind of layer: ``dense``
+    convolutions, ``grouped`` ones (depthwise) and ``linear`` layers. Set beside a runtime's
+    profile, it shows which kind takes more of the time than of the arithmetic."""
+    from slimkit.evaluation.macs import layer_macs
+
+    modules = dict(model.named_modules())
+    kinds: dict[str, int] = {}
+    for name, macs in layer_macs(model, inputs).items():
+        layer = modules[name]
+        kind = "linear" if isinstance(layer, torch.nn.Linear) else "dense"
+        if isinstance(layer, torch.nn.Conv2d) and layer.groups > 1:
+            kind = "grouped"
+        kinds[kind] = kinds.get(kind, 0) + macs
+    total = sum(kinds.values()) or 1
+    return {kind: round(100.0 * n / total, 1) for kind, n in kinds.items()}
+
+
+def _kind(op: str) -> str | None:
+    """The kind of layer an OpenVINO node type runs, or None for other ops."""
+    return next((k for node, k in OPENVINO_KINDS.items() if op.startswith(node)), None)
+
+
+def _does_macs(op: str) -> bool:
+    return op in MAC_OPS or _kind(op) is not None
+
+
+def why_below_peak(
+    efficiency_pct: float, shares: dict[str, float], macs: dict[str, float] | None = None
+) -> str:
     """Where the time goes: the multiply-accumulating kernels' share of it and their own rate
-    against the peak, and the other ops that take the rest."""
-    mac = sum(v for op, v in shares.items() if op in MAC_OPS)
+    against the peak, and the other ops that take the rest. Given the model's ``macs`` by kind
+    (:func:`macs_by_kind`) and an OpenVINO profile, each MAC node type's share of the time is
+    set beside its share of the arithmetic, and the share of the peak that implies."""
+    mac = sum(v for op, v in shares.items() if _does_macs(op))
     own = 100.0 * efficiency_pct / mac if mac else 0.0
-    rest = ", ".join([f"{op} {v:.0f}%" for op, v in shares.items() if op not in MAC_OPS][:4])
+    rest = ", ".join([f"{op} {v:.0f}%" for op, v in shares.items() if not _does_macs(op)][:4])
+    parts = []
+    for op, v in shares.items():
+        kind = _kind(op)
+        if macs and kind is not None and v >= 1:
+            share = macs.get(kind, 0.0)
+            parts.append(
+                f"{op} {v:.0f}% of the time for {share:.0f}% of the MACs, "
+                f"~{efficiency_pct * share / v:.0f}% of the peak"
+            )
+    by_kind = f" ({'; '.join(parts)})" if parts else ""
     return (
-        f"MAC kernels take {mac:.0f}% of the runtime's kernel time and run at ~{own:.0f}% of "
-        f"the peak themselves; the rest: {rest}"
+        f"MAC kernels take {mac:.0f}% of the runtime's kernel time{by_kind} and run at "
+        f"~{own:.0f}% of the peak themselves; the rest: {rest}"
     )

@@ -40,7 +40,14 @@ from _common import (
     row,
     shipped_baseline,
 )
-from _profile import efficiency, matmul_peaks, time_by_op, time_by_op_openvino, why_below_peak
+from _profile import (
+    efficiency,
+    macs_by_kind,
+    matmul_peaks,
+    time_by_op,
+    time_by_op_openvino,
+    why_below_peak,
+)
 from slimkit._console import quiet_libraries
 
 COLUMNS = [*BASE_COLUMNS[:3], "batch_size", *BASE_COLUMNS[3:-1], "int8_peak_pct", "wall_s"]
@@ -160,6 +167,7 @@ def run_workload(
     recipe, base = shipped_baseline(recipe_name, quick)
     data = base.data
     macs = count_macs(base.model, data.sample_inputs(1))
+    kinds = macs_by_kind(base.model, data.sample_inputs(1))
     calibration = [x for x, _ in data.calibration(512).batches(32)]
     built: dict[str, tuple[ModelState, torch.nn.Module, float]] = {
         "fp32": (ModelState(base.model, "eager"), base.model, 0.0)
@@ -241,16 +249,21 @@ def run_workload(
                     for n, e in scored.items()
                 ]
             )
-            _profile_fastest_int8(timed, served, inputs, threads)
+            _profile_fastest_int8(timed, served, inputs, threads, kinds)
             rows += timed
     return rows
 
 
 def _profile_fastest_int8(
-    rows: list[dict[str, Any]], served: dict[str, Any], inputs: Any, threads: int
+    rows: list[dict[str, Any]],
+    served: dict[str, Any],
+    inputs: Any,
+    threads: int,
+    kinds: dict[str, float],
 ) -> None:
-    """Attach ``time_by_op`` (the runtime's own profile) to the fastest of slimkit's int8
-    rows within a point: where an int8 model's time goes when it falls short of the peak."""
+    """Attach ``time_by_op`` (the runtime's own profile) and the model's ``macs_by_kind`` to
+    the fastest of slimkit's int8 rows within a point: where an int8 model's time goes when it
+    falls short of the peak, beside where its arithmetic is."""
     int8 = [
         r
         for r in rows
@@ -259,6 +272,7 @@ def _profile_fastest_int8(
     if not int8:
         return
     top = min(int8, key=lambda r: r["latency_ms"])
+    top["macs_by_kind"] = kinds
     prepared = served[top["method"]]
     used = prepared.threads or threads
     if prepared.artifact.suffix == ".onnx":
@@ -390,7 +404,8 @@ def targets(workload: str, rows: list[dict[str, Any]]) -> dict[str, tuple[bool |
         else:
             detail = f"{line(top)}, {top['int8_peak_pct']:.1f}% of the int8 peak"
             if not reached and top.get("time_by_op"):
-                detail += f"; {why_below_peak(top['int8_peak_pct'], top['time_by_op'])}"
+                why = why_below_peak(top["int8_peak_pct"], top["time_by_op"], top["macs_by_kind"])
+                detail += f"; {why}"
         out["W3 int8 of the unpruned network at batch 32 >= 40% of the int8 peak"] = (
             reached,
             detail,

@@ -56,6 +56,9 @@ def test_quantization_w3_times_every_model_at_batch_1_and_32(cache: Path, tmp_pa
     profiled = [r for r in rows if "time_by_op" in r]
     assert {r["batch_size"] for r in profiled} == {1, 32}
     assert all(abs(sum(r["time_by_op"].values()) - 100) < 1 for r in profiled)
+    # beside where the arithmetic is: Lite0's depthwise convolutions are its grouped ones
+    for r in profiled:
+        assert abs(sum(r["macs_by_kind"].values()) - 100) < 1 and r["macs_by_kind"]["grouped"] > 0
     assert "W3 int8 of the unpruned network at batch 32 >= 40% of the int8 peak" in found["targets"]
 
 
