@@ -44,6 +44,12 @@ COLUMNS = [
 
 STARTED = time.perf_counter()  # every script imports this module before its work begins
 
+
+def run_seconds() -> float:
+    """The script's wall time so far."""
+    return round(time.perf_counter() - STARTED, 1)
+
+
 WORKLOADS = ("W1", "W2", "W3")  # digits, text, solar-cell inspection (README, "Benchmarks")
 
 
@@ -119,8 +125,7 @@ def write_json(
     """Write the JSON at ``path`` (nowhere without one), with the script's wall time so far."""
     if path is None:
         return
-    run_s = round(time.perf_counter() - STARTED, 1)
-    found = {"machine": machine_info, "run_s": run_s, "rows": rows, **extra}
+    found = {"machine": machine_info, "run_s": run_seconds(), "rows": rows, **extra}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(found, indent=2) + "\n")
 
@@ -133,7 +138,7 @@ def finish(path: Path | None, threads: int, rows: list[dict[str, Any]], checks: 
     (targets included)."""
     for name, (ok, text) in checks.items():
         print(f"{'PASS' if ok else 'FAIL' if ok is False else 'N/A '} {name}: {text}")
-    print(f"ran {(time.perf_counter() - STARTED) / 60:.1f} min")
+    print(f"ran {run_seconds() / 60:.1f} min")
     write_json(
         path,
         machine(threads),

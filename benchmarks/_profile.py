@@ -126,10 +126,11 @@ def macs_by_kind(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> di
     modules = dict(model.named_modules())
     kinds: dict[str, int] = {}
     for name, macs in layer_macs(model, inputs).items():
-        layer = modules[name]
-        kind = "linear" if isinstance(layer, torch.nn.Linear) else "dense"
-        if isinstance(layer, torch.nn.Conv2d) and layer.groups > 1:
-            kind = "grouped"
+        layer = modules[name]  # a Conv2d or a Linear: the layers layer_macs counts
+        if isinstance(layer, torch.nn.Linear):
+            kind = "linear"
+        else:
+            kind = "grouped" if layer.groups > 1 else "dense"
         kinds[kind] = kinds.get(kind, 0) + macs
     total = sum(kinds.values()) or 1
     return {kind: round(100.0 * n / total, 1) for kind, n in kinds.items()}

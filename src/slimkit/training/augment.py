@@ -67,6 +67,10 @@ def _check_square(images: torch.Tensor) -> None:
         )
 
 
+def _identity(images: torch.Tensor) -> torch.Tensor:
+    return images
+
+
 def _turn(k: int) -> View:
     def view(images: torch.Tensor) -> torch.Tensor:
         _check_square(images)
@@ -80,7 +84,7 @@ def _turn(k: int) -> View:
 # every view a student is shown, so distillation computes them once (``cache_teacher``).
 VIEWS: dict[str, tuple[View, ...]] = {
     "random-flip": (
-        lambda x: x,
+        _identity,
         lambda x: x.flip(-1),
         lambda x: x.flip(-2),
         lambda x: x.flip(-1).flip(-2),
@@ -93,7 +97,7 @@ def symmetries(names: Sequence[str]) -> tuple[View, ...] | None:
     """Every distinct view the augmentations ``names`` can produce (compositions of one view of
     each, in order, the identity first), or None where one of them draws from no finite set.
     Flips and quarter turns compose to the eight symmetries of a square, not sixteen."""
-    views: list[View] = [lambda x: x]
+    views: list[View] = [_identity]
     for name in names:
         if name not in VIEWS:
             return None
